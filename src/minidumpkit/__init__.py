@@ -1,0 +1,85 @@
+"""minidumpkit: write minidumps (MDMP) of live processes, and read anyone's.
+
+    import minidumpkit as mdk
+    mdk.dump(pid, "app.dmp")                              # DumpType.MINI
+    mdk.dump(pid, "app.dmp", type=mdk.DumpType.FULL)
+    with mdk.open_minidump("app.dmp") as d:
+        print(d.threads, d.modules, d.exception)
+
+Importing this package loads no native library and does not import cffi; the
+platform backend is chosen and loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AccessDenied,
+    AlreadyTraced,
+    DumpCancelled,
+    InvalidTargetError,
+    MinidumpError,
+    MinidumpFormatError,
+    ProcessError,
+    ProcessNotFound,
+    UnsupportedError,
+)
+from .flags import (
+    CallbackType,
+    DumpType,
+    MiniDumpType,
+    ModuleWriteFlags,
+    PssCaptureFlags,
+    StreamType,
+    ThreadWriteFlags,
+)
+
+if TYPE_CHECKING:
+    from .dumper import Dumper, dump
+    from .reader import Minidump, open_minidump
+
+__version__ = "0.1.0.dev0"
+
+# Public names that live in modules imported on first use (PEP 562).
+_LAZY = {
+    "open_minidump": "reader",
+    "Minidump": "reader",
+    "Dumper": "dumper",
+    "dump": "dumper",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'minidumpkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AccessDenied",
+    "AlreadyTraced",
+    "CallbackType",
+    "DumpCancelled",
+    "DumpType",
+    "Dumper",
+    "InvalidTargetError",
+    "MiniDumpType",
+    "Minidump",
+    "MinidumpError",
+    "MinidumpFormatError",
+    "ModuleWriteFlags",
+    "ProcessError",
+    "ProcessNotFound",
+    "PssCaptureFlags",
+    "StreamType",
+    "ThreadWriteFlags",
+    "UnsupportedError",
+    "dump",
+    "open_minidump",
+]

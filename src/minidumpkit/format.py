@@ -1,0 +1,787 @@
+"""The MDMP file format, defined once and shared by the writer and the reader.
+
+Every on-disk structure is a frozen dataclass whose field annotations carry their
+``struct`` code; ``SIZE``, :meth:`Record.unpack_from` and :meth:`Record.pack` are
+derived from them. All layouts are little-endian with no implicit padding: where
+``#pragma pack(4)`` or natural alignment would pad, the padding is an explicit
+field, as in Microsoft's headers. Nested records are written as a field whose
+annotation is the record class.
+
+Sources: Microsoft's minidumpapiset.h documentation, Breakpad's
+``minidump_format.h`` and ``minidump_cpu_amd64.h``, rust-minidump's
+``format.rs``. Sizes are pinned by tests with bytes assembled independently.
+
+Import it as ``from minidumpkit import format as md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import struct
+import typing
+from typing import Annotated, Any, ClassVar, Self, dataclass_transform
+
+from .flags import StreamType
+
+__all__ = ["StreamType"]  # the rest is reached as md.Name
+
+SIGNATURE = 0x504D444D  # b"MDMP"
+VERSION = 0xA793  # low word of Header.version; Windows puts an implementation word above it
+
+U8 = Annotated[int, "B"]
+U16 = Annotated[int, "H"]
+U32 = Annotated[int, "I"]
+I32 = Annotated[int, "i"]
+U64 = Annotated[int, "Q"]
+
+
+def Bytes(n: int) -> Any:  # noqa: N802 - reads as a type in annotations
+    """A fixed-size byte array field of ``n`` bytes."""
+    return Annotated[bytes, f"{n}s"]
+
+
+@dataclass_transform(frozen_default=True)
+class Record:
+    """Base of every fixed-size on-disk structure (see the module docstring)."""
+
+    SIZE: ClassVar[int]
+    _struct: ClassVar[struct.Struct]
+    # (field name, nested record class or None) in declaration order
+    _layout: ClassVar[tuple[tuple[str, type[Record] | None], ...]]
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if "__annotations__" not in cls.__dict__:
+            return
+        dataclasses.dataclass(frozen=True, slots=False)(cls)
+        hints = typing.get_type_hints(cls, include_extras=True)
+        codes: list[str] = []
+        layout: list[tuple[str, type[Record] | None]] = []
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            hint = hints[f.name]
+            if isinstance(hint, type) and issubclass(hint, Record):
+                codes.append(hint._struct.format.lstrip("<"))
+                layout.append((f.name, hint))
+            else:
+                codes.append(typing.get_args(hint)[1])
+                layout.append((f.name, None))
+        cls._struct = struct.Struct("<" + "".join(codes))
+        cls.SIZE = cls._struct.size
+        cls._layout = tuple(layout)
+
+    @classmethod
+    def _build(cls, values: tuple[Any, ...], pos: int) -> tuple[Self, int]:
+        kwargs: dict[str, Any] = {}
+        for name, sub in cls._layout:
+            if sub is None:
+                kwargs[name] = values[pos]
+                pos += 1
+            else:
+                kwargs[name], pos = sub._build(values, pos)
+        return cls(**kwargs), pos
+
+    @classmethod
+    def unpack_from(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> Self:
+        """Decode one record at ``offset``; the caller bounds-checks (struct.error otherwise)."""
+        return cls._build(cls._struct.unpack_from(buf, offset), 0)[0]
+
+    def _flat(self) -> list[Any]:
+        out: list[Any] = []
+        for name, sub in self._layout:
+            value = getattr(self, name)
+            if sub is None:
+                out.append(value)
+            else:
+                out.extend(value._flat())
+        return out
+
+    def pack(self) -> bytes:
+        return self._struct.pack(*self._flat())
+
+    @classmethod
+    def zero(cls) -> Self:
+        """A record with every field zero (the all-zero byte pattern)."""
+        return cls.unpack_from(bytes(cls.SIZE))
+
+
+# --- header and directory ---------------------------------------------------------
+
+class Location(Record):
+    """MINIDUMP_LOCATION_DESCRIPTOR: a 32-bit (size, rva) pair."""
+    data_size: U32
+    rva: U32
+
+
+class Location64(Record):
+    """MINIDUMP_LOCATION_DESCRIPTOR64."""
+    data_size: U64
+    rva: U64
+
+
+class Header(Record):
+    """MINIDUMP_HEADER (32 bytes)."""
+    signature: U32
+    version: U32
+    stream_count: U32
+    stream_directory_rva: U32
+    checksum: U32
+    time_date_stamp: U32
+    flags: U64
+
+
+class Directory(Record):
+    """MINIDUMP_DIRECTORY (12 bytes)."""
+    stream_type: U32
+    location: Location
+
+
+# --- memory -----------------------------------------------------------------------
+
+class MemoryDescriptor(Record):
+    """MINIDUMP_MEMORY_DESCRIPTOR (16 bytes): a range whose bytes are at a 32-bit RVA."""
+    start_of_memory_range: U64
+    memory: Location
+
+
+class MemoryDescriptor64(Record):
+    """MINIDUMP_MEMORY_DESCRIPTOR64 (16 bytes): bytes follow Memory64List.base_rva in order."""
+    start_of_memory_range: U64
+    data_size: U64
+
+
+class Memory64ListHeader(Record):
+    """MINIDUMP_MEMORY64_LIST without its array."""
+    number_of_memory_ranges: U64
+    base_rva: U64
+
+
+class MemoryInfoListHeader(Record):
+    """MINIDUMP_MEMORY_INFO_LIST without its array."""
+    size_of_header: U32
+    size_of_entry: U32
+    number_of_entries: U64
+
+
+class MemoryInfo(Record):
+    """MINIDUMP_MEMORY_INFO (48 bytes), VirtualQuery's MEMORY_BASIC_INFORMATION64."""
+    base_address: U64
+    allocation_base: U64
+    allocation_protect: U32
+    alignment1: U32
+    region_size: U64
+    state: U32
+    protect: U32
+    type: U32
+    alignment2: U32
+
+
+class MemState(enum.IntFlag):
+    COMMIT = 0x1000
+    RESERVE = 0x2000
+    FREE = 0x10000
+
+
+class MemType(enum.IntFlag):
+    PRIVATE = 0x20000
+    MAPPED = 0x40000
+    IMAGE = 0x1000000
+
+
+class MemProtect(enum.IntFlag):
+    NOACCESS = 0x01
+    READONLY = 0x02
+    READWRITE = 0x04
+    WRITECOPY = 0x08
+    EXECUTE = 0x10
+    EXECUTE_READ = 0x20
+    EXECUTE_READWRITE = 0x40
+    EXECUTE_WRITECOPY = 0x80
+    GUARD = 0x100
+    NOCACHE = 0x200
+    WRITECOMBINE = 0x400
+
+
+# --- threads ----------------------------------------------------------------------
+
+class Thread(Record):
+    """MINIDUMP_THREAD (48 bytes)."""
+    thread_id: U32
+    suspend_count: U32
+    priority_class: U32
+    priority: U32
+    teb: U64
+    stack: MemoryDescriptor
+    thread_context: Location
+
+
+class ThreadEx(Record):
+    """MINIDUMP_THREAD_EX (64 bytes)."""
+    thread_id: U32
+    suspend_count: U32
+    priority_class: U32
+    priority: U32
+    teb: U64
+    stack: MemoryDescriptor
+    thread_context: Location
+    backing_store: MemoryDescriptor
+
+
+class ThreadName(Record):
+    """MINIDUMP_THREAD_NAME (12 bytes under pack(4)): the name is a MINIDUMP_STRING at a 64-bit RVA."""
+    thread_id: U32
+    rva_of_thread_name: U64
+
+
+class ThreadInfoListHeader(Record):
+    """MINIDUMP_THREAD_INFO_LIST without its array."""
+    size_of_header: U32
+    size_of_entry: U32
+    number_of_entries: U32
+
+
+class ThreadInfo(Record):
+    """MINIDUMP_THREAD_INFO (64 bytes). Times are FILETIME-style 100 ns units."""
+    thread_id: U32
+    dump_flags: U32
+    dump_error: U32
+    exit_status: U32
+    create_time: U64
+    exit_time: U64
+    kernel_time: U64
+    user_time: U64
+    start_address: U64
+    affinity: U64
+
+
+class ThreadInfoFlags(enum.IntFlag):
+    ERROR_THREAD = 0x1
+    WRITING_THREAD = 0x2
+    EXITED_THREAD = 0x4
+    INVALID_INFO = 0x8
+    INVALID_CONTEXT = 0x10
+    INVALID_TEB = 0x20
+
+
+# --- CPU contexts -----------------------------------------------------------------
+
+class M128A(Record):
+    low: U64
+    high: U64
+
+
+class XmmSaveArea32(Record):
+    """XMM_SAVE_AREA32 (512 bytes): the FXSAVE layout, as PTRACE NT_PRFPREG returns it."""
+    control_word: U16
+    status_word: U16
+    tag_word: U8
+    reserved1: U8
+    error_opcode: U16
+    error_offset: U32
+    error_selector: U16
+    reserved2: U16
+    data_offset: U32
+    data_selector: U16
+    reserved3: U16
+    mx_csr: U32
+    mx_csr_mask: U32
+    float_registers: Bytes(128)
+    xmm_registers: Bytes(256)
+    reserved4: Bytes(96)
+
+
+AMD64_GPRS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+              "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+
+
+class ContextAMD64(Record):
+    """CONTEXT for AMD64 (1232 = 0x4d0 bytes)."""
+    p1_home: U64
+    p2_home: U64
+    p3_home: U64
+    p4_home: U64
+    p5_home: U64
+    p6_home: U64
+    context_flags: U32
+    mx_csr: U32
+    seg_cs: U16
+    seg_ds: U16
+    seg_es: U16
+    seg_fs: U16
+    seg_gs: U16
+    seg_ss: U16
+    eflags: U32
+    dr0: U64
+    dr1: U64
+    dr2: U64
+    dr3: U64
+    dr6: U64
+    dr7: U64
+    rax: U64
+    rcx: U64
+    rdx: U64
+    rbx: U64
+    rsp: U64
+    rbp: U64
+    rsi: U64
+    rdi: U64
+    r8: U64
+    r9: U64
+    r10: U64
+    r11: U64
+    r12: U64
+    r13: U64
+    r14: U64
+    r15: U64
+    rip: U64
+    flt_save: XmmSaveArea32
+    vector_register: Bytes(416)
+    vector_control: U64
+    debug_control: U64
+    last_branch_to_rip: U64
+    last_branch_from_rip: U64
+    last_exception_to_rip: U64
+    last_exception_from_rip: U64
+
+    @property
+    def pc(self) -> int:
+        return self.rip
+
+    @property
+    def sp(self) -> int:
+        return self.rsp
+
+    def registers(self) -> dict[str, int]:
+        """General registers by their lowercase names, as debuggers show them."""
+        regs = {name: getattr(self, name) for name in AMD64_GPRS}
+        regs["rip"] = self.rip
+        regs["eflags"] = self.eflags
+        for seg in ("cs", "ds", "es", "fs", "gs", "ss"):
+            regs[seg] = getattr(self, "seg_" + seg)
+        return regs
+
+
+class FloatingSaveArea(Record):
+    """FLOATING_SAVE_AREA of the x86 CONTEXT (112 bytes)."""
+    control_word: U32
+    status_word: U32
+    tag_word: U32
+    error_offset: U32
+    error_selector: U32
+    data_offset: U32
+    data_selector: U32
+    register_area: Bytes(80)
+    cr0_npx_state: U32
+
+
+class ContextX86(Record):
+    """CONTEXT for x86 (716 bytes)."""
+    context_flags: U32
+    dr0: U32
+    dr1: U32
+    dr2: U32
+    dr3: U32
+    dr6: U32
+    dr7: U32
+    float_save: FloatingSaveArea
+    gs: U32
+    fs: U32
+    es: U32
+    ds: U32
+    edi: U32
+    esi: U32
+    ebx: U32
+    edx: U32
+    ecx: U32
+    eax: U32
+    ebp: U32
+    eip: U32
+    cs: U32
+    eflags: U32
+    esp: U32
+    ss: U32
+    extended_registers: Bytes(512)
+
+    @property
+    def pc(self) -> int:
+        return self.eip
+
+    @property
+    def sp(self) -> int:
+        return self.esp
+
+    def registers(self) -> dict[str, int]:
+        names = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp", "eip", "eflags",
+                 "cs", "ds", "es", "fs", "gs", "ss")
+        return {name: getattr(self, name) for name in names}
+
+
+CONTEXT_AMD64 = 0x00100000
+CONTEXT_X86 = 0x00010000
+CONTEXT_AMD64_ALL = 0x0010001F
+CONTEXT_AMD64_XSTATE = 0x00100040
+
+
+# --- modules ----------------------------------------------------------------------
+
+class VsFixedFileInfo(Record):
+    """VS_FIXEDFILEINFO (52 bytes)."""
+    signature: U32
+    struc_version: U32
+    file_version_hi: U32
+    file_version_lo: U32
+    product_version_hi: U32
+    product_version_lo: U32
+    file_flags_mask: U32
+    file_flags: U32
+    file_os: U32
+    file_type: U32
+    file_subtype: U32
+    file_date_hi: U32
+    file_date_lo: U32
+
+
+VS_FFI_SIGNATURE = 0xFEEF04BD
+
+
+class Module(Record):
+    """MINIDUMP_MODULE (108 bytes: no tail padding in the file)."""
+    base_of_image: U64
+    size_of_image: U32
+    checksum: U32
+    time_date_stamp: U32
+    module_name_rva: U32
+    version_info: VsFixedFileInfo
+    cv_record: Location
+    misc_record: Location
+    reserved0: U64
+    reserved1: U64
+
+
+class UnloadedModuleListHeader(Record):
+    size_of_header: U32
+    size_of_entry: U32
+    number_of_entries: U32
+
+
+class UnloadedModule(Record):
+    """MINIDUMP_UNLOADED_MODULE (24 bytes)."""
+    base_of_image: U64
+    size_of_image: U32
+    checksum: U32
+    time_date_stamp: U32
+    module_name_rva: U32
+
+
+CV_SIGNATURE_PDB70 = 0x53445352  # b"RSDS"
+CV_SIGNATURE_PDB20 = 0x3031424E  # b"NB10"
+CV_SIGNATURE_ELF = 0x4270454C  # b"LEpB": Breakpad's ELF build-id record
+
+
+class CvInfoPdb70Header(Record):
+    """CV_INFO_PDB70 without its NUL-terminated UTF-8 pdb file name."""
+    cv_signature: U32
+    signature: Bytes(16)  # GUID as stored (data1/2/3 little-endian)
+    age: U32
+
+
+class CvInfoPdb20Header(Record):
+    cv_signature: U32
+    cv_offset: U32
+    signature: U32
+    age: U32
+
+
+# --- exception --------------------------------------------------------------------
+
+EXCEPTION_MAXIMUM_PARAMETERS = 15
+
+
+class ExceptionRecord(Record):
+    """MINIDUMP_EXCEPTION (152 bytes)."""
+    exception_code: U32
+    exception_flags: U32
+    exception_record: U64
+    exception_address: U64
+    number_parameters: U32
+    unused_alignment: U32
+    exception_information: Bytes(8 * EXCEPTION_MAXIMUM_PARAMETERS)
+
+    def parameters(self) -> tuple[int, ...]:
+        n = min(self.number_parameters, EXCEPTION_MAXIMUM_PARAMETERS)
+        return struct.unpack_from(f"<{n}Q", self.exception_information)
+
+
+class ExceptionStream(Record):
+    """MINIDUMP_EXCEPTION_STREAM (168 bytes)."""
+    thread_id: U32
+    alignment: U32
+    exception_record: ExceptionRecord
+    thread_context: Location
+
+
+DUMP_REQUESTED = 0xFFFFFFFF  # Breakpad's MD_EXCEPTION_CODE_LIN_DUMP_REQUESTED
+
+
+# --- system and process info ------------------------------------------------------
+
+class SystemInfo(Record):
+    """MINIDUMP_SYSTEM_INFO (56 bytes); ``cpu`` is the 24-byte CPU_INFORMATION union."""
+    processor_architecture: U16
+    processor_level: U16
+    processor_revision: U16
+    number_of_processors: U8
+    product_type: U8
+    major_version: U32
+    minor_version: U32
+    build_number: U32
+    platform_id: U32
+    csd_version_rva: U32
+    suite_mask: U16
+    reserved2: U16
+    cpu: Bytes(24)
+
+
+class ProcessorArchitecture(enum.IntEnum):
+    X86 = 0
+    MIPS = 1
+    ALPHA = 2
+    PPC = 3
+    SHX = 4
+    ARM = 5
+    IA64 = 6
+    ALPHA64 = 7
+    MSIL = 8
+    AMD64 = 9
+    X86_WIN64 = 10
+    ARM64 = 12
+    SPARC = 0x8001
+    PPC64 = 0x8002
+    ARM64_OLD = 0x8003
+    MIPS64 = 0x8004
+    UNKNOWN = 0xFFFF
+
+
+class PlatformId(enum.IntEnum):
+    WIN32S = 0
+    WIN32_WINDOWS = 1
+    WIN32_NT = 2
+    WIN32_CE = 3
+    UNIX = 0x8000
+    MACOS = 0x8101
+    IOS = 0x8102
+    LINUX = 0x8201
+    SOLARIS = 0x8202
+    ANDROID = 0x8203
+    PS3 = 0x8204
+    NACL = 0x8205
+    FUCHSIA = 0x8206
+
+
+class MiscInfo(Record):
+    """MINIDUMP_MISC_INFO (24 bytes)."""
+    size_of_info: U32
+    flags1: U32
+    process_id: U32
+    process_create_time: U32
+    process_user_time: U32
+    process_kernel_time: U32
+
+
+class MiscInfo2(Record):
+    """MINIDUMP_MISC_INFO_2 (44 bytes)."""
+    size_of_info: U32
+    flags1: U32
+    process_id: U32
+    process_create_time: U32
+    process_user_time: U32
+    process_kernel_time: U32
+    processor_max_mhz: U32
+    processor_current_mhz: U32
+    processor_mhz_limit: U32
+    processor_max_idle_state: U32
+    processor_current_idle_state: U32
+
+
+class MiscInfo3(Record):
+    """MINIDUMP_MISC_INFO_3 (232 bytes); ``time_zone`` is a raw TIME_ZONE_INFORMATION."""
+    size_of_info: U32
+    flags1: U32
+    process_id: U32
+    process_create_time: U32
+    process_user_time: U32
+    process_kernel_time: U32
+    processor_max_mhz: U32
+    processor_current_mhz: U32
+    processor_mhz_limit: U32
+    processor_max_idle_state: U32
+    processor_current_idle_state: U32
+    process_integrity_level: U32
+    process_execute_flags: U32
+    protected_process: U32
+    time_zone_id: U32
+    time_zone: Bytes(172)
+
+
+class MiscInfo4(Record):
+    """MINIDUMP_MISC_INFO_4 (832 bytes): adds UTF-16 build strings."""
+    size_of_info: U32
+    flags1: U32
+    process_id: U32
+    process_create_time: U32
+    process_user_time: U32
+    process_kernel_time: U32
+    processor_max_mhz: U32
+    processor_current_mhz: U32
+    processor_mhz_limit: U32
+    processor_max_idle_state: U32
+    processor_current_idle_state: U32
+    process_integrity_level: U32
+    process_execute_flags: U32
+    protected_process: U32
+    time_zone_id: U32
+    time_zone: Bytes(172)
+    build_string: Bytes(520)
+    dbg_bld_str: Bytes(80)
+
+
+class MiscInfo5(Record):
+    """MINIDUMP_MISC_INFO_5 (1364 bytes): adds XSTATE configuration and a process cookie."""
+    size_of_info: U32
+    flags1: U32
+    process_id: U32
+    process_create_time: U32
+    process_user_time: U32
+    process_kernel_time: U32
+    processor_max_mhz: U32
+    processor_current_mhz: U32
+    processor_mhz_limit: U32
+    processor_max_idle_state: U32
+    processor_current_idle_state: U32
+    process_integrity_level: U32
+    process_execute_flags: U32
+    protected_process: U32
+    time_zone_id: U32
+    time_zone: Bytes(172)
+    build_string: Bytes(520)
+    dbg_bld_str: Bytes(80)
+    xstate_data: Bytes(528)
+    process_cookie: U32
+
+
+MISC_INFO_VERSIONS: tuple[type[Record], ...] = (MiscInfo5, MiscInfo4, MiscInfo3, MiscInfo2, MiscInfo)
+
+
+class MiscInfoFlags(enum.IntFlag):
+    PROCESS_ID = 0x1
+    PROCESS_TIMES = 0x2
+    PROCESSOR_POWER_INFO = 0x4
+    PROCESS_INTEGRITY = 0x10
+    PROCESS_EXECUTE_FLAGS = 0x20
+    TIMEZONE = 0x40
+    PROTECTED_PROCESS = 0x80
+    BUILDSTRING = 0x100
+    PROCESS_COOKIE = 0x200
+
+
+# --- handles ----------------------------------------------------------------------
+
+class HandleDataHeader(Record):
+    """MINIDUMP_HANDLE_DATA_STREAM (16 bytes)."""
+    size_of_header: U32
+    size_of_descriptor: U32
+    number_of_descriptors: U32
+    reserved: U32
+
+
+class HandleDescriptor(Record):
+    """MINIDUMP_HANDLE_DESCRIPTOR (32 bytes)."""
+    handle: U64
+    type_name_rva: U32
+    object_name_rva: U32
+    attributes: U32
+    granted_access: U32
+    handle_count: U32
+    pointer_count: U32
+
+
+class HandleDescriptor2(Record):
+    """MINIDUMP_HANDLE_DESCRIPTOR_2 (40 bytes)."""
+    handle: U64
+    type_name_rva: U32
+    object_name_rva: U32
+    attributes: U32
+    granted_access: U32
+    handle_count: U32
+    pointer_count: U32
+    object_info_rva: U32
+    reserved0: U32
+
+
+# --- Breakpad Linux DSO debug (Breakpad's naturally aligned 40/24-byte layout) ------
+
+class Debug64(Record):
+    """MDRawDebug64 as Breakpad's C compiler lays it out (40 bytes); ``_DYNAMIC`` follows."""
+    version: U32
+    map: U32
+    dso_count: U32
+    padding: U32
+    brk: U64
+    ldbase: U64
+    dynamic: U64
+
+
+class LinkMap64(Record):
+    """MDRawLinkMap64 (24 bytes, padded after ``name``)."""
+    addr: U64
+    name: U32
+    padding: U32
+    ld: U64
+
+
+# --- Crashpad ---------------------------------------------------------------------
+
+class CrashpadInfoHeader(Record):
+    """MinidumpCrashpadInfo's fixed part (version 1)."""
+    version: U32
+    report_id: Bytes(16)
+    client_id: Bytes(16)
+    simple_annotations: Location
+    module_list: Location
+
+
+# --- minidumpkit's own stream -----------------------------------------------------
+
+class MinidumpkitInfo(Record):
+    """Payload of StreamType.MinidumpkitInfoStream: how this dump was taken.
+
+    ``capture`` is one of the CAPTURE_* values; ``pause_ns`` the time the target was
+    held stopped; the rest of the stream is a UTF-8 JSON object with details.
+    """
+    size_of_header: U32
+    capture: U32
+    dump_type: U64
+    pause_ns: U64
+
+
+CAPTURE_STOP = 1  # stop every thread, read, detach
+CAPTURE_VA_CLONE = 2  # copy-on-write clone snapshot
+CAPTURE_SNAPSHOT_LIVE = 3  # snapshot of threads/handles; memory read from the live process
+
+
+def string_size(text: str) -> int:
+    """Bytes a MINIDUMP_STRING of ``text`` occupies (length, UTF-16LE units, NUL)."""
+    return 4 + len(text.encode("utf-16-le")) + 2
+
+
+def pack_string(text: str) -> bytes:
+    """MINIDUMP_STRING: u32 byte length (without the NUL), UTF-16LE, then a UTF-16 NUL."""
+    data = text.encode("utf-16-le", "surrogatepass")
+    return struct.pack("<I", len(data)) + data + b"\0\0"
+
+
+def build_id_to_debug_id(build_id: bytes) -> str:
+    """Breakpad's debug identifier for an ELF build id: a GUID of its first 16 bytes + age 0."""
+    b = (build_id + bytes(16))[:16]
+    swapped = b[3::-1] + b[5:3:-1] + b[7:5:-1] + b[8:]
+    return swapped.hex().upper() + "0"
