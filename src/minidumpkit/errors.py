@@ -5,6 +5,7 @@ and each also derives from the builtin a caller would naturally catch::
 
     MinidumpError
     ├── MinidumpFormatError (ValueError)      a file is not a valid minidump
+    ├── MemoryNotCaptured (LookupError)       a read asks for bytes the dump does not hold
     ├── UnsupportedError (NotImplementedError) not possible on this platform / flag not honoured
     ├── DumpCancelled                         a callback asked to cancel the dump
     ├── InvalidTargetError (ValueError)       the pid names something that cannot be dumped
@@ -24,6 +25,7 @@ __all__ = [
     "AlreadyTraced",
     "DumpCancelled",
     "InvalidTargetError",
+    "MemoryNotCaptured",
     "MinidumpError",
     "MinidumpFormatError",
     "ProcessError",
@@ -62,6 +64,18 @@ def _rebuild_format_error(msg: str, offset: int | None, stream_type: int | None)
     err = MinidumpFormatError(msg)
     err.offset, err.stream_type = offset, stream_type
     return err
+
+
+class MemoryNotCaptured(MinidumpError, LookupError):
+    """The dump holds no bytes for (part of) the requested address range."""
+
+    def __init__(self, address: int, size: int) -> None:
+        super().__init__(f"the dump holds no memory for 0x{address:x}..0x{address + size:x}")
+        self.address = address
+        self.size = size
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.address, self.size))
 
 
 class UnsupportedError(MinidumpError, NotImplementedError):
