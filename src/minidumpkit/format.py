@@ -1,7 +1,7 @@
 """The MDMP file format, defined once and shared by the writer and the reader.
 
 Every on-disk structure is a frozen dataclass whose field annotations carry their
-``struct`` code; ``SIZE``, :meth:`Record.unpack_from` and :meth:`Record.pack` are
+``struct`` code (``Annotated[int, "I"]``, ``Annotated[bytes, "16s"]``); ``SIZE``, :meth:`Record.unpack_from` and :meth:`Record.pack` are
 derived from them. All layouts are little-endian with no implicit padding: where
 ``#pragma pack(4)`` or natural alignment would pad, the padding is an explicit
 field, as in Microsoft's headers. Nested records are written as a field whose
@@ -34,11 +34,6 @@ U16 = Annotated[int, "H"]
 U32 = Annotated[int, "I"]
 I32 = Annotated[int, "i"]
 U64 = Annotated[int, "Q"]
-
-
-def Bytes(n: int) -> Any:  # noqa: N802 - reads as a type in annotations
-    """A fixed-size byte array field of ``n`` bytes."""
-    return Annotated[bytes, f"{n}s"]
 
 
 @dataclass_transform(frozen_default=True)
@@ -285,9 +280,9 @@ class XmmSaveArea32(Record):
     reserved3: U16
     mx_csr: U32
     mx_csr_mask: U32
-    float_registers: Bytes(128)
-    xmm_registers: Bytes(256)
-    reserved4: Bytes(96)
+    float_registers: Annotated[bytes, "128s"]
+    xmm_registers: Annotated[bytes, "256s"]
+    reserved4: Annotated[bytes, "96s"]
 
 
 AMD64_GPRS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
@@ -335,7 +330,7 @@ class ContextAMD64(Record):
     r15: U64
     rip: U64
     flt_save: XmmSaveArea32
-    vector_register: Bytes(416)
+    vector_register: Annotated[bytes, "416s"]
     vector_control: U64
     debug_control: U64
     last_branch_to_rip: U64
@@ -370,7 +365,7 @@ class FloatingSaveArea(Record):
     error_selector: U32
     data_offset: U32
     data_selector: U32
-    register_area: Bytes(80)
+    register_area: Annotated[bytes, "80s"]
     cr0_npx_state: U32
 
 
@@ -400,7 +395,7 @@ class ContextX86(Record):
     eflags: U32
     esp: U32
     ss: U32
-    extended_registers: Bytes(512)
+    extended_registers: Annotated[bytes, "512s"]
 
     @property
     def pc(self) -> int:
@@ -481,7 +476,7 @@ CV_SIGNATURE_ELF = 0x4270454C  # b"LEpB": Breakpad's ELF build-id record
 class CvInfoPdb70Header(Record):
     """CV_INFO_PDB70 without its NUL-terminated UTF-8 pdb file name."""
     cv_signature: U32
-    signature: Bytes(16)  # GUID as stored (data1/2/3 little-endian)
+    signature: Annotated[bytes, "16s"]  # GUID as stored (data1/2/3 little-endian)
     age: U32
 
 
@@ -505,7 +500,7 @@ class ExceptionRecord(Record):
     exception_address: U64
     number_parameters: U32
     unused_alignment: U32
-    exception_information: Bytes(8 * EXCEPTION_MAXIMUM_PARAMETERS)
+    exception_information: Annotated[bytes, "120s"]  # 15 u64 parameters
 
     def parameters(self) -> tuple[int, ...]:
         n = min(self.number_parameters, EXCEPTION_MAXIMUM_PARAMETERS)
@@ -539,7 +534,7 @@ class SystemInfo(Record):
     csd_version_rva: U32
     suite_mask: U16
     reserved2: U16
-    cpu: Bytes(24)
+    cpu: Annotated[bytes, "24s"]
 
 
 class ProcessorArchitecture(enum.IntEnum):
@@ -620,7 +615,7 @@ class MiscInfo3(Record):
     process_execute_flags: U32
     protected_process: U32
     time_zone_id: U32
-    time_zone: Bytes(172)
+    time_zone: Annotated[bytes, "172s"]
 
 
 class MiscInfo4(Record):
@@ -640,9 +635,9 @@ class MiscInfo4(Record):
     process_execute_flags: U32
     protected_process: U32
     time_zone_id: U32
-    time_zone: Bytes(172)
-    build_string: Bytes(520)
-    dbg_bld_str: Bytes(80)
+    time_zone: Annotated[bytes, "172s"]
+    build_string: Annotated[bytes, "520s"]
+    dbg_bld_str: Annotated[bytes, "80s"]
 
 
 class MiscInfo5(Record):
@@ -662,10 +657,10 @@ class MiscInfo5(Record):
     process_execute_flags: U32
     protected_process: U32
     time_zone_id: U32
-    time_zone: Bytes(172)
-    build_string: Bytes(520)
-    dbg_bld_str: Bytes(80)
-    xstate_data: Bytes(528)
+    time_zone: Annotated[bytes, "172s"]
+    build_string: Annotated[bytes, "520s"]
+    dbg_bld_str: Annotated[bytes, "80s"]
+    xstate_data: Annotated[bytes, "528s"]
     process_cookie: U32
 
 
@@ -744,8 +739,8 @@ class LinkMap64(Record):
 class CrashpadInfoHeader(Record):
     """MinidumpCrashpadInfo's fixed part (version 1)."""
     version: U32
-    report_id: Bytes(16)
-    client_id: Bytes(16)
+    report_id: Annotated[bytes, "16s"]
+    client_id: Annotated[bytes, "16s"]
     simple_annotations: Location
     module_list: Location
 
