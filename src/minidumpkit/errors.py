@@ -111,14 +111,16 @@ class ProcessError(MinidumpError, OSError):
 
     def __str__(self) -> str:
         name = _errno.errorcode.get(self.errno or 0)
-        if self.winerror is not None:  # type: ignore[attr-defined]
-            return f"[WinError {self.winerror}] {self.strerror}"  # type: ignore[attr-defined]
+        winerror = getattr(self, "winerror", None)  # OSError has it on Windows only
+        if winerror is not None:
+            return f"[WinError {winerror}] {self.strerror}"
         return f"[{name or self.errno}] {self.strerror}"
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
+        # winerror is only an attribute on Windows; args[3] holds it everywhere
+        winerror = getattr(self, "winerror", self.args[3] if len(self.args) > 3 else None)
         return (_rebuild_process_error,
-                (type(self), self.errno, self.strerror, self.pid,
-                 getattr(self, "winerror", None)))
+                (type(self), self.errno, self.strerror, self.pid, winerror))
 
     @classmethod
     def from_errno(cls, err: int, message: str, *, pid: int | None = None) -> ProcessError:
