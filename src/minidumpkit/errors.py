@@ -98,16 +98,20 @@ class ProcessError(MinidumpError, OSError):
     """The operating system refused an operation on the target.
 
     Behaves as an :class:`OSError`: ``errno`` (POSIX) or ``winerror`` (Windows) is set,
-    ``strerror`` holds a message that says what to do. ``pid`` names the target.
+    ``strerror`` holds a message that says what to do. ``pid`` names the target;
+    ``hresult`` the raw HRESULT when Windows reported the failure as one.
     """
 
+    hresult: int | None = None
+
     def __init__(self, code: int, message: str, *, pid: int | None = None,
-                 winerror: int | None = None) -> None:
+                 winerror: int | None = None, hresult: int | None = None) -> None:
         if winerror is not None:
             super().__init__(code, message, None, winerror)
         else:
             super().__init__(code, message)
         self.pid = pid
+        self.hresult = hresult
 
     def __str__(self) -> str:
         name = _errno.errorcode.get(self.errno or 0)
@@ -120,7 +124,7 @@ class ProcessError(MinidumpError, OSError):
         # winerror is only an attribute on Windows; args[3] holds it everywhere
         winerror = getattr(self, "winerror", self.args[3] if len(self.args) > 3 else None)
         return (_rebuild_process_error,
-                (type(self), self.errno, self.strerror, self.pid, winerror))
+                (type(self), self.errno, self.strerror, self.pid, winerror, self.hresult))
 
     @classmethod
     def from_errno(cls, err: int, message: str, *, pid: int | None = None) -> ProcessError:
@@ -135,8 +139,8 @@ class ProcessError(MinidumpError, OSError):
 
 
 def _rebuild_process_error(cls: type[ProcessError], code: int, msg: str, pid: int | None,
-                           winerror: int | None) -> ProcessError:
-    return cls(code, msg, pid=pid, winerror=winerror)
+                           winerror: int | None, hresult: int | None = None) -> ProcessError:
+    return cls(code, msg, pid=pid, winerror=winerror, hresult=hresult)
 
 
 class ProcessNotFound(ProcessError, ProcessLookupError):
