@@ -151,6 +151,9 @@ class ProcessCapture:
     # How the memory was frozen: md.CAPTURE_STOP, CAPTURE_VA_CLONE, ...
     capture_method: int = md.CAPTURE_STOP
     pause_ns: int = 0
+    # When the process was frozen (seconds since the epoch) for the header's TimeDateStamp;
+    # 0 means "now", taken by the writer.
+    timestamp: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -86,7 +86,7 @@ def coerce_dump_type(value: int | MiniDumpType) -> MiniDumpType:
     """Accept a preset, a MiniDumpType combination or an int; reject unknown bits."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"dump type must be a MiniDumpType (or int), not {type(value).__name__}")
-    if value < 0 or value & ~MiniDumpType.ValidTypeFlags:
+    if value < 0 or int(value) & ~int(MiniDumpType.ValidTypeFlags):  # IntFlag ~ stays in-range
         raise ValueError(f"0x{value:x} has bits outside MiniDumpValidTypeFlags (0x01FFFFFF)")
     return MiniDumpType(value)
 

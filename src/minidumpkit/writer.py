@@ -1,0 +1,523 @@
+"""The MDMP writer: a :class:`~minidumpkit._capture.ProcessCapture` in, a minidump out.
+
+The output is the Breakpad/Crashpad Linux dialect that lldb, rust-minidump,
+Breakpad and Sentry read (see ``docs/writer.md``). Nothing here knows which OS
+the capture came from; what to include is decided by :mod:`minidumpkit._selection`
+(the :class:`DumpPolicy` hooks and the memory plan).
+
+File layout: the header and the directory (sized exactly up front, back-patched at
+the end), then every stream appended at an 8-byte boundary (contexts at 16):
+ThreadList (its entries are patched once the stacks are copied), the thread
+contexts, ThreadNames, ThreadInfoList, ModuleList, Exception, SystemInfo, MiscInfo,
+HandleData, the raw Linux streams, LinuxDsoDebug, the memory bytes followed by the
+MemoryList that describes them, and minidumpkit's info stream. Everything a 32-bit
+RVA points to stays below 4 GiB.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import errno
+import io
+import json
+import struct
+import time
+from collections.abc import Callable
+from typing import BinaryIO
+
+from . import __version__
+from . import format as md
+from ._capture import CapturedThread, ProcessCapture
+from ._selection import DumpPolicy, Selection, ThreadChoice, select
+from .errors import DumpCancelled, ProcessError, UnsupportedError
+from .flags import (
+    MiniDumpType,
+    ModuleWriteFlags,
+    StreamType,
+    ThreadWriteFlags,
+    coerce_dump_type,
+)
+
+__all__ = ["SUPPORTED_TYPES", "DumpPolicy", "WriteStats", "flag_names", "write_minidump"]
+
+# The MiniDumpType bits this writer implements; any other bit is refused, never ignored.
+SUPPORTED_TYPES = (MiniDumpType.Normal | MiniDumpType.WithThreadInfo | MiniDumpType.WithHandleData
+                   | MiniDumpType.WithIndirectlyReferencedMemory)
+
+# Breakpad's kInvalidMDRVA: LinuxDsoDebug's link-map RVA when there is no link map.
+_INVALID_RVA = 0xFFFFFFFF
+_RVA_LIMIT = 1 << 32
+# MINIDUMP_THREAD_INFO.ExitStatus of a thread that has not exited (Windows' STILL_ACTIVE).
+_STILL_ACTIVE = 259
+_CAPTURE_NAMES = {md.CAPTURE_STOP: "stop", md.CAPTURE_VA_CLONE: "va_clone",
+                  md.CAPTURE_SNAPSHOT_LIVE: "snapshot_live"}
+# At most this many read failures / dropped ranges are listed in the info stream.
+_MAX_LISTED = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteStats:
+    """What :func:`write_minidump` wrote."""
+
+    bytes_written: int
+    stream_count: int
+    memory_ranges: int
+    memory_bytes: int
+    thread_count: int
+    module_count: int
+    handle_count: int
+    read_failures: int  # ranges cut short because target memory could not be read
+    dropped_ranges: int  # planned ranges left out to respect the range/byte limits
+    elapsed: float  # seconds
+
+
+def flag_names(value: int) -> str:
+    """``"WithThreadInfo|WithHandleData"`` (``"Normal"`` for 0)."""
+    names = [m.name for m in MiniDumpType if m.value & value and m.name]
+    return "|".join(names) or "Normal"
+
+
+def write_minidump(capture: ProcessCapture, out: BinaryIO, dump_type: MiniDumpType,
+                   *, policy: DumpPolicy | None = None) -> WriteStats:
+    """Write ``capture`` to ``out`` (seekable, opened for writing) as an MDMP file.
+
+    ``dump_type`` says what to include; bits this writer does not implement raise
+    :class:`~minidumpkit.errors.UnsupportedError` naming them. ``policy`` answers the
+    questions dbghelp would ask its callback (default: :class:`DumpPolicy`, which
+    writes exactly what ``dump_type`` asks for). Exceptions raised by the policy
+    propagate unchanged; :meth:`DumpPolicy.cancel` returning True raises
+    :class:`~minidumpkit.errors.DumpCancelled`. On any exception ``out`` holds a
+    partial file that the caller discards.
+    """
+    started = time.perf_counter()
+    dump_type = coerce_dump_type(dump_type)
+    # Plain ints: ``~`` of an IntFlag spans only the defined bits, so it misses unknown ones.
+    if int(dump_type) & ~int(MiniDumpType.ValidTypeFlags):
+        raise ValueError(f"0x{int(dump_type):x} has bits outside MiniDumpValidTypeFlags (0x01FFFFFF)")
+    unsupported = int(dump_type) & ~int(SUPPORTED_TYPES)
+    if unsupported:
+        raise UnsupportedError(
+            f"MiniDumpType.{flag_names(unsupported)} is not implemented by minidumpkit's "
+            f"MDMP writer yet (it writes {flag_names(SUPPORTED_TYPES)}); leave "
+            f"{'that bit' if unsupported.bit_count() == 1 else 'those bits'} out")
+    _validate(capture)
+    return _Job(capture, out, dump_type, DumpPolicy() if policy is None else policy, started).run()
+
+
+def _validate(capture: ProcessCapture) -> None:
+    """Contract checks on what the backend filled (ValueError: a backend bug)."""
+    tids = [t.tid for t in capture.threads]
+    if len(set(tids)) != len(tids):
+        raise ValueError(f"ProcessCapture.threads lists a thread id twice: {sorted(tids)}")
+    if capture.exception is not None:
+        if capture.exception.thread_id not in tids:
+            raise ValueError(f"the exception's thread {capture.exception.thread_id} is not in "
+                             "ProcessCapture.threads")
+        if len(capture.exception.parameters) > md.EXCEPTION_MAXIMUM_PARAMETERS:
+            raise ValueError(f"an exception record holds at most {md.EXCEPTION_MAXIMUM_PARAMETERS} "
+                             f"parameters, got {len(capture.exception.parameters)}")
+    for stream_type in capture.raw_streams:
+        # skelsec's reader (and others) reject unknown ids <= LastReservedStream.
+        if stream_type <= StreamType.LastReservedStream or stream_type in _OWN_STREAMS:
+            raise ValueError(f"raw stream type 0x{stream_type:x} is reserved or written by the writer")
+
+
+_OWN_STREAMS = frozenset({StreamType.LinuxDsoDebug, StreamType.MinidumpkitInfoStream})
+
+
+class _File:
+    """Appends to ``out`` and hands out RVAs (offsets from where the dump starts)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._base = out.tell()
+        self.pos = 0
+
+    def align(self, alignment: int) -> None:
+        pad = -self.pos % alignment
+        if pad:
+            self.raw(bytes(pad))
+
+    def raw(self, data: bytes | bytearray | memoryview) -> None:
+        self._out.write(data)
+        self.pos += len(data)
+
+    def append(self, data: bytes, alignment: int = 8) -> md.Location:
+        """Write ``data`` aligned and return where it is."""
+        self.align(alignment)
+        location = md.Location(data_size=len(data), rva=self.pos)
+        self.check_rva(self.pos, len(data))
+        self.raw(data)
+        return location
+
+    def string(self, text: str) -> int:
+        """A MINIDUMP_STRING (with its UTF-16 NUL); returns its RVA."""
+        return self.append(md.pack_string(text), 4).rva
+
+    def patch(self, rva: int, data: bytes) -> None:
+        self._out.seek(self._base + rva)
+        self._out.write(data)
+        self._out.seek(self._base + self.pos)
+
+    def finish(self) -> None:
+        self._out.seek(self._base + self.pos)
+        try:  # an r+b file may hold an older, longer dump
+            self._out.truncate()
+        except (io.UnsupportedOperation, OSError):
+            pass
+        self._out.flush()
+
+    @staticmethod
+    def check_rva(rva: int, size: int) -> None:
+        if rva + size > _RVA_LIMIT:
+            raise ValueError(f"the dump outgrew 32-bit RVAs at 0x{rva:x} (+{size} bytes); "
+                             "lower DumpPolicy.max_memory_bytes")
+
+
+@dataclasses.dataclass
+class _Descriptor:
+    start: int
+    size: int
+    rva: int
+
+
+class _Job:
+    """One write: the selection, then the streams in file order."""
+
+    def __init__(self, capture: ProcessCapture, out: BinaryIO, dump_type: MiniDumpType,
+                 policy: DumpPolicy, started: float) -> None:
+        self.capture = capture
+        self.dump_type = dump_type
+        self.policy = policy
+        self.started = started
+        self.file = _File(out)
+        self.directory: list[tuple[int, md.Location]] = []
+        self.descriptors: list[_Descriptor] = []
+        self.read_failures: list[tuple[int, int]] = []
+        # (address, size) of planned memory left out at copy time (range limit reached)
+        self.left_out: list[tuple[int, int]] = []
+        self.done = 0
+        self.total = 0
+
+    # -- cancel / progress -------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        if self.policy.cancel():
+            raise DumpCancelled("the dump was cancelled: DumpPolicy.cancel() returned True")
+
+    def advance(self, nbytes: int) -> None:
+        self.done = min(self.total, self.done + nbytes)
+        self.policy.progress(self.done, self.total)
+
+    # -- the whole file ----------------------------------------------------------------
+
+    def run(self) -> WriteStats:
+        sel = select(self.capture, self.dump_type, self.policy, self.checkpoint)
+        self.total = sel.total_bytes
+        threads = [c for c in sel.threads if c.flags & ThreadWriteFlags.Thread]
+        named = [c.thread for c in threads if c.thread.name]
+        info = [c for c in sel.threads if c.flags & ThreadWriteFlags.ThreadInfo]
+        cap = self.capture
+
+        count = (5 + (cap.exception is not None) + bool(named)
+                 + bool(self.dump_type & MiniDumpType.WithThreadInfo)
+                 + bool(self.dump_type & MiniDumpType.WithHandleData)
+                 + len(cap.raw_streams) + (cap.dso_debug is not None) + 1)
+        f = self.file
+        f.raw(bytes(md.Header.SIZE + count * md.Directory.SIZE))
+
+        self.checkpoint()
+        thread_list = f.append(bytes(4 + len(threads) * md.Thread.SIZE))
+        self.directory.append((StreamType.ThreadListStream, thread_list))
+        contexts: dict[int, md.Location] = {}
+        for c in threads:
+            if c.flags & ThreadWriteFlags.Context:
+                contexts[c.thread.tid] = f.append(c.thread.context.pack(), 16)
+        if named:
+            self.stream(StreamType.ThreadNamesStream, self.thread_names(named))
+        if self.dump_type & MiniDumpType.WithThreadInfo:
+            self.stream(StreamType.ThreadInfoListStream, self.thread_info(info))
+        self.stream(StreamType.ModuleListStream, self.module_list(sel))
+        if cap.exception is not None:
+            self.stream(StreamType.ExceptionStream, self.exception(contexts))
+        self.stream(StreamType.SystemInfoStream, self.system_info())
+        self.stream(StreamType.MiscInfoStream, self.misc_info())
+        if self.dump_type & MiniDumpType.WithHandleData:
+            self.stream(StreamType.HandleDataStream, self.handle_data())
+        for stream_type in sorted(cap.raw_streams):
+            self.checkpoint()
+            self.directory.append((stream_type, f.append(bytes(cap.raw_streams[stream_type]))))
+        if cap.dso_debug is not None:
+            self.stream(StreamType.LinuxDsoDebug, self.dso_debug())
+
+        self.checkpoint()
+        self.copy_memory(sel)
+        memory_list = struct.pack("<I", len(self.descriptors)) + b"".join(
+            md.MemoryDescriptor(start_of_memory_range=d.start,
+                                memory=md.Location(data_size=d.size, rva=d.rva)).pack()
+            for d in self.descriptors)
+        self.directory.append((StreamType.MemoryListStream, f.append(memory_list)))
+        f.patch(thread_list.rva, self.thread_entries(threads, contexts, sel))
+        self.stream(StreamType.MinidumpkitInfoStream, self.info(sel))
+
+        assert len(self.directory) == count, (len(self.directory), count)
+        f.patch(md.Header.SIZE, b"".join(
+            md.Directory(stream_type=t, location=loc).pack() for t, loc in self.directory))
+        stamp = self.capture.timestamp or int(time.time())
+        f.patch(0, md.Header(signature=md.SIGNATURE, version=md.VERSION, stream_count=count,
+                             stream_directory_rva=md.Header.SIZE, checksum=0,
+                             time_date_stamp=stamp & 0xFFFFFFFF, flags=int(self.dump_type)).pack())
+        f.finish()
+        self.policy.progress(self.total, self.total)
+        return WriteStats(
+            bytes_written=f.pos, stream_count=count, memory_ranges=len(self.descriptors),
+            memory_bytes=sum(d.size for d in self.descriptors), thread_count=len(threads),
+            module_count=len(sel.modules),
+            handle_count=len(cap.handles) if self.dump_type & MiniDumpType.WithHandleData else 0,
+            read_failures=len(self.read_failures),
+            dropped_ranges=len(sel.dropped) + len(self.left_out),
+            elapsed=time.perf_counter() - self.started)
+
+    def stream(self, stream_type: int, write: bytes | Callable[[], bytes]) -> None:
+        self.checkpoint()
+        self.directory.append((stream_type, self.file.append(write if isinstance(write, bytes)
+                                                             else write())))
+
+    # -- threads -----------------------------------------------------------------------
+
+    def thread_entries(self, threads: list[ThreadChoice], contexts: dict[int, md.Location],
+                       sel: Selection) -> bytes:
+        out = [struct.pack("<I", len(threads))]
+        for c in threads:
+            t = c.thread
+            out.append(md.Thread(thread_id=t.tid, suspend_count=0, priority_class=0, priority=0,
+                                 teb=t.teb, stack=self.stack_descriptor(t, sel),
+                                 thread_context=contexts.get(t.tid, md.Location(0, 0))).pack())
+        return b"".join(out)
+
+    def stack_descriptor(self, thread: CapturedThread, sel: Selection) -> md.MemoryDescriptor:
+        """The copied part of the thread's stack: it starts in (or is) a MemoryList range."""
+        wanted = sel.stacks.get(thread.tid)
+        if wanted is None:
+            return md.MemoryDescriptor(start_of_memory_range=thread.sp, memory=md.Location(0, 0))
+        start, end = wanted
+        starts = [d.start for d in self.descriptors]
+        i = bisect.bisect_right(starts, start) - 1
+        candidates = self.descriptors[max(i, 0):]
+        for d in candidates:
+            if d.start >= end:
+                break
+            lo, hi = max(start, d.start), min(end, d.start + d.size)
+            if lo < hi:
+                return md.MemoryDescriptor(start_of_memory_range=lo,
+                                           memory=md.Location(hi - lo, d.rva + lo - d.start))
+        return md.MemoryDescriptor(start_of_memory_range=start, memory=md.Location(0, 0))
+
+    def thread_names(self, named: list[CapturedThread]) -> bytes:
+        f = self.file
+        entries = [md.ThreadName(thread_id=t.tid, rva_of_thread_name=f.string(t.name)).pack()
+                   for t in named]
+        return struct.pack("<I", len(named)) + b"".join(entries)
+
+    def thread_info(self, choices: list[ThreadChoice]) -> bytes:
+        header = md.ThreadInfoListHeader(size_of_header=md.ThreadInfoListHeader.SIZE,
+                                         size_of_entry=md.ThreadInfo.SIZE,
+                                         number_of_entries=len(choices))
+        entries = [md.ThreadInfo(thread_id=c.thread.tid, dump_flags=0, dump_error=0,
+                                 exit_status=_STILL_ACTIVE, create_time=c.thread.create_time,
+                                 exit_time=0, kernel_time=c.thread.kernel_time,
+                                 user_time=c.thread.user_time,
+                                 start_address=c.thread.start_address,
+                                 affinity=c.thread.affinity).pack() for c in choices]
+        return header.pack() + b"".join(entries)
+
+    # -- modules, exception, system ------------------------------------------------------
+
+    def module_list(self, sel: Selection) -> bytes:
+        f = self.file
+        entries = []
+        for choice in sel.modules:
+            m = choice.module
+            name_rva = f.string(m.path)
+            cv = md.Location(0, 0)
+            if m.build_id and choice.flags & ModuleWriteFlags.CvRecord:
+                cv = f.append(struct.pack("<I", md.CV_SIGNATURE_ELF) + bytes(m.build_id), 4)
+            entries.append(md.Module(
+                base_of_image=m.base, size_of_image=min(m.size, 0xFFFFFFFF), checksum=0,
+                time_date_stamp=0, module_name_rva=name_rva,
+                version_info=m.version or md.VsFixedFileInfo.zero(), cv_record=cv,
+                misc_record=md.Location(0, 0), reserved0=0, reserved1=0).pack())
+        return struct.pack("<I", len(entries)) + b"".join(entries)
+
+    def exception(self, contexts: dict[int, md.Location]) -> bytes:
+        exc = self.capture.exception
+        assert exc is not None
+        thread = next(t for t in self.capture.threads if t.tid == exc.thread_id)
+        context = contexts.get(thread.tid)
+        if context is None:  # the thread itself was left out (or its context): keep this one
+            context = self.file.append(thread.context.pack(), 16)
+        address = exc.address
+        if exc.code == md.DUMP_REQUESTED and not address:
+            address = thread.pc
+        params = struct.pack(f"<{len(exc.parameters)}Q", *exc.parameters)
+        record = md.ExceptionRecord(
+            exception_code=exc.code & 0xFFFFFFFF, exception_flags=exc.flags & 0xFFFFFFFF,
+            exception_record=0, exception_address=address,
+            number_parameters=len(exc.parameters), unused_alignment=0,
+            exception_information=params.ljust(8 * md.EXCEPTION_MAXIMUM_PARAMETERS, b"\0"))
+        return md.ExceptionStream(thread_id=exc.thread_id, alignment=0, exception_record=record,
+                                  thread_context=context).pack()
+
+    def system_info(self) -> bytes:
+        s = self.capture.system
+        csd_rva = self.file.string(s.csd_version)
+        cpu = (bytes(s.cpu_vendor)[:12].ljust(12, b"\0")
+               + struct.pack("<III", s.cpu_version_information & 0xFFFFFFFF,
+                             s.cpu_feature_information & 0xFFFFFFFF,
+                             s.cpu_amd_extended_features & 0xFFFFFFFF))
+        return md.SystemInfo(
+            processor_architecture=s.processor_architecture, processor_level=s.processor_level,
+            processor_revision=s.processor_revision,
+            number_of_processors=min(max(s.number_of_processors, 0), 255), product_type=0,
+            major_version=s.major_version, minor_version=s.minor_version,
+            build_number=s.build_number, platform_id=s.platform_id, csd_version_rva=csd_rva,
+            suite_mask=0, reserved2=0, cpu=cpu).pack()
+
+    def misc_info(self) -> bytes:
+        # The 24-byte MINIDUMP_MISC_INFO: every reader accepts it (lldb takes the pid from it).
+        c = self.capture
+        flags = md.MiscInfoFlags.PROCESS_ID
+        if c.process_create_time:
+            flags |= md.MiscInfoFlags.PROCESS_TIMES
+        return md.MiscInfo(size_of_info=md.MiscInfo.SIZE, flags1=int(flags), process_id=c.pid,
+                           process_create_time=c.process_create_time & 0xFFFFFFFF,
+                           process_user_time=c.process_user_time & 0xFFFFFFFF,
+                           process_kernel_time=c.process_kernel_time & 0xFFFFFFFF).pack()
+
+    def handle_data(self) -> bytes:
+        f = self.file
+        entries = []
+        for h in self.capture.handles:
+            entries.append(md.HandleDescriptor2(
+                handle=h.handle, type_name_rva=f.string(h.type_name) if h.type_name else 0,
+                object_name_rva=f.string(h.object_name) if h.object_name else 0,
+                attributes=h.attributes & 0xFFFFFFFF, granted_access=h.granted_access & 0xFFFFFFFF,
+                handle_count=0, pointer_count=0, object_info_rva=0, reserved0=0).pack())
+        header = md.HandleDataHeader(size_of_header=md.HandleDataHeader.SIZE,
+                                     size_of_descriptor=md.HandleDescriptor2.SIZE,
+                                     number_of_descriptors=len(entries), reserved=0)
+        return header.pack() + b"".join(entries)
+
+    def dso_debug(self) -> bytes:
+        """Breakpad's LinuxDsoDebug: MDRawDebug64 with _DYNAMIC appended; the link map
+        array (and its names) sits elsewhere in the file, at ``map``."""
+        dso = self.capture.dso_debug
+        assert dso is not None
+        f = self.file
+        map_rva = _INVALID_RVA
+        if dso.link_maps:
+            names = [f.string(lm.name) for lm in dso.link_maps]
+            map_rva = f.append(b"".join(
+                md.LinkMap64(addr=lm.addr, name=rva, padding=0, ld=lm.ld).pack()
+                for lm, rva in zip(dso.link_maps, names))).rva
+        head = md.Debug64(version=dso.version, map=map_rva, dso_count=len(dso.link_maps),
+                          padding=0, brk=dso.brk, ldbase=dso.ldbase, dynamic=dso.dynamic_address)
+        return head.pack() + bytes(dso.dynamic)
+
+    def info(self, sel: Selection) -> bytes:
+        c = self.capture
+        details = {
+            "writer": f"minidumpkit {__version__}",
+            "dump_type": flag_names(self.dump_type),
+            "capture": _CAPTURE_NAMES.get(c.capture_method, str(c.capture_method)),
+            "memory": {
+                "ranges": len(self.descriptors),
+                "bytes": sum(d.size for d in self.descriptors),
+                "indirect_pointers": sel.indirect_pointers,
+                "read_failures": len(self.read_failures),
+                "read_failures_first": [{"address": a, "size": n}
+                                        for a, n in self.read_failures[:_MAX_LISTED]],
+                "dropped_ranges": len(sel.dropped) + len(self.left_out),
+                "dropped_first": [{"address": r.start, "size": r.size, "kind": r.kind.name.lower()}
+                                  for r in sel.dropped[:_MAX_LISTED]]
+                + [{"address": a, "size": n, "kind": "over_limit"}
+                   for a, n in self.left_out[:_MAX_LISTED]],
+            },
+            "limits": {
+                "max_stack_size": self.policy.max_stack_size,
+                "max_indirect_pointers": self.policy.max_indirect_pointers,
+                "max_indirect_bytes": self.policy.max_indirect_bytes,
+                "max_memory_ranges": self.policy.max_memory_ranges,
+                "max_memory_bytes": self.policy.max_memory_bytes,
+            },
+        }
+        head = md.MinidumpkitInfo(size_of_header=md.MinidumpkitInfo.SIZE,
+                                  capture=c.capture_method & 0xFFFFFFFF,
+                                  dump_type=int(self.dump_type), pause_ns=c.pause_ns)
+        return head.pack() + json.dumps(details, sort_keys=True).encode()
+
+    # -- memory --------------------------------------------------------------------------
+
+    def copy_memory(self, sel: Selection) -> None:
+        """Copy every planned range, in address order, in chunks.
+
+        A range is read mapping by mapping, so an unreadable part of one mapping does
+        not lose the next. Address-contiguous bytes written back to back share one
+        descriptor.
+        """
+        self.policy.progress(0, self.total)
+        limit = self.policy.max_memory_ranges
+        for i, piece in enumerate(sel.memory):
+            later = len(sel.memory) - i - 1  # each later piece needs one descriptor
+            opened = False
+            for start, end, _region in sel.regions.segments(piece.start, piece.end):
+                # A read failure inside a piece splits it; the extra descriptor must not
+                # push a later piece (a stack, say) over the range limit.
+                if opened and not self.continues(start) \
+                        and len(self.descriptors) + 1 + later > limit:
+                    self.left_out.append((start, end - start))
+                    self.advance(end - start)
+                    continue
+                before = len(self.descriptors)
+                self.copy_segment(start, end)
+                opened = opened or len(self.descriptors) > before
+
+    def continues(self, address: int) -> bool:
+        """Whether bytes at ``address`` would extend the last descriptor."""
+        if not self.descriptors:
+            return False
+        last = self.descriptors[-1]
+        return last.start + last.size == address and last.rva + last.size == self.file.pos
+
+    def copy_segment(self, start: int, end: int) -> None:
+        f, memory, chunk = self.file, self.capture.memory, self.policy.chunk_size
+        addr = start
+        while addr < end:
+            self.checkpoint()
+            want = min(chunk, end - addr)
+            data = memory.read(addr, want)[:want]
+            if data:
+                if not self.continues(addr):
+                    f.align(8)
+                    self.descriptors.append(_Descriptor(addr, 0, f.pos))
+                f.check_rva(f.pos, len(data))
+                f.raw(data)
+                self.descriptors[-1].size += len(data)
+            self.advance(len(data))
+            if len(data) < want:
+                self.read_failed(addr + len(data), end)
+                return
+            addr += want
+
+    def read_failed(self, address: int, end: int) -> None:
+        size = end - address
+        self.read_failures.append((address, size))
+        error = OSError(errno.EFAULT, f"cannot read {size} bytes of process {self.capture.pid} "
+                                      f"memory at 0x{address:x}")
+        if not self.policy.read_memory_failure(address, size, error):
+            raise ProcessError(
+                errno.EFAULT, f"cannot read 0x{address:x}..0x{end:x} of process {self.capture.pid} "
+                "and DumpPolicy.read_memory_failure() asked to stop the dump",
+                pid=self.capture.pid)
+        self.advance(size)
