@@ -1,0 +1,62 @@
+"""Dump a running process and look inside the dump.
+
+Starts a small Python child with two named threads, writes a MINI dump of it with
+minidumpkit, and prints what the dump says: OS, why it was taken, threads with
+their names and registers, modules with build ids. Run: python3 examples/quickstart.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import minidumpkit as mdk
+
+CHILD = r"""
+import threading, time, sys
+def worker():
+    time.sleep(3600)
+for name in ("worker-one", "worker-two"):
+    threading.Thread(target=worker, name=name, daemon=True).start()
+print("ready", flush=True)
+time.sleep(3600)
+"""
+
+
+def main() -> int:
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        child.stdout.readline()  # wait until the threads exist
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "child.dmp"
+            started = time.perf_counter()
+            mdk.dump(child.pid, path, type=mdk.DumpType.MINI)
+            took = time.perf_counter() - started
+            print(f"wrote {path.name}: {path.stat().st_size} bytes in {took * 1000:.0f} ms")
+            with mdk.open_minidump(path) as dump:
+                info = dump.system_info
+                print(f"system: {info}")
+                if dump.exception is not None:
+                    print(f"reason: {dump.exception.reason}")
+                for thread in dump.threads:
+                    regs = thread.registers
+                    print(f"thread {thread.tid:>7} {thread.name or '':<16} "
+                          f"rip=0x{regs.get('rip', 0):x} rsp=0x{regs.get('rsp', 0):x}")
+                for module in dump.modules[:8]:
+                    build_id = module.build_id.hex() if module.build_id else "-"
+                    print(f"module 0x{module.base:x} {module.name} {build_id}")
+        # The child was only paused while it was read: it is still alive and running.
+        state = Path(f"/proc/{child.pid}/status").read_text().split("State:")[1].split()[0]
+        print(f"child state after the dump: {state}")
+    finally:
+        child.kill()
+        child.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

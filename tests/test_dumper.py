@@ -1,0 +1,131 @@
+"""The public dumping API (minidumpkit.dump, minidumpkit.Dumper) independent of the
+platform: argument handling and the all-or-nothing output file, exercised with a
+stand-in backend module so any failure can be injected at will."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import types
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+
+import minidumpkit
+from minidumpkit import DumpType, MiniDumpType, dumper, errors
+
+
+class FakeBackend(types.ModuleType):
+    """Records what the Dumper asks for; ``fail`` decides how write_dump ends."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        super().__init__("fake_backend")
+        self.fail = fail
+        self.checked: list[int] = []
+        self.writes: list[tuple[int, int, bool]] = []
+
+    def check_target(self, pid: int) -> None:
+        self.checked.append(pid)
+
+    def write_dump(self, pid: int, out: BinaryIO, dump_type: MiniDumpType) -> str:
+        out.write(b"MDMP" + b"x" * 100)
+        self.writes.append((pid, int(dump_type), out.seekable()))
+        if self.fail is not None:
+            raise self.fail
+        return "times"
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeBackend:
+    backend = FakeBackend()
+    monkeypatch.setattr(dumper, "load_backend", lambda: backend)
+    return backend
+
+
+def test_dump_and_dumper_write_have_identical_defaults() -> None:
+    """dump(pid, path, ...) and Dumper(pid).write(path, ...) take the same options with
+    the same defaults (DumpType.MINI, callbacks=None)."""
+    dump_params = list(inspect.signature(minidumpkit.dump).parameters.values())[1:]
+    write_params = list(inspect.signature(minidumpkit.Dumper.write).parameters.values())[1:]
+    assert [(p.name, p.kind, p.default) for p in dump_params] == \
+        [(p.name, p.kind, p.default) for p in write_params]
+    assert inspect.signature(minidumpkit.dump).parameters["type"].default == DumpType.MINI
+
+
+def test_dumper_checks_the_target_at_construction(fake: FakeBackend) -> None:
+    d = minidumpkit.Dumper(1234)
+    assert fake.checked == [1234] and d.pid == 1234
+
+
+def test_successful_write_renames_a_0600_file(fake: FakeBackend, tmp_path: Path) -> None:
+    final = tmp_path / "a.dmp"
+    d = minidumpkit.Dumper(7)
+    assert d.write(final) == final
+    assert final.read_bytes().startswith(b"MDMP")
+    assert os.stat(final).st_mode & 0o777 == 0o600
+    assert list(tmp_path.iterdir()) == [final]
+    assert fake.writes == [(7, int(DumpType.MINI), True)]
+    assert d.last_times == "times"
+
+
+def test_type_accepts_presets_flags_and_ints(fake: FakeBackend, tmp_path: Path) -> None:
+    minidumpkit.dump(1, tmp_path / "a", DumpType.FULL)
+    minidumpkit.dump(1, tmp_path / "b", MiniDumpType.WithThreadInfo | MiniDumpType.WithHandleData)
+    minidumpkit.dump(1, tmp_path / "c", 0x1004)
+    assert [w[1] for w in fake.writes] == [int(DumpType.FULL), 0x1004, 0x1004]
+    with pytest.raises(ValueError, match="0x2000000"):
+        minidumpkit.dump(1, tmp_path / "d", 0x2000000)
+    with pytest.raises(TypeError):
+        minidumpkit.dump(1, tmp_path / "e", "mini")  # type: ignore[arg-type]
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+
+
+def test_callbacks_are_not_supported_yet(fake: FakeBackend, tmp_path: Path) -> None:
+    with pytest.raises(errors.UnsupportedError, match="issue 5"):
+        minidumpkit.dump(1, tmp_path / "a.dmp", callbacks=object())
+    assert fake.writes == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("failure", [errors.ProcessNotFound(3, "gone"), KeyboardInterrupt(),
+                                     errors.DumpCancelled("stop"), RuntimeError("bug")])
+def test_failure_leaves_no_file(fake: FakeBackend, tmp_path: Path,
+                                failure: BaseException) -> None:
+    """Whatever ends a dump early (an error, KeyboardInterrupt, a cancel), the partial
+    temporary file is removed and nothing appears under the final name."""
+    fake.fail = failure
+    with pytest.raises(type(failure)):
+        minidumpkit.dump(1, tmp_path / "a.dmp")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_keeps_an_existing_file(fake: FakeBackend, tmp_path: Path) -> None:
+    """A failed dump does not clobber an older dump under the same name."""
+    final = tmp_path / "a.dmp"
+    final.write_bytes(b"old")
+    fake.fail = errors.ProcessNotFound(3, "gone")
+    with pytest.raises(errors.ProcessNotFound):
+        minidumpkit.dump(1, final)
+    assert final.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [final]
+
+
+def test_missing_directory_is_a_clear_error(fake: FakeBackend, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        minidumpkit.dump(1, tmp_path / "nope" / "a.dmp")
+    assert fake.writes == []
+
+
+def test_real_backend_is_chosen_by_default(tmp_path: Path) -> None:
+    """Without the stand-in, Dumper uses the platform backend: a pid that does not exist
+    is refused at construction with ProcessNotFound (Linux) or the platform's error."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    with pytest.raises(errors.ProcessNotFound):
+        minidumpkit.Dumper(proc.pid)
+
+
+def test_repr_names_the_pid(fake: Any) -> None:
+    assert repr(minidumpkit.Dumper(42)) == "<Dumper pid=42>"
