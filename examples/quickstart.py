@@ -16,11 +16,14 @@ from pathlib import Path
 import minidumpkit as mdk
 
 CHILD = r"""
-import threading, time, sys
-def worker():
+import ctypes, threading, time
+libc = ctypes.CDLL(None)
+def worker(name):
+    libc.prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME: the name the kernel (and the dump) sees
     time.sleep(3600)
 for name in ("worker-one", "worker-two"):
-    threading.Thread(target=worker, name=name, daemon=True).start()
+    threading.Thread(target=worker, args=(name,), daemon=True).start()
+time.sleep(0.2)
 print("ready", flush=True)
 time.sleep(3600)
 """
@@ -39,12 +42,12 @@ def main() -> int:
             print(f"wrote {path.name}: {path.stat().st_size} bytes in {took * 1000:.0f} ms")
             with mdk.open_minidump(path) as dump:
                 info = dump.system_info
-                print(f"system: {info}")
+                print(f"system: {info.os} {info.cpu} ({info.csd_version})")
                 if dump.exception is not None:
                     print(f"reason: {dump.exception.reason}")
                 for thread in dump.threads:
                     regs = thread.registers
-                    print(f"thread {thread.tid:>7} {thread.name or '':<16} "
+                    print(f"thread {thread.thread_id:>7} {thread.name or '':<16} "
                           f"rip=0x{regs.get('rip', 0):x} rsp=0x{regs.get('rsp', 0):x}")
                 for module in dump.modules[:8]:
                     build_id = module.build_id.hex() if module.build_id else "-"
