@@ -487,7 +487,9 @@ def _scan_pointers(memory: MemorySource, start: int, end: int, targets: _Pointer
         want = min(chunk, end - addr) & ~7
         checkpoint()
         data = memory.read(addr, want)[:want]
-        for word in _words(data):
+        # Distinct words first (in C, first occurrence order kept): stacks repeat zeros,
+        # return addresses and saved pointers, so far fewer words reach the lookups.
+        for word in dict.fromkeys(_words(data)):
             if low <= word < high and word not in found and targets.find(word) is not None:
                 found[word] = None
                 if len(found) >= limit:

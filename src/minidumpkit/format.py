@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
+import operator
 import struct
+import sys
 import typing
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Self, dataclass_transform
 
 from .flags import StreamType
@@ -36,6 +40,32 @@ I32 = Annotated[int, "i"]
 U64 = Annotated[int, "Q"]
 
 
+_HINTS: dict[tuple[str, str], Any] = {}
+
+
+def _field_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls, include_extras=True)`` for a record's own fields, with
+    each distinct annotation string evaluated once per module (they repeat: U32, U64 ...),
+    which keeps importing this module fast."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        for name, ann in inspect.get_annotations(klass).items():
+            if not isinstance(ann, str):
+                out[name] = ann
+                continue
+            namespace = vars(sys.modules[klass.__module__])
+            found = namespace.get(ann)  # a nested record's class name
+            if isinstance(found, type) and issubclass(found, Record):
+                out[name] = found
+                continue
+            key = (klass.__module__, ann)
+            hint = _HINTS.get(key)
+            if hint is None:
+                hint = _HINTS[key] = eval(ann, namespace)  # our own annotations only
+            out[name] = hint
+    return out
+
+
 @dataclass_transform(frozen_default=True)
 class Record:
     """Base of every fixed-size on-disk structure (see the module docstring)."""
@@ -44,13 +74,16 @@ class Record:
     _struct: ClassVar[struct.Struct]
     # (field name, nested record class or None) in declaration order
     _layout: ClassVar[tuple[tuple[str, type[Record] | None], ...]]
+    # every field's value in declaration order; indexes of the nested-record fields
+    _values: ClassVar[Callable[[Any], tuple[Any, ...]]]
+    _nested: ClassVar[tuple[int, ...]]
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         if "__annotations__" not in cls.__dict__:
             return
         dataclasses.dataclass(frozen=True, slots=False)(cls)
-        hints = typing.get_type_hints(cls, include_extras=True)
+        hints = _field_hints(cls)
         codes: list[str] = []
         layout: list[tuple[str, type[Record] | None]] = []
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -64,6 +97,11 @@ class Record:
         cls._struct = struct.Struct("<" + "".join(codes))
         cls.SIZE = cls._struct.size
         cls._layout = tuple(layout)
+        names = [name for name, _ in layout]
+        # pack() runs for every record of every dump: fetch all fields in one C call
+        getter = operator.attrgetter(*names)
+        cls._values = getter if len(names) > 1 else (lambda obj: (getter(obj),))
+        cls._nested = tuple(i for i, (_, sub) in enumerate(layout) if sub is not None)
 
     @classmethod
     def _build(cls, values: tuple[Any, ...], pos: int) -> tuple[Self, int]:
@@ -82,16 +120,14 @@ class Record:
         return cls._build(cls._struct.unpack_from(buf, offset), 0)[0]
 
     def _flat(self) -> list[Any]:
-        out: list[Any] = []
-        for name, sub in self._layout:
-            value = getattr(self, name)
-            if sub is None:
-                out.append(value)
-            else:
-                out.extend(value._flat())
+        out = list(type(self)._values(self))
+        for i in reversed(self._nested):
+            out[i:i + 1] = out[i]._flat()
         return out
 
     def pack(self) -> bytes:
+        if not self._nested:
+            return self._struct.pack(*type(self)._values(self))
         return self._struct.pack(*self._flat())
 
     @classmethod
@@ -437,6 +473,7 @@ class VsFixedFileInfo(Record):
 
 
 VS_FFI_SIGNATURE = 0xFEEF04BD
+VS_FFI_STRUCVERSION = 0x00010000
 
 
 class Module(Record):
@@ -732,6 +769,23 @@ class LinkMap64(Record):
     name: U32
     padding: U32
     ld: U64
+
+
+class Debug32(Record):
+    """MDRawDebug32 (24 bytes), the 32-bit form of :class:`Debug64`."""
+    version: U32
+    map: U32
+    dso_count: U32
+    brk: U32
+    ldbase: U32
+    dynamic: U32
+
+
+class LinkMap32(Record):
+    """MDRawLinkMap32 (12 bytes)."""
+    addr: U32
+    name: U32
+    ld: U32
 
 
 # --- Crashpad ---------------------------------------------------------------------

@@ -79,7 +79,8 @@ def flag_names(value: int) -> str:
 
 
 def write_minidump(capture: ProcessCapture, out: BinaryIO, dump_type: MiniDumpType,
-                   *, policy: DumpPolicy | None = None) -> WriteStats:
+                   *, policy: DumpPolicy | None = None,
+                   selection: Selection | None = None) -> WriteStats:
     """Write ``capture`` to ``out`` (seekable, opened for writing) as an MDMP file.
 
     ``dump_type`` says what to include; bits this writer does not implement raise
@@ -89,6 +90,10 @@ def write_minidump(capture: ProcessCapture, out: BinaryIO, dump_type: MiniDumpTy
     propagate unchanged; :meth:`DumpPolicy.cancel` returning True raises
     :class:`~minidumpkit.errors.DumpCancelled`. On any exception ``out`` holds a
     partial file that the caller discards.
+
+    ``selection`` is the plan :func:`~minidumpkit._selection.select` already made for
+    this capture, ``dump_type`` and ``policy`` (a backend that plans while the target
+    is stopped and writes after releasing it); None plans now.
     """
     started = time.perf_counter()
     dump_type = coerce_dump_type(dump_type)
@@ -102,7 +107,8 @@ def write_minidump(capture: ProcessCapture, out: BinaryIO, dump_type: MiniDumpTy
             f"MDMP writer yet (it writes {flag_names(SUPPORTED_TYPES)}); leave "
             f"{'that bit' if unsupported.bit_count() == 1 else 'those bits'} out")
     _validate(capture)
-    return _Job(capture, out, dump_type, DumpPolicy() if policy is None else policy, started).run()
+    return _Job(capture, out, dump_type, DumpPolicy() if policy is None else policy,
+                started).run(selection)
 
 
 def _validate(capture: ProcessCapture) -> None:
@@ -212,8 +218,11 @@ class _Job:
 
     # -- the whole file ----------------------------------------------------------------
 
-    def run(self) -> WriteStats:
-        sel = select(self.capture, self.dump_type, self.policy, self.checkpoint)
+    def run(self, sel: Selection | None = None) -> WriteStats:
+        if sel is None:
+            sel = select(self.capture, self.dump_type, self.policy, self.checkpoint)
+        else:
+            self.checkpoint()
         self.total = sel.total_bytes
         threads = [c for c in sel.threads if c.flags & ThreadWriteFlags.Thread]
         named = [c.thread for c in threads if c.thread.name]

@@ -3,8 +3,10 @@
 ``write_dump(pid, out, dump_type)`` is the whole job: preflight checks from /proc
 (:func:`check_target`), every thread held by :class:`~._ptrace.ProcessStop`, a
 :class:`~minidumpkit._capture.ProcessCapture` filled from ptrace, /proc and the
-process's memory (:func:`capture`), the platform-free writer run while the target
-is still stopped, and the threads released in every case. Dumping our own process
+process's memory (:func:`capture`), the writer's plan made and the memory it copies
+read into a :class:`MemorySnapshot` while the target is still stopped, the threads
+released in every case, and the platform-free writer run from the snapshot after
+the release (while stopped, for a dump too big to buffer). Dumping our own process
 goes through a helper process (:mod:`._selfdump`), since a process cannot ptrace
 itself.
 
@@ -14,6 +16,7 @@ r_debug), :mod:`._ptrace` (the stop protocol).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import errno
 import functools
@@ -32,9 +35,11 @@ from .._capture import (
 )
 from .._ffi import libc
 from .._ffi._errors import last_errno
+from .._selection import DumpPolicy, Selection, select
 from ..errors import (
     AccessDenied,
     AlreadyTraced,
+    DumpCancelled,
     InvalidTargetError,
     ProcessError,
     ProcessNotFound,
@@ -49,6 +54,8 @@ __all__ = ["ProcessMemory", "capture", "check_target", "resolve_pid", "write_dum
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # one process_vm_readv call moves at most this much (the kernel copies in page batches anyway)
 _READ_CHUNK = 1 << 22
+# iovecs per process_vm_readv (IOV_MAX)
+_MAX_IOV = 1024
 
 
 # --- memory -------------------------------------------------------------------------
@@ -102,36 +109,98 @@ class ProcessMemory:
                     address += step
                     size -= step
                 return bytes(out)
+            if not out and size == want:
+                return chunk
             out += chunk
             address += want
             size -= want
         return bytes(out)
 
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """``[read(a, n) for a, n in ranges]``, with as few system calls as possible.
+
+        Up to _MAX_IOV ranges (and _READ_CHUNK bytes) go into one process_vm_readv;
+        the kernel stops a vector read at the first unreadable byte, so the range it
+        stopped in is read again on its own (with :meth:`read`'s prefix rules) and the
+        batch resumes after it.
+        """
+        out: list[bytes] = []
+        i, n = 0, len(ranges)
+        while i < n:
+            batch: list[tuple[int, int]] = []
+            total = 0
+            while i + len(batch) < n and len(batch) < _MAX_IOV:
+                address, size = ranges[i + len(batch)]
+                if size <= 0 or address < 0 or size > _READ_CHUNK \
+                        or (batch and total + size > _READ_CHUNK):
+                    break
+                batch.append((address, size))
+                total += size
+            if not batch:  # empty, huge or invalid: the single-range path knows what to do
+                address, size = ranges[i]
+                out.append(self.read(address, size))
+                i += 1
+                continue
+            got = None if self._use_mem_file else self._vm_readv_many(batch, total)
+            if got is None:
+                out.extend(self.read(a, s) for a, s in batch)
+                i += len(batch)
+                continue
+            data, done = got
+            pos = 0
+            for address, size in batch:
+                if pos + size > done:
+                    break
+                out.append(data[pos:pos + size])
+                pos += size
+                i += 1
+            if pos < total:  # stopped inside ranges[i]: that one alone, then go on
+                address, size = ranges[i]
+                out.append(self.read(address, size))
+                i += 1
+        return out
+
     def _read_once(self, address: int, size: int) -> bytes:
         if not self._use_mem_file:
-            got = self._vm_readv(address, size)
+            got = self._vm_readv_many([(address, size)], size)
             if got is not None:
-                return got
+                return got[0]
             self._use_mem_file = True
         return self._pread(address, size)
 
-    def _vm_readv(self, address: int, size: int) -> bytes | None:
+    def _vm_readv_many(self, ranges: list[tuple[int, int]], total: int) -> tuple[bytes, int] | None:
+        """One process_vm_readv of ``ranges`` into one buffer: (bytes, count read), or
+        None where the call is refused (EPERM, ENOSYS, EACCES: use /proc/PID/mem)."""
         ffi, lib = libc.load()
-        buf = ffi.new("char[]", size)
-        local = ffi.new("struct iovec *", {"iov_base": buf, "iov_len": size})
-        remote = ffi.new("struct iovec *", {"iov_base": ffi.cast("void *", address),
-                                            "iov_len": size})
-        n = int(lib.process_vm_readv(self.pid, local, 1, remote, 1, 0))
+        buf = bytearray(total)
+        cbuf = ffi.from_buffer(buf)
+        base = int(ffi.cast("uintptr_t", cbuf))
+        count = len(ranges)
+        # struct iovec is {void *base; size_t len}: two unsigned longs (checked by the tests)
+        local = ffi.new("unsigned long[]", 2 * count)
+        remote = ffi.new("unsigned long[]", 2 * count)
+        flat_local: list[int] = []
+        flat_remote: list[int] = []
+        pos = 0
+        for address, size in ranges:
+            flat_local += (base + pos, size)
+            flat_remote += (address, size)
+            pos += size
+        local[0:2 * count] = flat_local
+        remote[0:2 * count] = flat_remote
+        n = int(lib.process_vm_readv(self.pid, local, count, remote, count, 0))
         if n >= 0:
-            return bytes(ffi.buffer(buf, n))
+            return (bytes(buf) if n == total else bytes(buf[:n])), n
         err = last_errno()
         if err == errno.EFAULT:
-            return b""
+            return b"", 0
         if err == errno.ESRCH:
             raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited during the dump",
                                   pid=self.pid)
         if err in (errno.EPERM, errno.ENOSYS, errno.EACCES):
+            self._use_mem_file = True
             return None
+        address, size = ranges[0]
         raise ProcessError.from_errno(err, f"process_vm_readv(0x{address:x}, {size})",
                                       pid=self.pid)
 
@@ -152,6 +221,82 @@ class ProcessMemory:
                                       pid=self.pid) from exc
             raise ProcessError.from_errno(exc.errno or errno.EIO, "reading /proc/PID/mem",
                                           pid=self.pid) from exc
+
+
+class MemorySnapshot:
+    """Bytes read from a stopped process, served after it has been released.
+
+    Built from ``(address, bytes)`` blocks, each the readable prefix of a range the
+    live process was asked for. ``read`` answers from the blocks exactly as the live
+    read answered then (short where the block is short); an address no block covers
+    reads as unreadable (empty).
+    """
+
+    def __init__(self, blocks: dict[int, bytes]) -> None:
+        self._starts = sorted(blocks)
+        self._blocks = [blocks[a] for a in self._starts]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(b) for b in self._blocks)
+
+    def read(self, address: int, size: int) -> bytes:
+        if size <= 0 or address < 0:
+            return b""
+        i = bisect.bisect_right(self._starts, address) - 1
+        out = b""
+        while 0 <= i < len(self._starts) and size > 0:
+            start, block = self._starts[i], self._blocks[i]
+            offset = address - start
+            if offset >= len(block):
+                break
+            piece = block[offset:offset + size]
+            out = piece if not out else out + piece
+            address += len(piece)
+            size -= len(piece)
+            i += 1
+            if i < len(self._starts) and self._starts[i] != address:
+                break  # only blocks that touch continue one another
+        return out
+
+
+class _RecordingMemory:
+    """A live reader that keeps what it read, so planned ranges read while planning
+    (the stacks, scanned for pointers) are not read twice."""
+
+    def __init__(self, memory: ProcessMemory) -> None:
+        self.memory = memory
+        self.blocks: dict[int, bytes] = {}
+
+    def read(self, address: int, size: int) -> bytes:
+        data = self.memory.read(address, size)
+        if len(data) == size:  # only whole reads: a short one is re-read by the snapshot
+            self.blocks[address] = data
+        return data
+
+
+def snapshot_selection(memory: ProcessMemory, selection: Selection,
+                       seen: dict[int, bytes] | None = None) -> MemorySnapshot:
+    """Read every byte ``selection`` plans to copy (mapping by mapping, as the writer
+    copies it) in as few system calls as possible. ``seen``: whole reads already made
+    (address → bytes) that may serve a range without reading it again."""
+    seen = seen or {}
+    seen_starts = sorted(seen)
+    blocks: dict[int, bytes] = {}
+    wanted: list[tuple[int, int]] = []
+    for piece in selection.memory:
+        for start, end, _region in selection.regions.segments(piece.start, piece.end):
+            i = bisect.bisect_right(seen_starts, start) - 1
+            if i >= 0:
+                base = seen_starts[i]
+                block = seen[base]
+                if end <= base + len(block):
+                    blocks[start] = block[start - base:end - base]
+                    continue
+            wanted.append((start, end - start))
+    for (start, _size), data in zip(wanted, memory.read_many(wanted), strict=True):
+        blocks[start] = data
+    return MemorySnapshot(blocks)
 
 
 # --- preflight ----------------------------------------------------------------------
@@ -512,11 +657,22 @@ class DumpTimes:
     stats: object = None  # the writer's WriteStats
 
 
-def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType) -> DumpTimes:
+# Up to this many planned bytes are read into memory while the target is stopped and
+# written after it is released; a bigger dump is written while it is held, so that we
+# never buffer more than this.
+SNAPSHOT_LIMIT = 64 << 20
+
+
+def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
+               policy: DumpPolicy | None = None) -> DumpTimes:
     """Write a minidump of ``pid`` to ``out`` (a seekable binary file).
 
-    The target is stopped for the capture and the writing and released afterwards,
-    whatever happens. ``pid`` may name a thread; its process is dumped.
+    The target is stopped while its threads, /proc state and memory are captured and
+    released afterwards, whatever happens. When what the dump copies is small (at most
+    SNAPSHOT_LIMIT bytes, every dump type implemented today in practice) the memory is
+    read into a snapshot during the stop and the file is written after the release;
+    otherwise the file is written while the target is held. ``pid`` may name a
+    thread; its process is dumped. ``policy`` answers the writer's questions.
     """
     from ..writer import SUPPORTED_TYPES, flag_names, write_minidump
 
@@ -536,16 +692,41 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType) -> DumpTimes:
 
         return _selfdump.dump_self(out, dump_type)
     check_target(pid, status)
+    if policy is None:
+        policy = DumpPolicy()
     # Everything that does not depend on the target's state is done before it is stopped.
     libc.load()
     system_info()
     machine = machine_streams()
     stop = ProcessStop(pid)
     stats: object = None
-    with stop, ProcessMemory(pid) as memory:
-        cap = capture(pid, stop, memory, dump_type, machine)
-        cap.pause_ns = time.perf_counter_ns() - stop.stop_started_ns
-        stats = write_minidump(cap, out, dump_type)
+    with ProcessMemory(pid) as memory:
+        with stop:
+            cap = capture(pid, stop, memory, dump_type, machine)
+            job = _Planned(policy)
+            recording = _RecordingMemory(memory)
+            cap.memory = recording
+            sel = select(cap, dump_type, policy, job.checkpoint)
+            if sel.total_bytes <= SNAPSHOT_LIMIT:
+                cap.memory = snapshot_selection(memory, sel, recording.blocks)
+                cap.pause_ns = time.perf_counter_ns() - stop.stop_started_ns
+            else:  # too big to buffer: write while the threads are held
+                cap.memory = memory
+                cap.pause_ns = time.perf_counter_ns() - stop.stop_started_ns
+                stats = write_minidump(cap, out, dump_type, policy=policy, selection=sel)
+        if stats is None:
+            stats = write_minidump(cap, out, dump_type, policy=policy, selection=sel)
     return DumpTimes(threads=len(cap.threads),
                      stop_ns=stop.stopped_ns - stop.stop_started_ns,
                      pause_ns=stop.detached_ns - stop.stop_started_ns, stats=stats)
+
+
+class _Planned:
+    """The cancel poll :func:`select` makes while the target is stopped."""
+
+    def __init__(self, policy: DumpPolicy) -> None:
+        self.policy = policy
+
+    def checkpoint(self) -> None:
+        if self.policy.cancel():
+            raise DumpCancelled("the dump was cancelled: DumpPolicy.cancel() returned True")

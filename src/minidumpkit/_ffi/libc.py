@@ -62,14 +62,16 @@ typedef struct { int si_signo, si_errno, si_code, _pad; int si_pid, si_uid, si_s
                  int _rest[25]; } siginfo_t;
 int waitid(int idtype, int id, siginfo_t *infop, int options);
 
-/* process_vm_readv(2) */
+/* process_vm_readv(2). The iovec arrays are declared void * so that the backend can
+   fill many at once from a flat unsigned long[] of (address, length) pairs: a remote
+   address is a number in another process, never a pointer of ours. */
 struct iovec {
     void  *iov_base;
     size_t iov_len;
 };
 ssize_t process_vm_readv(pid_t pid,
-                         const struct iovec *local_iov, unsigned long liovcnt,
-                         const struct iovec *remote_iov, unsigned long riovcnt,
+                         const void *local_iov, unsigned long liovcnt,
+                         const void *remote_iov, unsigned long riovcnt,
                          unsigned long flags);
 
 /* kill(2); tgkill(2) has no glibc wrapper before 2.30, so it goes through syscall(2) */
