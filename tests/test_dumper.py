@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 import pytest
 
 import minidumpkit
+from minidumpkit._selection import DumpPolicy
 from minidumpkit import DumpType, MiniDumpType, dumper, errors
 
 
@@ -24,13 +25,16 @@ class FakeBackend(types.ModuleType):
         self.fail = fail
         self.checked: list[int] = []
         self.writes: list[tuple[int, int, bool]] = []
+        self.policies: list[object] = []
 
     def check_target(self, pid: int) -> None:
         self.checked.append(pid)
 
-    def write_dump(self, pid: int, out: BinaryIO, dump_type: MiniDumpType) -> str:
+    def write_dump(self, pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
+                   policy: object = None) -> str:
         out.write(b"MDMP" + b"x" * 100)
         self.writes.append((pid, int(dump_type), out.seekable()))
+        self.policies.append(policy)
         if self.fail is not None:
             raise self.fail
         return "times"
@@ -81,10 +85,19 @@ def test_type_accepts_presets_flags_and_ints(fake: FakeBackend, tmp_path: Path) 
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
 
 
-def test_callbacks_are_not_supported_yet(fake: FakeBackend, tmp_path: Path) -> None:
-    with pytest.raises(errors.UnsupportedError, match="issue 5"):
+def test_callbacks_must_be_dumpcallbacks(fake: FakeBackend, tmp_path: Path) -> None:
+    """A callbacks object that is not a DumpCallbacks is refused before any file exists."""
+    with pytest.raises(TypeError, match="DumpCallbacks"):
         minidumpkit.dump(1, tmp_path / "a.dmp", callbacks=object())
     assert fake.writes == [] and list(tmp_path.iterdir()) == []
+
+
+def test_callbacks_reach_the_backend_as_a_policy(fake: FakeBackend, tmp_path: Path) -> None:
+    """DumpCallbacks are handed to the backend as the writer's policy; none means None."""
+    minidumpkit.dump(1, tmp_path / "a.dmp")
+    minidumpkit.dump(1, tmp_path / "b.dmp", callbacks=minidumpkit.DumpCallbacks())
+    assert fake.policies[0] is None
+    assert isinstance(fake.policies[1], DumpPolicy)
 
 
 @pytest.mark.parametrize("failure", [errors.ProcessNotFound(3, "gone"), KeyboardInterrupt(),

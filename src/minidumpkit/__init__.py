@@ -37,6 +37,7 @@ from .flags import (
 )
 
 if TYPE_CHECKING:
+    from .callbacks import CallbackModule, CallbackThread, DumpCallbacks, VmRegion
     from .dumper import Dumper, dump
     from .reader import Minidump, open_minidump
 
@@ -48,6 +49,10 @@ _LAZY = {
     "Minidump": "reader",
     "Dumper": "dumper",
     "dump": "dumper",
+    "DumpCallbacks": "callbacks",
+    "CallbackThread": "callbacks",
+    "CallbackModule": "callbacks",
+    "VmRegion": "callbacks",
 }
 
 
@@ -65,7 +70,10 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AccessDenied",
     "AlreadyTraced",
+    "CallbackModule",
+    "CallbackThread",
     "CallbackType",
+    "DumpCallbacks",
     "DumpCancelled",
     "DumpType",
     "Dumper",
@@ -82,6 +90,7 @@ __all__ = [
     "StreamType",
     "ThreadWriteFlags",
     "UnsupportedError",
+    "VmRegion",
     "dump",
     "open_minidump",
 ]

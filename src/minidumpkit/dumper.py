@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import IO
 
 from ._backends import load_backend
-from .errors import UnsupportedError
+from .callbacks import as_policy
 from .flags import DumpType, MiniDumpType, coerce_dump_type
 
 __all__ = ["Dumper", "dump"]
@@ -76,11 +76,11 @@ class Dumper:
         while it is read and resumed afterwards, whatever happens.
         """
         dump_type = coerce_dump_type(type)
-        if callbacks is not None:
-            raise UnsupportedError("callbacks arrive with issue 5; pass callbacks=None for now")
+        policy = as_policy(callbacks)  # a wrong type fails here, before any file exists
+        # policy= only when there is one: a backend without callback support still dumps
         final = Path(os.fspath(path))
         with _atomic_output(final) as out:
-            self.last_times = self._backend.write_dump(self.pid, out, dump_type)
+            self.last_times = self._backend.write_dump(self.pid, out, dump_type, policy=policy)
         return final
 
 

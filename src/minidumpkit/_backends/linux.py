@@ -688,6 +688,11 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     if tgid != pid:  # a thread id: dump its process
         pid, status = tgid, _read_status(tgid)
     if pid == os.getpid():
+        if policy is not None:
+            # The helper process that ptraces us cannot call back into this interpreter.
+            raise UnsupportedError(
+                "callbacks cannot be used when a process dumps itself (the dump is written "
+                "by a helper process); dump from another process, or pass callbacks=None")
         from . import _selfdump
 
         return _selfdump.dump_self(out, dump_type)
