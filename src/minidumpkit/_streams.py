@@ -1,0 +1,828 @@
+"""Typed, read-only views of minidump streams, as :mod:`minidumpkit.reader` returns them.
+
+Everything here is plain data plus pure functions (crash-reason names, identifier
+formatting, Linux text-stream parsing). Nothing here touches the file: the reader
+bounds-checks every byte before it builds one of these objects.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
+
+from . import format as md
+from .flags import StreamType
+
+if TYPE_CHECKING:
+    from .reader import Minidump
+
+__all__ = [
+    "CodeView",
+    "CodeViewElf",
+    "CodeViewPdb20",
+    "CodeViewPdb70",
+    "CodeViewUnknown",
+    "Context",
+    "DsoDebug",
+    "ExceptionInfo",
+    "Handle",
+    "LinkMap",
+    "LinuxMapping",
+    "MemoryRange",
+    "MemoryRegionInfo",
+    "MiscInfo",
+    "MinidumpkitInfo",
+    "Module",
+    "StreamInfo",
+    "SystemInfo",
+    "Thread",
+    "ThreadInfo",
+    "UnloadedModule",
+    "crash_address",
+    "crash_reason",
+    "stream_type",
+]
+
+Context = Union[md.ContextAMD64, md.ContextX86]
+
+
+def stream_type(value: int) -> StreamType | int:
+    """``value`` as a StreamType member when it names one, else the plain int (never lost)."""
+    member = StreamType._value2member_map_.get(value)
+    return member if isinstance(member, StreamType) else value
+
+
+def architecture(value: int) -> md.ProcessorArchitecture | int:
+    member = md.ProcessorArchitecture._value2member_map_.get(value)
+    return member if isinstance(member, md.ProcessorArchitecture) else value
+
+
+def platform(value: int) -> md.PlatformId | int:
+    member = md.PlatformId._value2member_map_.get(value)
+    return member if isinstance(member, md.PlatformId) else value
+
+
+# --- directory ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """One stream directory entry. ``type`` is a StreamType when known, else an int."""
+
+    index: int
+    type: StreamType | int
+    data_size: int
+    rva: int
+
+    @property
+    def name(self) -> str:
+        return self.type.name if isinstance(self.type, StreamType) else f"0x{self.type:x}"
+
+
+# --- system info ----------------------------------------------------------------------
+
+_OS_NAMES: dict[int, str] = {
+    md.PlatformId.WIN32S: "Windows",
+    md.PlatformId.WIN32_WINDOWS: "Windows",
+    md.PlatformId.WIN32_NT: "Windows NT",
+    md.PlatformId.WIN32_CE: "Windows CE",
+    md.PlatformId.UNIX: "Unix",
+    md.PlatformId.MACOS: "Mac OS X",
+    md.PlatformId.IOS: "iOS",
+    md.PlatformId.LINUX: "Linux",
+    md.PlatformId.SOLARIS: "Solaris",
+    md.PlatformId.ANDROID: "Android",
+    md.PlatformId.PS3: "PS3",
+    md.PlatformId.NACL: "NaCl",
+    md.PlatformId.FUCHSIA: "Fuchsia",
+}
+
+# The spellings Breakpad and rust-minidump print, so output lines up with theirs.
+_CPU_NAMES: dict[int, str] = {
+    md.ProcessorArchitecture.X86: "x86",
+    md.ProcessorArchitecture.X86_WIN64: "x86",
+    md.ProcessorArchitecture.AMD64: "amd64",
+    md.ProcessorArchitecture.ARM: "arm",
+    md.ProcessorArchitecture.ARM64: "arm64",
+    md.ProcessorArchitecture.ARM64_OLD: "arm64",
+    md.ProcessorArchitecture.PPC: "ppc",
+    md.ProcessorArchitecture.PPC64: "ppc64",
+    md.ProcessorArchitecture.SPARC: "sparc",
+    md.ProcessorArchitecture.MIPS: "mips",
+    md.ProcessorArchitecture.MIPS64: "mips64",
+}
+
+_WINDOWS_PLATFORMS = (md.PlatformId.WIN32_NT, md.PlatformId.WIN32_WINDOWS)
+_LINUX_PLATFORMS = (md.PlatformId.LINUX, md.PlatformId.ANDROID)
+
+
+@dataclass(frozen=True, slots=True)
+class SystemInfo:
+    """SystemInfoStream: operating system and CPU of the machine that was dumped."""
+
+    architecture: md.ProcessorArchitecture | int
+    platform: md.PlatformId | int
+    processor_level: int
+    processor_revision: int
+    number_of_processors: int
+    product_type: int
+    major_version: int
+    minor_version: int
+    build_number: int
+    csd_version: str | None
+    suite_mask: int
+    cpu_vendor: str | None
+    raw: md.SystemInfo = field(repr=False)
+
+    @property
+    def os(self) -> str:
+        """"Windows NT", "Linux", ... (the names Breakpad and rust-minidump print)."""
+        name = _OS_NAMES.get(self.platform)
+        return name if name is not None else f"unknown 0x{self.platform:x}"
+
+    @property
+    def cpu(self) -> str:
+        """"amd64", "x86", "arm64", ..."""
+        name = _CPU_NAMES.get(self.architecture)
+        return name if name is not None else f"unknown 0x{self.architecture:x}"
+
+    @property
+    def os_version(self) -> str:
+        return f"{self.major_version}.{self.minor_version}.{self.build_number}"
+
+    @property
+    def version_string(self) -> str:
+        """``major.minor.build`` followed by the CSD version, as Breakpad prints it."""
+        return f"{self.os_version} {self.csd_version}" if self.csd_version else self.os_version
+
+    @property
+    def is_windows(self) -> bool:
+        return self.platform in _WINDOWS_PLATFORMS
+
+    @property
+    def is_linux(self) -> bool:
+        return self.platform in _LINUX_PLATFORMS
+
+    @property
+    def cpu_family(self) -> int:
+        return self.processor_level
+
+    @property
+    def cpu_model(self) -> int:
+        return (self.processor_revision >> 8) & 0xFF
+
+    @property
+    def cpu_stepping(self) -> int:
+        return self.processor_revision & 0xFF
+
+    @property
+    def cpu_info(self) -> str | None:
+        """"GenuineIntel family 6 model 13 stepping 8" on x86 (the vendor is only recorded
+        there), "family 6 model 85 stepping 4" on amd64, None elsewhere."""
+        if self.architecture not in (md.ProcessorArchitecture.X86, md.ProcessorArchitecture.AMD64):
+            return None
+        text = f"family {self.cpu_family} model {self.cpu_model} stepping {self.cpu_stepping}"
+        return f"{self.cpu_vendor} {text}" if self.cpu_vendor else text
+
+    @property
+    def pointer_size(self) -> int:
+        return 4 if self.architecture in (md.ProcessorArchitecture.X86, md.ProcessorArchitecture.ARM,
+                                          md.ProcessorArchitecture.PPC, md.ProcessorArchitecture.MIPS,
+                                          md.ProcessorArchitecture.SPARC) else 8
+
+
+# --- misc info ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class MiscInfo:
+    """MiscInfoStream, versions 1 to 5 (picked by the stream's size).
+
+    Fields whose ``flags1`` bit is clear, or that the version lacks, are None.
+    Times are seconds (creation: a UTC datetime).
+    """
+
+    version: int
+    flags1: md.MiscInfoFlags
+    process_id: int | None
+    process_create_time: datetime.datetime | None
+    process_user_time: int | None
+    process_kernel_time: int | None
+    processor_max_mhz: int | None
+    processor_current_mhz: int | None
+    processor_mhz_limit: int | None
+    process_integrity_level: int | None
+    process_execute_flags: int | None
+    protected_process: int | None
+    time_zone_id: int | None
+    build_string: str | None
+    dbg_bld_str: str | None
+    process_cookie: int | None
+    raw: md.Record = field(repr=False)
+
+
+# --- threads --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Thread:
+    """One entry of ThreadList (or ThreadExList).
+
+    ``context`` is the CPU state the thread list records (for the crashing thread of a
+    crash dump the fault-time state is in :attr:`ExceptionInfo.context`). ``stack`` is
+    read from the file on each access.
+    """
+
+    thread_id: int
+    suspend_count: int
+    priority_class: int
+    priority: int
+    teb: int
+    stack_start: int
+    stack_size: int
+    name: str | None
+    context: Context | None
+    context_size: int
+    _stack_rva: int = field(repr=False)
+    _dump: Minidump = field(repr=False)
+
+    @property
+    def stack(self) -> bytes:
+        """The stack bytes the thread list points at (empty when none were captured)."""
+        return self._dump._bytes(self._stack_rva, self.stack_size,
+                                 stream_type=StreamType.ThreadListStream, what="thread stack")
+
+    @property
+    def stack_end(self) -> int:
+        return self.stack_start + self.stack_size
+
+    @property
+    def registers(self) -> dict[str, int]:
+        return self.context.registers() if self.context is not None else {}
+
+    @property
+    def pc(self) -> int | None:
+        return self.context.pc if self.context is not None else None
+
+    @property
+    def sp(self) -> int | None:
+        return self.context.sp if self.context is not None else None
+
+    @property
+    def fp(self) -> int | None:
+        """The frame pointer (rbp / ebp)."""
+        if isinstance(self.context, md.ContextAMD64):
+            return self.context.rbp
+        if isinstance(self.context, md.ContextX86):
+            return self.context.ebp
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadInfo:
+    """ThreadInfoListStream entry (MINIDUMP_THREAD_INFO). Times are 100 ns units."""
+
+    thread_id: int
+    dump_flags: md.ThreadInfoFlags
+    dump_error: int
+    exit_status: int
+    create_time: int
+    exit_time: int
+    kernel_time: int
+    user_time: int
+    start_address: int
+    affinity: int
+
+
+# --- modules --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class CodeViewPdb70:
+    """'RSDS' record: a PDB 7.0 GUID, age and PDB file name."""
+
+    guid: uuid.UUID
+    age: int
+    pdb_file: str
+
+
+@dataclass(frozen=True, slots=True)
+class CodeViewPdb20:
+    """'NB10' record: a PDB 2.0 timestamp signature, age and PDB file name."""
+
+    signature: int
+    age: int
+    pdb_file: str
+
+
+@dataclass(frozen=True, slots=True)
+class CodeViewElf:
+    """Breakpad's 'BpEL' record: the ELF build id (any length)."""
+
+    build_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CodeViewUnknown:
+    """A CodeView record in a format this reader does not decode."""
+
+    data: bytes
+
+
+CodeView = Union[CodeViewPdb70, CodeViewPdb20, CodeViewElf, CodeViewUnknown]
+
+
+def _guid_hex(guid: uuid.UUID) -> str:
+    return guid.hex.upper()
+
+
+def debug_id_of(cv: CodeView | None) -> str | None:
+    """Breakpad's debug identifier (GUID + age, upper-case hex), as rust-minidump derives it.
+
+    None when there is no usable record: no CodeView, a nil PDB GUID, an all-zero build id.
+    """
+    if isinstance(cv, CodeViewPdb70):
+        return None if cv.guid.int == 0 else f"{_guid_hex(cv.guid)}{cv.age:X}"
+    if isinstance(cv, CodeViewPdb20):
+        return f"{cv.signature:08X}{cv.age:X}"
+    if isinstance(cv, CodeViewElf):
+        return None if not any(cv.build_id) else md.build_id_to_debug_id(cv.build_id)
+    return None
+
+
+def code_id_of(cv: CodeView | None, timestamp: int, size: int, windows: bool) -> str | None:
+    """The code identifier rust-minidump reports (lower-case hex).
+
+    PE modules (a PDB record, or no record in a Windows dump): ``TimeDateStamp`` as 8
+    hex digits followed by ``SizeOfImage`` (what symbol servers index by). ELF modules:
+    the build id. Otherwise None.
+    """
+    if isinstance(cv, CodeViewElf):
+        return cv.build_id.hex() if any(cv.build_id) else None
+    if isinstance(cv, (CodeViewPdb70, CodeViewPdb20)) or (cv is None and windows):
+        return f"{timestamp:08x}{size:x}"
+    return None
+
+
+def version_of(vs: md.VsFixedFileInfo, windows_style: bool) -> str | None:
+    """File version as rust-minidump prints it; None without a VS_FIXEDFILEINFO signature."""
+    if vs.signature != md.VS_FFI_SIGNATURE or vs.struc_version != md.VS_FFI_STRUCVERSION:
+        return None
+    if windows_style:
+        return (f"{vs.file_version_hi >> 16}.{vs.file_version_hi & 0xFFFF}."
+                f"{vs.file_version_lo >> 16}.{vs.file_version_lo & 0xFFFF}")
+    # Crashpad on Linux stores four 32-bit numbers here instead of four 16-bit ones.
+    return (f"{vs.file_version_hi}.{vs.file_version_lo}."
+            f"{vs.product_version_hi}.{vs.product_version_lo}")
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    """One ModuleList entry with its CodeView identity decoded.
+
+    ``name`` is the code file as recorded (a path). ``debug_id``/``code_id`` follow
+    rust-minidump (and Breakpad, up to letter case).
+    """
+
+    name: str
+    base: int
+    size: int
+    checksum: int
+    timestamp: int
+    version_info: md.VsFixedFileInfo = field(repr=False)
+    version: str | None
+    cv_record: CodeView | None
+    misc_record: bytes | None = field(repr=False)
+    debug_id: str | None
+    code_id: str | None
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
+
+    @property
+    def basename(self) -> str:
+        return self.name.replace("\\", "/").rsplit("/", 1)[-1]
+
+    @property
+    def build_id(self) -> bytes | None:
+        return self.cv_record.build_id if isinstance(self.cv_record, CodeViewElf) else None
+
+    @property
+    def pdb_guid(self) -> uuid.UUID | None:
+        return self.cv_record.guid if isinstance(self.cv_record, CodeViewPdb70) else None
+
+    @property
+    def pdb_age(self) -> int | None:
+        if isinstance(self.cv_record, (CodeViewPdb70, CodeViewPdb20)):
+            return self.cv_record.age
+        return None
+
+    @property
+    def debug_file(self) -> str | None:
+        """The PDB file name, or for ELF modules the code file (Breakpad's convention)."""
+        if isinstance(self.cv_record, (CodeViewPdb70, CodeViewPdb20)):
+            return self.cv_record.pdb_file
+        if isinstance(self.cv_record, CodeViewElf):
+            return self.name
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class UnloadedModule:
+    """UnloadedModuleList entry."""
+
+    name: str
+    base: int
+    size: int
+    checksum: int
+    timestamp: int
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
+
+    @property
+    def code_id(self) -> str:
+        return f"{self.timestamp:08x}{self.size:x}"
+
+
+# --- memory ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class MemoryRange:
+    """A captured range: ``size`` bytes of process memory at ``start``, stored at file offset ``rva``."""
+
+    start: int
+    size: int
+    rva: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRegionInfo:
+    """MemoryInfoList entry (VirtualQuery's MEMORY_BASIC_INFORMATION)."""
+
+    base_address: int
+    allocation_base: int
+    allocation_protect: md.MemProtect
+    region_size: int
+    state: md.MemState
+    protect: md.MemProtect
+    type: md.MemType
+
+    @property
+    def end(self) -> int:
+        return self.base_address + self.region_size
+
+
+# --- exception ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ExceptionInfo:
+    """ExceptionStream: why the dump was written.
+
+    ``address`` is ExceptionAddress as recorded; ``crash_address`` is the address a
+    crash reporter shows (the faulting data address for Windows access violations and
+    in-page errors, else ``address``), as rust-minidump computes it.
+    """
+
+    thread_id: int
+    code: int
+    flags: int
+    record: int
+    address: int
+    parameters: tuple[int, ...]
+    context: Context | None
+    context_size: int
+    reason: str
+    crash_address: int
+
+
+# --- handles --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    """HandleData descriptor (MINIDUMP_HANDLE_DESCRIPTOR or _2)."""
+
+    handle: int
+    type_name: str | None
+    object_name: str | None
+    attributes: int
+    granted_access: int
+    handle_count: int
+    pointer_count: int
+    object_info_rva: int | None = None
+
+
+# --- Linux streams --------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LinuxMapping:
+    """One line of /proc/PID/maps (LinuxMaps stream)."""
+
+    start: int
+    end: int
+    perms: str
+    offset: int
+    dev: str
+    inode: int
+    path: str | None
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+def parse_maps(text: str) -> list[LinuxMapping]:
+    """Parse /proc/PID/maps text; lines that do not parse are skipped (as rust-minidump does)."""
+    out: list[LinuxMapping] = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 5:
+            continue
+        addr, perms, offset, dev, inode = parts[:5]
+        lo, sep, hi = addr.partition("-")
+        try:
+            start, end = int(lo, 16), int(hi, 16)
+            off, ino = int(offset, 16), int(inode)
+        except ValueError:
+            continue
+        if not sep:
+            continue
+        path = parts[5].strip() if len(parts) == 6 else None
+        out.append(LinuxMapping(start, end, perms, off, dev, ino, path or None))
+    return out
+
+
+def parse_key_values(text: str, sep: str) -> dict[str, str]:
+    """``KEY<sep>value`` lines (proc status, lsb-release); quotes around values are dropped."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, found, value = line.partition(sep)
+        key = key.strip()
+        if not found or not key or key.startswith("#"):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out.setdefault(key, value)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class LinkMap:
+    """One ``struct link_map`` entry of the dynamic linker's list (LinuxDsoDebug)."""
+
+    addr: int
+    name: str | None
+    ld: int
+
+
+@dataclass(frozen=True, slots=True)
+class DsoDebug:
+    """LinuxDsoDebug: the dynamic linker's ``r_debug`` and its link-map list."""
+
+    version: int
+    map_rva: int
+    dso_count: int
+    brk: int
+    ldbase: int
+    dynamic: int
+    link_maps: tuple[LinkMap, ...]
+    dynamic_section: bytes = field(repr=False)
+
+
+# --- minidumpkit's own stream ---------------------------------------------------------
+
+CAPTURE_NAMES = {md.CAPTURE_STOP: "stop", md.CAPTURE_VA_CLONE: "va_clone",
+                 md.CAPTURE_SNAPSHOT_LIVE: "snapshot_live"}
+
+
+@dataclass(frozen=True, slots=True)
+class MinidumpkitInfo:
+    """MinidumpkitInfoStream: how a minidumpkit dump was taken.
+
+    ``capture`` is md.CAPTURE_STOP / CAPTURE_VA_CLONE / CAPTURE_SNAPSHOT_LIVE;
+    ``pause_ns`` how long the target was held stopped; ``details`` the writer's JSON.
+    """
+
+    capture: int
+    dump_type: int
+    pause_ns: int
+    details: dict[str, object]
+
+    @property
+    def capture_name(self) -> str:
+        return CAPTURE_NAMES.get(self.capture, f"unknown {self.capture}")
+
+
+# --- crash reasons --------------------------------------------------------------------
+# Names follow rust-minidump's minidump-common errors module (which follows the SDK's
+# winnt.h/ntstatus.h and Linux's signum.h/siginfo.h), so the strings compare equal.
+
+_WINDOWS_EXCEPTIONS = {
+    0x80000001: "EXCEPTION_GUARD_PAGE",
+    0x80000002: "EXCEPTION_DATATYPE_MISALIGNMENT",
+    0x80000003: "EXCEPTION_BREAKPOINT",
+    0x80000004: "EXCEPTION_SINGLE_STEP",
+    0xC0000005: "EXCEPTION_ACCESS_VIOLATION",
+    0xC0000006: "EXCEPTION_IN_PAGE_ERROR",
+    0xC0000008: "EXCEPTION_INVALID_HANDLE",
+    0xC000001D: "EXCEPTION_ILLEGAL_INSTRUCTION",
+    0xC0000025: "EXCEPTION_NONCONTINUABLE_EXCEPTION",
+    0xC0000026: "EXCEPTION_INVALID_DISPOSITION",
+    0xC000008C: "EXCEPTION_BOUNDS_EXCEEDED",
+    0xC000008D: "EXCEPTION_FLT_DENORMAL_OPERAND",
+    0xC000008E: "EXCEPTION_FLT_DIVIDE_BY_ZERO",
+    0xC000008F: "EXCEPTION_FLT_INEXACT_RESULT",
+    0xC0000090: "EXCEPTION_FLT_INVALID_OPERATION",
+    0xC0000091: "EXCEPTION_FLT_OVERFLOW",
+    0xC0000092: "EXCEPTION_FLT_STACK_CHECK",
+    0xC0000093: "EXCEPTION_FLT_UNDERFLOW",
+    0xC0000094: "EXCEPTION_INT_DIVIDE_BY_ZERO",
+    0xC0000095: "EXCEPTION_INT_OVERFLOW",
+    0xC0000096: "EXCEPTION_PRIV_INSTRUCTION",
+    0xC00000FD: "EXCEPTION_STACK_OVERFLOW",
+    0xC0000194: "EXCEPTION_POSSIBLE_DEADLOCK",
+    0xE0000008: "Out of Memory",  # Chromium's OOM exception
+    0xE06D7363: "Unhandled C++ Exception",  # MSVC's throw
+    0xE0434352: "MANAGED_EXCEPTION_CODE_V4",  # the CLR
+    0x0517A7ED: "Simulated Exception",  # Crashpad's DumpWithoutCrashing
+}
+
+# A selection of ntstatus.h: the codes that end processes in practice.
+_NTSTATUS = {
+    0x40000015: "STATUS_FATAL_APP_EXIT",
+    0x4000001F: "STATUS_WX86_BREAKPOINT",
+    0x80000026: "STATUS_LONGJUMP",
+    0x80000029: "STATUS_UNWIND_CONSOLIDATE",
+    0xC0000001: "STATUS_UNSUCCESSFUL",
+    0xC0000002: "STATUS_NOT_IMPLEMENTED",
+    0xC000000D: "STATUS_INVALID_PARAMETER",
+    0xC0000010: "STATUS_INVALID_DEVICE_REQUEST",
+    0xC0000017: "STATUS_NO_MEMORY",
+    0xC0000022: "STATUS_ACCESS_DENIED",
+    0xC0000028: "STATUS_BAD_STACK",
+    0xC0000029: "STATUS_INVALID_UNWIND_TARGET",
+    0xC0000034: "STATUS_OBJECT_NAME_NOT_FOUND",
+    0xC000004B: "STATUS_THREAD_IS_TERMINATING",
+    0xC000007B: "STATUS_INVALID_IMAGE_FORMAT",
+    0xC000009A: "STATUS_INSUFFICIENT_RESOURCES",
+    0xC00000AF: "STATUS_ILLEGAL_FUNCTION",
+    0xC000012D: "STATUS_COMMITMENT_LIMIT",
+    0xC0000135: "STATUS_DLL_NOT_FOUND",
+    0xC0000138: "STATUS_ORDINAL_NOT_FOUND",
+    0xC0000139: "STATUS_ENTRYPOINT_NOT_FOUND",
+    0xC000013A: "STATUS_CONTROL_C_EXIT",
+    0xC0000141: "STATUS_INVALID_ADDRESS",
+    0xC0000142: "STATUS_DLL_INIT_FAILED",
+    0xC0000225: "STATUS_NOT_FOUND",
+    0xC0000235: "STATUS_HANDLE_NOT_CLOSABLE",
+    0xC000027B: "STATUS_STOWED_EXCEPTION",
+    0xC00002B4: "STATUS_FLOAT_MULTIPLE_FAULTS",
+    0xC00002B5: "STATUS_FLOAT_MULTIPLE_TRAPS",
+    0xC00002C9: "STATUS_REG_NAT_CONSUMPTION",
+    0xC0000374: "STATUS_HEAP_CORRUPTION",
+    0xC0000409: "STATUS_STACK_BUFFER_OVERRUN",
+    0xC0000417: "STATUS_INVALID_CRUNTIME_PARAMETER",
+    0xC000041D: "STATUS_FATAL_USER_CALLBACK_EXCEPTION",
+    0xC0000420: "STATUS_ASSERTION_FAILURE",
+    0xC0000421: "STATUS_VERIFIER_STOP",
+    0xC0000423: "STATUS_CALLBACK_POP_STACK",
+    0xC00004A2: "STATUS_ENCLAVE_VIOLATION",
+    0xC0000602: "STATUS_FAIL_FAST_EXCEPTION",
+    0xC000071C: "STATUS_INVALID_THREAD",
+    0xC015000F: "STATUS_SXS_EARLY_DEACTIVATION",
+    0xC0150010: "STATUS_SXS_INVALID_DEACTIVATION",
+}
+
+_FAST_FAIL = dict(enumerate((
+    "LEGACY_GS_VIOLATION", "VTGUARD_CHECK_FAILURE", "STACK_COOKIE_CHECK_FAILURE",
+    "CORRUPT_LIST_ENTRY", "INCORRECT_STACK", "INVALID_ARG", "GS_COOKIE_INIT", "FATAL_APP_EXIT",
+    "RANGE_CHECK_FAILURE", "UNSAFE_REGISTRY_ACCESS", "GUARD_ICALL_CHECK_FAILURE",
+    "GUARD_WRITE_CHECK_FAILURE", "INVALID_FIBER_SWITCH", "INVALID_SET_OF_CONTEXT",
+    "INVALID_REFERENCE_COUNT", None, None, None, "INVALID_JUMP_BUFFER", "MRDATA_MODIFIED",
+    "CERTIFICATION_FAILURE", "INVALID_EXCEPTION_CHAIN", "CRYPTO_LIBRARY",
+    "INVALID_CALL_IN_DLL_CALLOUT", "INVALID_IMAGE_BASE", "DLOAD_PROTECTION_FAILURE",
+    "UNSAFE_EXTENSION_CALL", "DEPRECATED_SERVICE_INVOKED", "INVALID_BUFFER_ACCESS",
+    "INVALID_BALANCED_TREE", "INVALID_NEXT_THREAD", "GUARD_ICALL_CHECK_SUPPRESSED",
+    "APCS_DISABLED", "INVALID_IDLE_STATE", "MRDATA_PROTECTION_FAILURE",
+    "UNEXPECTED_HEAP_EXCEPTION", "INVALID_LOCK_STATE", "GUARD_JUMPTABLE",
+    "INVALID_LONGJUMP_TARGET", "INVALID_DISPATCH_CONTEXT", "INVALID_THREAD",
+    "INVALID_SYSCALL_NUMBER", "INVALID_FILE_OPERATION", "LPAC_ACCESS_DENIED",
+    "GUARD_SS_FAILURE", "LOADER_CONTINUITY_FAILURE", "GUARD_EXPORT_SUPPRESSION_FAILURE",
+    "INVALID_CONTROL_STACK", "SET_CONTEXT_DENIED", "INVALID_IAT", "HEAP_METADATA_CORRUPTION",
+    "PAYLOAD_RESTRICTION_VIOLATION", "LOW_LABEL_ACCESS_DENIED", "ENCLAVE_CALL_FAILURE",
+    "UNHANDLED_LSS_EXCEPTON", "ADMINLESS_ACCESS_DENIED", "UNEXPECTED_CALL",
+    "CONTROL_INVALID_RETURN_ADDRESS", "UNEXPECTED_HOST_BEHAVIOR", "FLAGS_CORRUPTION",
+    "VEH_CORRUPTION", "ETW_CORRUPTION", "RIO_ABORT", "INVALID_PFN",
+    "GUARD_ICALL_CHECK_FAILURE_XFG", "CAST_GUARD", "HOST_VISIBILITY_CHANGE",
+    "KERNEL_CET_SHADOW_STACK_ASSIST", "PATCH_CALLBACK_FAILED", "NTDLL_PATCH_FAILED",
+    "INVALID_FLS_DATA", "ASAN_ERROR", "CLR_EXCEPTION_AOT", "POINTER_AUTH_INVALID_RETURN_ADDRESS",
+    "INVALID_THREAD_STATE", "CORRUPT_WOW64_STATE", "INVALID_EXTENDED_STATE",
+)))
+
+_ACCESS_TYPES = {0: "READ", 1: "WRITE", 8: "EXEC"}
+
+_SIGNALS = dict(enumerate((
+    None, "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
+    "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
+    "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
+    "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+)))
+_SIGNALS[md.DUMP_REQUESTED] = "DUMP_REQUESTED"
+
+# si_code values per signal (asm-generic/siginfo.h), index = si_code
+_SI_CODES: dict[str, tuple[str, ...]] = {
+    "SIGILL": ("", "ILL_ILLOPC", "ILL_ILLOPN", "ILL_ILLADR", "ILL_ILLTRP", "ILL_PRVOPC",
+               "ILL_PRVREG", "ILL_COPROC", "ILL_BADSTK", "ILL_BADIADDR"),
+    "SIGTRAP": ("", "TRAP_BRKPT", "TRAP_TRACE", "TRAP_BRANCH", "TRAP_HWBKPT", "TRAP_UNK",
+                "TRAP_PERF"),
+    "SIGFPE": ("", "FPE_INTDIV", "FPE_INTOVF", "FPE_FLTDIV", "FPE_FLTOVF", "FPE_FLTUND",
+               "FPE_FLTRES", "FPE_FLTINV", "FPE_FLTSUB"),
+    "SIGSEGV": ("", "SEGV_MAPERR", "SEGV_ACCERR", "SEGV_BNDERR", "SEGV_PKUERR"),
+    "SIGBUS": ("", "BUS_ADRALN", "BUS_ADRERR", "BUS_OBJERR", "BUS_MCEERR_AR", "BUS_MCEERR_AO"),
+    "SIGSYS": ("", "SYS_SECCOMP", "SYS_USER_DISPATCH"),
+}
+
+_GENERIC_SI_CODES = {0: "SI_USER", 0x80: "SI_KERNEL", -1: "SI_QUEUE", -2: "SI_TIMER",
+                     -3: "SI_MESGQ", -4: "SI_ASYNCIO", -5: "SI_SIGIO", -6: "SI_TKILL",
+                     -7: "SI_DETHREAD", -60: "SI_ASYNCNL"}
+
+
+def _hex32(value: int) -> str:
+    return f"0x{value & 0xFFFFFFFF:08x}"
+
+
+def _windows_reason(code: int, params: tuple[int, ...]) -> str:
+    name = _WINDOWS_EXCEPTIONS.get(code) or _NTSTATUS.get(code)
+    if name is None:
+        return f"unknown {_hex32(code)}"
+    if code == 0xC0000005 and params and params[0] in _ACCESS_TYPES:
+        return f"EXCEPTION_ACCESS_VIOLATION_{_ACCESS_TYPES[params[0]]}"
+    if code == 0xC0000006 and len(params) >= 3 and params[0] in _ACCESS_TYPES:
+        status = params[2] & 0xFFFFFFFF
+        return (f"EXCEPTION_IN_PAGE_ERROR_{_ACCESS_TYPES[params[0]]} / "
+                f"{_NTSTATUS.get(status) or _hex32(status)}")
+    if code == 0xC0000409 and params:
+        fast_fail = params[0] & 0xFFFFFFFF
+        ff_name = _FAST_FAIL.get(fast_fail)
+        return ("EXCEPTION_STACK_BUFFER_OVERRUN / "
+                + (f"FAST_FAIL_{ff_name}" if ff_name else _hex32(fast_fail)))
+    return name
+
+
+def _linux_reason(code: int, flags: int) -> str:
+    signal = _SIGNALS.get(code)
+    if signal is None:
+        return f"unknown {_hex32(code)} / {_hex32(flags)}"
+    kinds = _SI_CODES.get(signal, ())
+    if 0 < flags < len(kinds):
+        return f"{signal} / {kinds[flags]}"
+    si_code = flags - (1 << 32) if flags & 0x80000000 else flags
+    generic = _GENERIC_SI_CODES.get(si_code)
+    if generic == "SI_USER":
+        return signal
+    if generic is not None:
+        return f"{signal} / {generic}"
+    return f"{signal} / {_hex32(flags)}"
+
+
+def crash_reason(code: int, flags: int, params: tuple[int, ...], system: SystemInfo | None) -> str:
+    """A human name for an exception, in rust-minidump's spelling.
+
+    Windows: the exception / NTSTATUS name, refined for access violations (READ/WRITE/
+    EXEC), in-page errors and fast-fail codes. Linux/Android: the signal and its
+    ``si_code`` name (``SIGSEGV / SEGV_MAPERR``), ``DUMP_REQUESTED`` for 0xFFFFFFFF.
+    Unknown codes give ``unknown 0x...``. macOS exceptions are not decoded.
+    """
+    if system is not None and system.is_windows:
+        return _windows_reason(code, params)
+    if system is not None and system.is_linux:
+        return _linux_reason(code, flags)
+    return f"unknown {_hex32(code)} / {_hex32(flags)}"
+
+
+def crash_address(code: int, address: int, params: tuple[int, ...],
+                  system: SystemInfo | None) -> int:
+    """The address a crash report shows (see :class:`ExceptionInfo`)."""
+    addr = address
+    if (system is not None and system.is_windows and code in (0xC0000005, 0xC0000006)
+            and len(params) >= 2):
+        addr = params[1]
+    if system is not None and system.pointer_size == 4:
+        addr &= 0xFFFFFFFF  # 32-bit writers sometimes sign-extend
+    return addr
+
+
+def unix_time(value: int) -> datetime.datetime | None:
+    """A time_t as a UTC datetime, None for 0 or out of range."""
+    if not value:
+        return None
+    try:
+        return datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+

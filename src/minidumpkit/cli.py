@@ -1,0 +1,349 @@
+"""The ``minidumpkit`` command: ``info FILE`` summarises a minidump, ``dump PID`` writes one.
+
+Exit codes: 0 success; 1 the dump could not be written (the message says why);
+2 bad usage, or a file that cannot be read or is not a valid minidump.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+
+from . import __version__
+from .errors import MinidumpError, MinidumpFormatError
+from .flags import DumpType, MiniDumpType, coerce_dump_type
+
+if TYPE_CHECKING:
+    from ._streams import Context, Module, Thread
+    from .reader import Minidump
+
+__all__ = ["main", "parse_dump_type"]
+
+T = TypeVar("T")
+
+_PRESETS = {"MINI": DumpType.MINI, "TRIAGE": DumpType.TRIAGE, "FULL": DumpType.FULL}
+_MEMBERS = {name.lower(): member for name, member in MiniDumpType.__members__.items()}
+
+
+def parse_dump_type(text: str) -> MiniDumpType:
+    """Parse a dump type written on a command line.
+
+    Accepts preset names (``MINI``, ``TRIAGE``, ``FULL``), MiniDumpType member names
+    (``WithFullMemory``) or their SDK spelling (``MiniDumpWithFullMemory``), and numbers
+    (``0x1824``), any of them joined by ``|`` or ``,``; case does not matter.
+    Raises ValueError for anything else or for bits outside MiniDumpValidTypeFlags.
+    """
+    tokens = [t.strip() for t in re.split(r"[|,]", text)]
+    if not text.strip() or not all(tokens):
+        raise ValueError(f"empty dump type in {text!r}")
+    value = MiniDumpType.Normal
+    for token in tokens:
+        value |= _parse_type_token(token)
+    return coerce_dump_type(value)
+
+
+def _parse_type_token(token: str) -> MiniDumpType:
+    preset = _PRESETS.get(token.upper())
+    if preset is not None:
+        return preset
+    name = token.lower()
+    if name.startswith("minidump") and name != "minidump":
+        name = name[len("minidump"):]
+    member = _MEMBERS.get(name)
+    if member is not None:
+        return member
+    try:
+        number = int(token, 0)
+    except ValueError:
+        raise ValueError(
+            f"unknown dump type {token!r}: use MINI, TRIAGE, FULL, a MiniDumpType name "
+            "such as WithFullMemory (or MiniDumpWithFullMemory), or a number such as 0x1824"
+        ) from None
+    return coerce_dump_type(number)
+
+
+def _dump_type_arg(text: str) -> MiniDumpType:
+    try:
+        return parse_dump_type(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _pid_arg(text: str) -> int:
+    try:
+        pid = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}") from None
+    if pid <= 0:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
+    return pid
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minidumpkit",
+        description="Write minidumps (MDMP) of live processes, and read anyone's.")
+    parser.add_argument("--version", action="version", version=f"minidumpkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    info = sub.add_parser("info", help="summarise a minidump: system, crash, threads, modules",
+                          description="Summarise a minidump written by any writer.")
+    info.add_argument("file", metavar="FILE", help="the minidump to read")
+    info.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    dump = sub.add_parser("dump", help="write a minidump of a running process",
+                          description="Write a minidump of process PID.")
+    dump.add_argument("pid", metavar="PID", type=_pid_arg, help="the process to dump")
+    dump.add_argument("-o", "--output", metavar="FILE",
+                      help="where to write (default: <comm>-<pid>-<YYYYmmdd-HHMMSS>.dmp here)")
+    kind = dump.add_mutually_exclusive_group()
+    kind.add_argument("--mini", dest="type", action="store_const", const=DumpType.MINI,
+                      help="DumpType.MINI: threads, stacks, modules, handles, referenced memory"
+                           " (the default)")
+    kind.add_argument("--triage", dest="type", action="store_const", const=DumpType.TRIAGE,
+                      help="DumpType.TRIAGE: MINI reduced to what is safe to upload")
+    kind.add_argument("--full", dest="type", action="store_const", const=DumpType.FULL,
+                      help="DumpType.FULL: all readable memory and the memory map (ProcDump -ma)")
+    kind.add_argument("--type", dest="type", type=_dump_type_arg, metavar="NAME[,NAME...]",
+                      help="any MiniDumpType combination, e.g. WithFullMemory,WithHandleData "
+                           "or 0x1824")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse's way of reporting usage errors and --help
+        return stop.code if isinstance(stop.code, int) else 2
+    try:
+        if args.command == "info":
+            return _info(args.file, as_json=args.json, out=sys.stdout, err=sys.stderr)
+        return _dump(args.pid, args.output, args.type, out=sys.stdout, err=sys.stderr)
+    except BrokenPipeError:
+        # the reader of our output went away (| head): not an error worth a traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+# --- dump ---------------------------------------------------------------------------------
+
+def default_dump_name(pid: int, now: datetime.datetime | None = None) -> str:
+    """``<comm>-<pid>-<YYYYmmdd-HHMMSS>.dmp``; ``comm`` is the process name where known."""
+    comm = "process"
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            comm = f.read().strip() or comm
+    except OSError:
+        pass
+    comm = re.sub(r"[^A-Za-z0-9._+-]", "_", comm)
+    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return f"{comm}-{pid}-{stamp}.dmp"
+
+
+def _dump(pid: int, output: str | None, dump_type: MiniDumpType | None, *,
+          out: TextIO, err: TextIO) -> int:
+    import minidumpkit  # the dumper, and through it the platform backend, load only here
+
+    path = output or default_dump_name(pid)
+    kwargs: dict[str, Any] = {} if dump_type is None else {"type": dump_type}
+    try:
+        written = minidumpkit.dump(pid, path, **kwargs)
+    except MinidumpError as exc:
+        print(f"minidumpkit: cannot dump process {pid}: {exc}", file=err)
+        return 1
+    except KeyboardInterrupt:
+        print("minidumpkit: interrupted", file=err)
+        return 130
+    print(os.fspath(written) if isinstance(written, (str, os.PathLike)) else path, file=out)
+    return 0
+
+
+# --- info ---------------------------------------------------------------------------------
+
+def _hex(value: int | None) -> str | None:
+    return None if value is None else f"0x{value:x}"
+
+
+def _flag_names(flags: int) -> list[str]:
+    if flags == 0:
+        return ["Normal"]
+    names = [m.name for m in MiniDumpType
+             if m.value and m.name and m is not MiniDumpType.ValidTypeFlags
+             and flags & m.value == m.value]
+    unknown = int(flags) & ~int(MiniDumpType.ValidTypeFlags)
+    return names + ([f"0x{unknown:x}"] if unknown else [])
+
+
+class _Report:
+    """Collects the summary; a malformed stream is noted and the rest still reported."""
+
+    def __init__(self, dump: Minidump) -> None:
+        self.dump = dump
+        self.errors: list[str] = []
+
+    def section(self, name: str, fn: Callable[[], T], default: T) -> T:
+        try:
+            return fn()
+        except MinidumpFormatError as exc:
+            self.errors.append(f"{name}: {exc}")
+            return default
+
+    def build(self, path: str) -> dict[str, Any]:
+        d = self.dump
+        h = d.header
+        system = self.section("SystemInfo", lambda: d.system_info, None)
+        exc = self.section("Exception", lambda: d.exception, None)
+        pid = self.section("process id", lambda: d.process_id, None)
+        threads: list[Thread] = self.section("ThreadList", lambda: d.threads, [])
+        modules: list[Module] = self.section("ModuleList", lambda: d.modules, [])
+        crashed = exc.thread_id if exc is not None else None
+        ours = self.section("MinidumpkitInfo", lambda: d.minidumpkit_info, None)
+
+        def regs(ctx: Context | None) -> dict[str, str | None]:
+            if ctx is None:
+                return {"pc": None, "sp": None, "fp": None}
+            fp = ctx.rbp if hasattr(ctx, "rbp") else getattr(ctx, "ebp", None)
+            return {"pc": _hex(ctx.pc), "sp": _hex(ctx.sp), "fp": _hex(fp)}
+
+        thread_rows = []
+        for t in threads:
+            # The crashing thread is shown at the fault, as debuggers and stackwalkers do.
+            use_exc = exc is not None and t.thread_id == crashed and exc.context is not None
+            ctx = exc.context if use_exc and exc is not None else t.context
+            thread_rows.append({
+                "thread_id": t.thread_id, "name": t.name, "crashed": t.thread_id == crashed,
+                "context": "exception" if use_exc else ("thread" if ctx is not None else None),
+                **regs(ctx),
+                "stack_start": _hex(t.stack_start), "stack_size": t.stack_size,
+            })
+        return {
+            "file": path,
+            "size": getattr(d, "_size", None),
+            "header": {
+                "version": _hex(h.version), "stream_count": h.stream_count,
+                "time_date_stamp": _iso(h.time_date_stamp),
+                "flags": _hex(h.flags), "flag_names": _flag_names(h.flags),
+            },
+            "system": None if system is None else {
+                "os": system.os, "os_version": system.version_string, "cpu": system.cpu,
+                "cpu_info": system.cpu_info, "processors": system.number_of_processors,
+                "platform_id": _hex(int(system.platform)),
+                "architecture": int(system.architecture),
+            },
+            "process": {"pid": pid},
+            "minidumpkit": None if ours is None else {
+                "capture": ours.capture_name, "pause_ns": ours.pause_ns,
+                "writer": ours.details.get("writer"),
+            },
+            "crash": None if exc is None else {
+                "reason": exc.reason, "address": _hex(exc.crash_address),
+                "exception_address": _hex(exc.address), "code": _hex(exc.code),
+                "flags": _hex(exc.flags), "thread_id": exc.thread_id,
+                "parameters": [_hex(p) for p in exc.parameters],
+            },
+            "threads": thread_rows,
+            "modules": [{
+                "name": m.name, "base": _hex(m.base), "end": _hex(m.end), "size": m.size,
+                "version": m.version, "code_id": m.code_id, "debug_id": m.debug_id,
+                "debug_file": m.debug_file,
+                "build_id": m.build_id.hex() if m.build_id is not None else None,
+            } for m in modules],
+            "streams": [{
+                "index": si.index, "type": _hex(int(si.type)), "name": si.name,
+                "size": si.data_size, "rva": _hex(si.rva),
+            } for si in d.streams],
+            "errors": self.errors,
+        }
+
+
+def _iso(stamp: int) -> str | None:
+    try:
+        return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO) -> int:
+    from .reader import open_minidump
+
+    try:
+        dump = open_minidump(path)
+    except MinidumpFormatError as exc:
+        print(f"minidumpkit: {path} is not a valid minidump: {exc}", file=err)
+        return 2
+    except OSError as exc:
+        print(f"minidumpkit: cannot read {path}: {exc.strerror or exc}", file=err)
+        return 2
+    with dump:
+        report = _Report(dump)
+        data = report.build(path)
+    if as_json:
+        json.dump(data, out, indent=2)
+        out.write("\n")
+    else:
+        _print_text(data, out)
+    for problem in report.errors:
+        print(f"minidumpkit: {path}: malformed stream, {problem}", file=err)
+    return 2 if report.errors else 0
+
+
+def _print_text(data: dict[str, Any], out: TextIO) -> None:
+    def w(line: str = "") -> None:
+        out.write(line + "\n")
+
+    h = data["header"]
+    w(f"{data['file']}: minidump, {data['size']} bytes, {h['stream_count']} streams, "
+      f"written {h['time_date_stamp'] or '?'}")
+    w(f"  dump type  {h['flags']} ({' | '.join(h['flag_names'])})")
+    sysinfo = data["system"]
+    if sysinfo is not None:
+        w(f"  system     {sysinfo['os']} {sysinfo['os_version']}")
+        w(f"  cpu        {sysinfo['cpu']} {sysinfo['cpu_info'] or ''}".rstrip()
+          + f", {sysinfo['processors']} processor(s)")
+    if data["process"]["pid"] is not None:
+        w(f"  process    pid {data['process']['pid']}")
+    ours = data["minidumpkit"]
+    if ours is not None:
+        w(f"  written by {ours['writer']}, capture {ours['capture']}, "
+          f"target paused {ours['pause_ns'] / 1e6:.1f} ms")
+    crash = data["crash"]
+    if crash is None:
+        w("  crash      none (no exception stream)")
+    else:
+        w(f"  crash      {crash['reason']} at {crash['address']} in thread {crash['thread_id']}"
+          f" (code {crash['code']}, flags {crash['flags']})")
+
+    w()
+    w(f"Threads ({len(data['threads'])}):")
+    for t in data["threads"]:
+        mark = "*" if t["crashed"] else " "
+        name = t["name"] or ""
+        regs = "  ".join(f"{r} {t[r]}" for r in ("pc", "sp", "fp") if t[r] is not None)
+        w(f"  {mark} {t['thread_id']:<8} {name:<20} {regs or '(no context)'}")
+    w()
+    w(f"Modules ({len(data['modules'])}):")
+    for m in data["modules"]:
+        ident = (f"build id {m['build_id']}" if m["build_id"]
+                 else f"debug id {m['debug_id']}" if m["debug_id"]
+                 else f"code id {m['code_id']}" if m["code_id"] else "no id")
+        version = f"  {m['version']}" if m["version"] else ""
+        w(f"  {m['base']:>18}-{m['end']:<18} {m['name']}{version}")
+        w(f"  {'':>37}  {ident}")
+    w()
+    w(f"Streams ({len(data['streams'])}):")
+    for si in data["streams"]:
+        w(f"  {si['index']:>3}  {si['name']:<28} {si['type']:>12}  {si['size']:>10} bytes"
+          f"  at {si['rva']}")
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m minidumpkit.cli
+    sys.exit(main())
