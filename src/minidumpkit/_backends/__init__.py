@@ -15,9 +15,9 @@ def load_backend() -> ModuleType:
 
         return linux
     if sys.platform == "win32":
-        from . import windows  # type: ignore[attr-defined]
+        from . import windows
 
-        return windows  # type: ignore[no-any-return]
+        return windows
     raise UnsupportedError(
         f"minidumpkit cannot dump processes on {sys.platform!r}: only Linux (ptrace) "
         "and Windows (dbghelp) have a backend; reading minidumps works everywhere")
