@@ -77,7 +77,6 @@ class Dumper:
         """
         dump_type = coerce_dump_type(type)
         policy = as_policy(callbacks)  # a wrong type fails here, before any file exists
-        # policy= only when there is one: a backend without callback support still dumps
         final = Path(os.fspath(path))
         with _atomic_output(final) as out:
             self.last_times = self._backend.write_dump(self.pid, out, dump_type, policy=policy)
