@@ -36,6 +36,7 @@ __all__ = [
     "RegionIndex",
     "Selection",
     "ThreadChoice",
+    "VmArea",
     "default_module_flags",
     "default_thread_flags",
     "select",
@@ -57,6 +58,40 @@ BREAKPAD_MAX_MEMORY_RANGES = 4096
 MAX_MERGE_GAP = 64 * 1024
 
 MiB = 1 << 20
+# WithProcessThreadData: bytes around each thread's TLS pointer (fs_base). glibc puts the
+# static TLS blocks just below it and struct pthread (~2.3 KiB) at it.
+THREAD_DATA_BEFORE = 4096
+THREAD_DATA_AFTER = 4096
+# MiniDumpType bits that copy whole regions (Memory64List), and the optional memory
+# WithoutOptionalData drops.
+BULK_TYPES = (MiniDumpType.WithFullMemory | MiniDumpType.WithPrivateReadWriteMemory
+              | MiniDumpType.WithPrivateWriteCopyMemory | MiniDumpType.WithDataSegs
+              | MiniDumpType.WithCodeSegs)
+
+
+@dataclasses.dataclass(frozen=True)
+class VmArea(Region):
+    """A :class:`Region` with what a backend knows about its pages, for the dump types
+    that copy whole regions. A plain Region means: nothing known, every page exists.
+
+    ``vm_flags``
+        the kernel's VmFlags mnemonics (/proc/PID/smaps): ``dd`` (VM_DONTDUMP: never
+        copied by a bulk flag), ``io`` (device memory: never read), ...
+    ``core_dump_size``
+        bytes from ``start`` the OS's own core dumper would write (Linux: the target's
+        coredump_filter applied as the kernel does); None = the whole region.
+    ``pages``
+        ``(start, end)`` runs of pages that exist (present or swapped out); pages outside
+        them were never touched. None = every page.
+    ``written_pages``
+        runs of pages copied on write (private file mappings that were written); None =
+        unknown, then a private writable file mapping counts as written.
+    """
+
+    vm_flags: frozenset[str] = frozenset()
+    core_dump_size: int | None = None
+    pages: tuple[tuple[int, int], ...] | None = None
+    written_pages: tuple[tuple[int, int], ...] | None = None
 
 
 class DumpPolicy:
@@ -178,8 +213,8 @@ class DumpPolicy:
         WithPrivateReadWriteMemory, ...), is copied. Default: True.
 
         Asked once per such region while the plan is made, after :meth:`remove_memory`.
-        No MiniDumpType bit the writer implements today copies whole regions, so
-        nothing calls it yet; the full/private memory flags do.
+        False leaves the whole region out of the bulk copy (memory it holds may still
+        be copied for another reason, e.g. a stack).
         """
         return True
 
@@ -210,12 +245,20 @@ def default_thread_flags(dump_type: MiniDumpType) -> ThreadWriteFlags:
              | ThreadWriteFlags.InstructionWindow)
     if dump_type & MiniDumpType.WithThreadInfo:
         flags |= ThreadWriteFlags.ThreadInfo
+    if dump_type & MiniDumpType.WithProcessThreadData:
+        flags |= ThreadWriteFlags.ThreadData
     return flags
 
 
 def default_module_flags(dump_type: MiniDumpType) -> ModuleWriteFlags:
-    """dbghelp's default ModuleWriteFlags for ``dump_type``."""
-    return ModuleWriteFlags.Module | ModuleWriteFlags.CvRecord | ModuleWriteFlags.MiscRecord
+    """dbghelp's default ModuleWriteFlags for ``dump_type`` (ModuleReferencedByMemory is
+    added per module by ScanMemory)."""
+    flags = ModuleWriteFlags.Module | ModuleWriteFlags.CvRecord | ModuleWriteFlags.MiscRecord
+    if dump_type & MiniDumpType.WithDataSegs:
+        flags |= ModuleWriteFlags.DataSeg
+    if dump_type & MiniDumpType.WithCodeSegs:
+        flags |= ModuleWriteFlags.CodeSegs
+    return flags
 
 
 # --- address-space helpers ---------------------------------------------------------
@@ -230,6 +273,30 @@ def never_read(region: Region) -> bool:
 
 def dumpable(region: Region) -> bool:
     return region.readable and not never_read(region)
+
+
+def bulk_copyable(region: Region) -> bool:
+    """Whether a whole-region flag may copy ``region``: readable, not a device, not
+    VM_DONTDUMP (madvise(MADV_DONTDUMP) asks debuggers' and the kernel's dumpers alike
+    to leave it out)."""
+    if not dumpable(region):
+        return False
+    if isinstance(region, VmArea):
+        return not region.vm_flags & {"dd", "io", "pf"}
+    return True
+
+
+def existing_pages(region: Region, start: int | None = None,
+                   end: int | None = None) -> list[tuple[int, int]]:
+    """The runs of pages of ``region`` (within ``[start, end)``) that exist."""
+    lo = region.start if start is None else max(start, region.start)
+    hi = region.end if end is None else min(end, region.end)
+    if hi <= lo:
+        return []
+    runs = region.pages if isinstance(region, VmArea) else None
+    if runs is None:
+        return [(lo, hi)]
+    return [(max(a, lo), min(b, hi)) for a, b in runs if b > lo and a < hi]
 
 
 class RegionIndex:
@@ -270,6 +337,8 @@ class RangeKind(enum.IntEnum):
     EXTRA = 1
     INSTRUCTION_WINDOW = 2
     STACK = 3
+    # whole-region copies (full / private / data / code memory): Memory64List, never capped
+    BULK = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,10 +491,15 @@ class Selection:
     regions: RegionIndex
     dropped: list[MemoryRange] = dataclasses.field(default_factory=list)
     indirect_pointers: int = 0
+    # whole-region copies, written to Memory64List at the end of the file (disjoint from
+    # ``memory``, which keeps stacks and small ranges under 32-bit RVAs)
+    memory64: list[MemoryRange] = dataclasses.field(default_factory=list)
+    # modules a stack word points into (ScanMemory), by base address
+    referenced_modules: frozenset[int] = frozenset()
 
     @property
     def total_bytes(self) -> int:
-        return sum(r.size for r in self.memory)
+        return sum(r.size for r in self.memory) + sum(r.size for r in self.memory64)
 
 
 def stack_range(thread: CapturedThread, index: RegionIndex, max_size: int) -> tuple[int, int] | None:
@@ -509,40 +583,56 @@ def select(capture: ProcessCapture, dump_type: MiniDumpType, policy: DumpPolicy,
     """
     policy.begin(capture)
     checkpoint()
+    index = RegionIndex(capture.regions)
     threads = [t for t in capture.threads if policy.include_thread(t)]
     modules = [m for m in capture.modules if policy.include_module(m)]
     tdefault = default_thread_flags(dump_type)
     thread_choices = [ThreadChoice(t, ThreadWriteFlags(int(policy.thread_flags(t, tdefault)) & tdefault))
                       for t in threads]
+    stacks: dict[int, tuple[int, int]] = {}
+    for choice in thread_choices:
+        if choice.flags & ThreadWriteFlags.Stack:
+            stack = stack_range(choice.thread, index, policy.max_stack_size)
+            if stack is not None:
+                stacks[choice.thread.tid] = stack
+    referenced: frozenset[int] = frozenset()
+    if dump_type & MiniDumpType.ScanMemory:
+        # dbghelp scans before its ModuleCallbacks, which then see ModuleReferencedByMemory
+        referenced = _referenced_modules(capture, modules, stacks, policy, checkpoint)
     mdefault = default_module_flags(dump_type)
     module_choices = []
     for m in modules:
-        flags = ModuleWriteFlags(int(policy.module_flags(m, mdefault)) & mdefault)
+        default = mdefault
+        if m.base in referenced:
+            default |= ModuleWriteFlags.ModuleReferencedByMemory
+        flags = ModuleWriteFlags(int(policy.module_flags(m, default)) & default)
         if flags & ModuleWriteFlags.Module:
             module_choices.append(ModuleChoice(m, flags))
     extra = _user_ranges(policy.extra_memory(), "extra_memory", RangeKind.EXTRA)
     holes = normalize(_user_ranges(policy.remove_memory(), "remove_memory", RangeKind.EXTRA))
     checkpoint()
 
-    index = RegionIndex(capture.regions)
-    stacks: dict[int, tuple[int, int]] = {}
+    optional = not dump_type & MiniDumpType.WithoutOptionalData
     base: list[MemoryRange] = list(extra)
     for choice in thread_choices:
         t = choice.thread
-        if choice.flags & ThreadWriteFlags.Stack:
-            stack = stack_range(t, index, policy.max_stack_size)
-            if stack is not None:
-                stacks[t.tid] = stack
-                base.append(MemoryRange(*stack, RangeKind.STACK))
+        if t.tid in stacks:
+            base.append(MemoryRange(*stacks[t.tid], RangeKind.STACK))
         if choice.flags & ThreadWriteFlags.InstructionWindow:
             window = instruction_window(t, index)
             if window is not None:
                 base.append(MemoryRange(*window, RangeKind.INSTRUCTION_WINDOW))
+        if optional and choice.flags & ThreadWriteFlags.ThreadData and t.teb:
+            base += _around(index, t.teb, THREAD_DATA_BEFORE, THREAD_DATA_AFTER)
+    if optional and dump_type & MiniDumpType.WithModuleHeaders:
+        for mc in module_choices:  # the ELF (PE) headers: the module's first page
+            base += _around(index, mc.module.base, 0, 4096)
     limit = policy.max_memory_ranges
     planned, dropped = cap_count(subtract(normalize(base), holes), limit, index, holes)
 
-    selection = Selection(thread_choices, module_choices, planned, stacks, index, dropped)
-    if dump_type & MiniDumpType.WithIndirectlyReferencedMemory:
+    selection = Selection(thread_choices, module_choices, planned, stacks, index, dropped,
+                          referenced_modules=referenced)
+    if optional and dump_type & MiniDumpType.WithIndirectlyReferencedMemory:
         indirect = _indirect_memory(capture, selection, policy, holes, checkpoint)
         indirect = subtract(normalize(indirect), normalize([*planned, *holes]))
         indirect, more = cap_count(indirect, max(limit - len(planned), 0), index, holes)
@@ -550,7 +640,98 @@ def select(capture: ProcessCapture, dump_type: MiniDumpType, policy: DumpPolicy,
         planned = normalize([*planned, *indirect])
     selection.memory, more = cap_bytes(planned, policy.max_memory_bytes)
     selection.dropped += more
+    if dump_type & BULK_TYPES:
+        bulk = _bulk_memory(index, module_choices, dump_type, policy)
+        checkpoint()
+        selection.memory64 = subtract(normalize(bulk), normalize([*selection.memory, *holes]))
     return selection
+
+
+def _around(index: RegionIndex, address: int, before: int, after: int) -> list[MemoryRange]:
+    """``[address - before, address + after)`` clipped to the readable mapping holding
+    ``address`` (nothing if there is none)."""
+    region = index.find(address)
+    if region is None or not dumpable(region):
+        return []
+    lo, hi = max(region.start, address - before), min(region.end, address + after)
+    return [MemoryRange(lo, hi, RangeKind.EXTRA)] if hi > lo else []
+
+
+def _file_backed(region: Region) -> bool:
+    return region.path.startswith("/") and region.inode != 0
+
+
+def _bulk_memory(index: RegionIndex, modules: Sequence[ModuleChoice], dump_type: MiniDumpType,
+                 policy: DumpPolicy) -> list[MemoryRange]:
+    """What the whole-region flags copy, region by region (IncludeVmRegionCallback asked
+    for each region with something to copy), only pages that exist."""
+    data_spans: list[tuple[int, int]] = []
+    code_spans: list[tuple[int, int]] = []
+    for mc in modules:
+        span = (mc.module.base, mc.module.base + mc.module.size)
+        if mc.flags & ModuleWriteFlags.DataSeg:
+            data_spans.append(span)
+        if mc.flags & ModuleWriteFlags.CodeSegs:
+            code_spans.append(span)
+    data_ends = {end for _, end in data_spans}
+    full = dump_type & MiniDumpType.WithFullMemory
+    private_rw = dump_type & MiniDumpType.WithPrivateReadWriteMemory
+    write_copy = dump_type & MiniDumpType.WithPrivateWriteCopyMemory
+    out: list[MemoryRange] = []
+    for r in index.regions:
+        if not bulk_copyable(r):
+            continue
+        wanted: list[tuple[int, int]] = []
+        file_backed = _file_backed(r)
+        in_module = any(lo <= r.start < hi for lo, hi in data_spans + code_spans)
+        if full:
+            size = r.size
+            if isinstance(r, VmArea) and r.core_dump_size is not None:
+                size = r.core_dump_size
+            wanted += existing_pages(r, r.start, r.start + size)
+        if private_rw and r.private and r.writable and not file_backed:
+            wanted += existing_pages(r)
+        if write_copy and r.private and file_backed:
+            written = r.written_pages if isinstance(r, VmArea) else None
+            if written is not None:
+                wanted += written
+            elif r.writable:
+                wanted += existing_pages(r)
+        if in_module and r.writable and any(lo <= r.start < hi for lo, hi in data_spans):
+            wanted += existing_pages(r)
+        elif r.writable and r.private and not file_backed and r.start in data_ends:
+            wanted += existing_pages(r)  # .bss beyond the file's end: anonymous, right after
+        if in_module and r.executable and any(lo <= r.start < hi for lo, hi in code_spans):
+            wanted += existing_pages(r)
+        if not wanted or not policy.include_vm_region(r):
+            continue
+        out += (MemoryRange(lo, hi, RangeKind.BULK) for lo, hi in wanted if hi > lo)
+    return out
+
+
+def _referenced_modules(capture: ProcessCapture, modules: Sequence[CapturedModule],
+                        stacks: dict[int, tuple[int, int]], policy: DumpPolicy,
+                        checkpoint: Callable[[], None]) -> frozenset[int]:
+    """Bases of the modules some aligned stack word points into (ScanMemory)."""
+    spans = sorted((m.base, m.base + m.size) for m in modules)
+    if not spans:
+        return frozenset()
+    starts = [lo for lo, _ in spans]
+    found: set[int] = set()
+    for start, end in stacks.values():
+        addr = (start + 7) & ~7
+        while addr + 8 <= end and len(found) < len(spans):
+            want = min(policy.chunk_size, end - addr) & ~7
+            checkpoint()
+            data = capture.memory.read(addr, want)[:want]
+            for word in set(_words(data)):
+                i = bisect.bisect_right(starts, word) - 1
+                if i >= 0 and word < spans[i][1]:
+                    found.add(spans[i][0])
+            if len(data) < want:
+                break
+            addr += want
+    return frozenset(found)
 
 
 def _indirect_memory(capture: ProcessCapture, selection: Selection, policy: DumpPolicy,

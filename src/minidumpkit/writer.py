@@ -10,8 +10,10 @@ the end), then every stream appended at an 8-byte boundary (contexts at 16):
 ThreadList (its entries are patched once the stacks are copied), the thread
 contexts, ThreadNames, ThreadInfoList, ModuleList, Exception, SystemInfo, MiscInfo,
 HandleData, the raw Linux streams, LinuxDsoDebug, the memory bytes followed by the
-MemoryList that describes them, and minidumpkit's info stream. Everything a 32-bit
-RVA points to stays below 4 GiB.
+MemoryList that describes them, MemoryInfoList, UnloadedModuleList, and minidumpkit's
+info stream. Everything a 32-bit RVA points to stays below 4 GiB. Whole-region memory
+(full, private, data and code memory) comes last: the Memory64List descriptors, then
+its bytes back to back, the only part of the file that may extend past 4 GiB.
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import errno
+import functools
 import io
 import json
+import os
 import struct
 import time
+from array import array
 from collections.abc import Callable
 from typing import BinaryIO
 
 from . import __version__
 from . import format as md
-from ._capture import CapturedThread, ProcessCapture
-from ._selection import DumpPolicy, Selection, ThreadChoice, select
+from ._capture import CapturedThread, ProcessCapture, Region
+from ._selection import DumpPolicy, RegionIndex, Selection, ThreadChoice, select
 from .errors import DumpCancelled, ProcessError, UnsupportedError
 from .flags import (
     MiniDumpType,
@@ -39,11 +44,17 @@ from .flags import (
     coerce_dump_type,
 )
 
-__all__ = ["SUPPORTED_TYPES", "DumpPolicy", "WriteStats", "flag_names", "write_minidump"]
+__all__ = ["NO_EFFECT_TYPES", "SUPPORTED_TYPES", "DumpPolicy", "WriteStats", "flag_names",
+           "write_minidump"]
 
-# The MiniDumpType bits this writer implements; any other bit is refused, never ignored.
-SUPPORTED_TYPES = (MiniDumpType.Normal | MiniDumpType.WithThreadInfo | MiniDumpType.WithHandleData
-                   | MiniDumpType.WithIndirectlyReferencedMemory)
+# The MiniDumpType bits this writer accepts; any other bit is refused, never ignored.
+# Today that is every valid bit: those in NO_EFFECT_TYPES have no meaning outside Windows
+# and are only recorded in the header (docs/dump-types.md).
+SUPPORTED_TYPES = MiniDumpType.ValidTypeFlags
+NO_EFFECT_TYPES = (MiniDumpType.WithoutAuxiliaryState | MiniDumpType.WithFullAuxiliaryState
+                   | MiniDumpType.WithTokenInformation | MiniDumpType.FilterTriage
+                   | MiniDumpType.WithIptTrace | MiniDumpType.ScanInaccessiblePartialPages
+                   | MiniDumpType.FilterWriteCombinedMemory)
 
 # Breakpad's kInvalidMDRVA: LinuxDsoDebug's link-map RVA when there is no link map.
 _INVALID_RVA = 0xFFFFFFFF
@@ -54,6 +65,14 @@ _CAPTURE_NAMES = {md.CAPTURE_STOP: "stop", md.CAPTURE_VA_CLONE: "va_clone",
                   md.CAPTURE_SNAPSHOT_LIVE: "snapshot_live"}
 # At most this many read failures / dropped ranges are listed in the info stream.
 _MAX_LISTED = 32
+# Room kept for the info stream when it is written before the Memory64 bytes it reports on.
+_INFO_RESERVE = 16 << 10
+# CONTEXT_EX (winnt.h): three CONTEXT_CHUNKs {LONG Offset; DWORD Length} = All, Legacy, XState
+_CONTEXT_EX = struct.Struct("<iIiIiI")
+_CONTEXT_XSTATE = 0x40  # CONTEXT_XSTATE without the architecture bit
+_FXSAVE_SIZE = 512  # the legacy XSAVE region, already in CONTEXT.FltSave
+# Memory64 chunks of zeros at least this long are left as holes (sparse output)
+_HOLE_MIN = 64 << 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +168,11 @@ class _File:
         self._out.write(data)
         self.pos += len(data)
 
+    def skip(self, size: int) -> None:
+        """Leave ``size`` zero bytes by seeking over them: a hole in a sparse file."""
+        self._out.seek(size, io.SEEK_CUR)
+        self.pos += size
+
     def append(self, data: bytes, alignment: int = 8) -> md.Location:
         """Write ``data`` aligned and return where it is."""
         self.align(alignment)
@@ -205,6 +229,12 @@ class _Job:
         self.left_out: list[tuple[int, int]] = []
         self.done = 0
         self.total = 0
+        # (start, size) of Memory64List ranges, in file order
+        self.descriptors64: list[tuple[int, int]] = []
+        # FilterMemory: the stack mappings whose non-pointer words are zeroed
+        self.filtered: list[tuple[int, int]] = []
+        self.index: RegionIndex | None = None
+        self.buffer: bytearray | None = None  # reused by copy_segment64
 
     # -- cancel / progress -------------------------------------------------------------
 
@@ -229,12 +259,22 @@ class _Job:
         info = [c for c in sel.threads if c.flags & ThreadWriteFlags.ThreadInfo]
         cap = self.capture
 
+        dt = self.dump_type
+        # dbghelp writes MemoryInfoList with full memory whatever the flags say, and
+        # udmp-parser wants a MemoryInfoList entry at every Memory64 range
+        with_info = bool(dt & MiniDumpType.WithFullMemoryInfo or sel.memory64)
         count = (5 + (cap.exception is not None) + bool(named)
-                 + bool(self.dump_type & MiniDumpType.WithThreadInfo)
-                 + bool(self.dump_type & MiniDumpType.WithHandleData)
-                 + len(cap.raw_streams) + (cap.dso_debug is not None) + 1)
+                 + bool(dt & MiniDumpType.WithThreadInfo)
+                 + bool(dt & MiniDumpType.WithHandleData)
+                 + len(cap.raw_streams) + (cap.dso_debug is not None) + 1
+                 + with_info + bool(dt & MiniDumpType.WithUnloadedModules)
+                 + bool(sel.memory64))
         f = self.file
         f.raw(bytes(md.Header.SIZE + count * md.Directory.SIZE))
+        if dt & MiniDumpType.FilterMemory:
+            self.index = sel.regions
+            self.filtered = sorted({(r.start, r.end) for c in sel.threads
+                                    if (r := sel.regions.find(c.thread.sp)) is not None})
 
         self.checkpoint()
         thread_list = f.append(bytes(4 + len(threads) * md.Thread.SIZE))
@@ -242,7 +282,7 @@ class _Job:
         contexts: dict[int, md.Location] = {}
         for c in threads:
             if c.flags & ThreadWriteFlags.Context:
-                contexts[c.thread.tid] = f.append(c.thread.context.pack(), 16)
+                contexts[c.thread.tid] = f.append(self.context_bytes(c.thread), 16)
         if named:
             self.stream(StreamType.ThreadNamesStream, self.thread_names(named))
         if self.dump_type & MiniDumpType.WithThreadInfo:
@@ -268,7 +308,17 @@ class _Job:
             for d in self.descriptors)
         self.directory.append((StreamType.MemoryListStream, f.append(memory_list)))
         f.patch(thread_list.rva, self.thread_entries(threads, contexts, sel))
-        self.stream(StreamType.MinidumpkitInfoStream, self.info(sel))
+        if with_info:
+            self.stream(StreamType.MemoryInfoListStream, lambda: self.memory_info(sel))
+        if dt & MiniDumpType.WithUnloadedModules:
+            # Linux keeps no record of unloaded shared objects: an empty, well-formed list
+            self.stream(StreamType.UnloadedModuleListStream, md.UnloadedModuleListHeader(
+                size_of_header=md.UnloadedModuleListHeader.SIZE,
+                size_of_entry=md.UnloadedModule.SIZE, number_of_entries=0).pack())
+        if sel.memory64:
+            self.copy_memory64(sel)
+        else:
+            self.stream(StreamType.MinidumpkitInfoStream, self.info(sel))
 
         assert len(self.directory) == count, (len(self.directory), count)
         f.patch(md.Header.SIZE, b"".join(
@@ -280,8 +330,11 @@ class _Job:
         f.finish()
         self.policy.progress(self.total, self.total)
         return WriteStats(
-            bytes_written=f.pos, stream_count=count, memory_ranges=len(self.descriptors),
-            memory_bytes=sum(d.size for d in self.descriptors), thread_count=len(threads),
+            bytes_written=f.pos, stream_count=count,
+            memory_ranges=len(self.descriptors) + len(self.descriptors64),
+            memory_bytes=(sum(d.size for d in self.descriptors)
+                          + sum(n for _, n in self.descriptors64)),
+            thread_count=len(threads),
             module_count=len(sel.modules),
             handle_count=len(cap.handles) if self.dump_type & MiniDumpType.WithHandleData else 0,
             read_failures=len(self.read_failures),
@@ -346,9 +399,10 @@ class _Job:
     def module_list(self, sel: Selection) -> bytes:
         f = self.file
         entries = []
+        base_names = bool(self.dump_type & MiniDumpType.FilterModulePaths)
         for choice in sel.modules:
             m = choice.module
-            name_rva = f.string(m.path)
+            name_rva = f.string(os.path.basename(m.path) if base_names else m.path)
             cv = md.Location(0, 0)
             if m.build_id and choice.flags & ModuleWriteFlags.CvRecord:
                 cv = f.append(struct.pack("<I", md.CV_SIGNATURE_ELF) + bytes(m.build_id), 4)
@@ -365,7 +419,7 @@ class _Job:
         thread = next(t for t in self.capture.threads if t.tid == exc.thread_id)
         context = contexts.get(thread.tid)
         if context is None:  # the thread itself was left out (or its context): keep this one
-            context = self.file.append(thread.context.pack(), 16)
+            context = self.file.append(self.context_bytes(thread), 16)
         address = exc.address
         if exc.code == md.DUMP_REQUESTED and not address:
             address = thread.pc
@@ -443,6 +497,8 @@ class _Job:
             "memory": {
                 "ranges": len(self.descriptors),
                 "bytes": sum(d.size for d in self.descriptors),
+                "ranges64": len(self.descriptors64),
+                "bytes64": sum(n for _, n in self.descriptors64),
                 "indirect_pointers": sel.indirect_pointers,
                 "read_failures": len(self.read_failures),
                 "read_failures_first": [{"address": a, "size": n}
@@ -505,7 +561,9 @@ class _Job:
         while addr < end:
             self.checkpoint()
             want = min(chunk, end - addr)
-            data = memory.read(addr, want)[:want]
+            data: bytes | memoryview = memory.read(addr, want)[:want]
+            if data and self.filtered:
+                data = self.filter_words(addr, data)
             if data:
                 if not self.continues(addr):
                     f.align(8)
@@ -522,6 +580,9 @@ class _Job:
     def read_failed(self, address: int, end: int) -> None:
         size = end - address
         self.read_failures.append((address, size))
+        if self.dump_type & MiniDumpType.IgnoreInaccessibleMemory:
+            self.advance(size)  # skipped without asking: the dump type says so
+            return
         error = OSError(errno.EFAULT, f"cannot read {size} bytes of process {self.capture.pid} "
                                       f"memory at 0x{address:x}")
         if not self.policy.read_memory_failure(address, size, error):
@@ -530,3 +591,201 @@ class _Job:
                 "and DumpPolicy.read_memory_failure() asked to stop the dump",
                 pid=self.capture.pid)
         self.advance(size)
+
+    # -- contexts ------------------------------------------------------------------------
+
+    def context_bytes(self, thread: CapturedThread) -> bytes:
+        """The thread's CONTEXT; with WithAvxXStateContext and a captured XSAVE image,
+        Windows' extended layout: CONTEXT (flags + CONTEXT_XSTATE), a CONTEXT_EX whose
+        chunk offsets are relative to itself, and at the next 64-byte boundary the XSAVE
+        header and extended components (standard format, component offsets minus the
+        512-byte legacy region the CONTEXT already holds in FltSave)."""
+        ctx = thread.context
+        xsave = thread.xstate
+        if not self.dump_type & MiniDumpType.WithAvxXStateContext or not xsave \
+                or len(xsave) <= _FXSAVE_SIZE + 64:
+            return ctx.pack()
+        head = dataclasses.replace(ctx, context_flags=ctx.context_flags | _CONTEXT_XSTATE).pack()
+        ex_at = len(head)
+        xstate_at = (ex_at + _CONTEXT_EX.size + 63) & ~63
+        xstate = bytes(xsave[_FXSAVE_SIZE:])
+        total = xstate_at + len(xstate)
+        ex = _CONTEXT_EX.pack(-ex_at, total, -ex_at, ex_at, xstate_at - ex_at, len(xstate))
+        return head + ex + bytes(xstate_at - ex_at - len(ex)) + xstate
+
+    # -- memory info -----------------------------------------------------------------------
+
+    def memory_info(self, sel: Selection) -> bytes:
+        """One MINIDUMP_MEMORY_INFO per mapping, split where a Memory64 range starts or
+        ends (readers such as udmp-parser look a range up by its start)."""
+        cuts = sorted({p for r in sel.memory64 for p in (r.start, r.end)})
+        images = sorted((m.module.base, m.module.base + m.module.size) for m in sel.modules)
+        image_starts = [lo for lo, _ in images]
+        entries = []
+        for r in sel.regions.regions:
+            protect = _protection(r)
+            mem_type, alloc_base = md.MemType.PRIVATE, r.start
+            file_backed = r.path.startswith("/") and r.inode != 0
+            i = bisect.bisect_right(image_starts, r.start) - 1
+            if file_backed and i >= 0 and r.start < images[i][1]:
+                mem_type, alloc_base = md.MemType.IMAGE, images[i][0]
+            elif file_backed or not r.private:
+                mem_type = md.MemType.MAPPED
+            lo = r.start
+            j = bisect.bisect_right(cuts, lo)
+            while lo < r.end:
+                hi = cuts[j] if j < len(cuts) and cuts[j] < r.end else r.end
+                entries.append(md.MemoryInfo(
+                    base_address=lo, allocation_base=alloc_base, allocation_protect=protect,
+                    alignment1=0, region_size=hi - lo, state=int(md.MemState.COMMIT),
+                    protect=protect, type=int(mem_type), alignment2=0).pack())
+                lo = hi
+                j += 1
+        header = md.MemoryInfoListHeader(size_of_header=md.MemoryInfoListHeader.SIZE,
+                                         size_of_entry=md.MemoryInfo.SIZE,
+                                         number_of_entries=len(entries))
+        return header.pack() + b"".join(entries)
+
+    # -- FilterMemory ------------------------------------------------------------------------
+
+    def filter_words(self, address: int, data: bytes | memoryview) -> bytes | memoryview:
+        """``data`` (read at ``address``) with every aligned word inside a stack mapping
+        that does not point into mapped memory zeroed (FilterMemory): return addresses,
+        frame and object pointers survive, so stacks still walk; values do not."""
+        end = address + len(data)
+        buf: bytearray | None = None
+        index = self.index
+        assert index is not None
+        for lo, hi in self.filtered:
+            a, b = max(lo, address), min(hi, end)
+            if a >= b:
+                continue
+            if buf is None:
+                buf = bytearray(data)
+            w0, w1 = (a + 7) & ~7, b & ~7
+            buf[a - address:min(w0, b) - address] = bytes(min(w0, b) - a)  # partial words
+            if w1 > w0:
+                buf[w1 - address:b - address] = bytes(b - w1)
+                words = array("Q", buf[w0 - address:w1 - address])
+                keep = {w for w in set(words) if w and index.find(w) is not None}
+                words = array("Q", [w if w in keep else 0 for w in words])
+                buf[w0 - address:w1 - address] = words.tobytes()
+        return data if buf is None else bytes(buf)
+
+    # -- Memory64List ------------------------------------------------------------------------
+
+    def copy_memory64(self, sel: Selection) -> None:
+        """The descriptor table (sized for the worst case), the info stream (reserved
+        room), then every whole-region byte back to back; table and info are patched
+        once the bytes are in, since a read failure shortens a range."""
+        f = self.file
+        segments = [(lo, hi) for piece in sel.memory64
+                    for lo, hi, _r in sel.regions.segments(piece.start, piece.end)]
+        f.align(8)
+        table_rva = f.pos
+        f.check_rva(table_rva, md.Memory64ListHeader.SIZE + 16 * len(segments))
+        f.raw(bytes(md.Memory64ListHeader.SIZE + 16 * len(segments)))
+        info_at = f.append(bytes(_INFO_RESERVE))
+        f.align(16)
+        base_rva = f.pos
+        self.copy_segments64(segments)
+        table = md.Memory64ListHeader(number_of_memory_ranges=len(self.descriptors64),
+                                      base_rva=base_rva).pack() + b"".join(
+            md.MemoryDescriptor64(start_of_memory_range=a, data_size=n).pack()
+            for a, n in self.descriptors64)
+        f.patch(table_rva, table)
+        self.directory.append((StreamType.Memory64ListStream, md.Location(len(table), table_rva)))
+        info = self.info(sel)
+        if len(info) > _INFO_RESERVE:  # JSON lists are bounded; never past the room kept
+            info = info[:_INFO_RESERVE]
+        f.patch(info_at.rva, info)
+        self.directory.append((StreamType.MinidumpkitInfoStream, md.Location(len(info), info_at.rva)))
+
+    def copy_segments64(self, segments: list[tuple[int, int]]) -> None:
+        """Read ``segments`` (each inside one mapping) and append their bytes; small ones
+        are read many per call when the memory source can (``read_many``)."""
+        chunk = self.policy.chunk_size
+        read_many = getattr(self.capture.memory, "read_many", None)
+        batch: list[tuple[int, int]] = []
+        batch_bytes = 0
+        for lo, hi in segments:
+            if hi - lo >= chunk or read_many is None:
+                self.flush64(batch, read_many)
+                batch, batch_bytes = [], 0
+                self.copy_segment64(lo, hi)
+                continue
+            batch.append((lo, hi - lo))
+            batch_bytes += hi - lo
+            if batch_bytes >= chunk:
+                self.flush64(batch, read_many)
+                batch, batch_bytes = [], 0
+        self.flush64(batch, read_many)
+
+    def flush64(self, batch: list[tuple[int, int]],
+                read_many: Callable[[list[tuple[int, int]]], list[bytes]] | None) -> None:
+        if not batch:
+            return
+        self.checkpoint()
+        assert read_many is not None
+        for (address, size), data in zip(batch, read_many(batch), strict=True):
+            self.emit64(address, data[:size])
+            self.advance(len(data[:size]))
+            if len(data) < size:
+                self.read_failed(address + len(data), address + size)
+
+    def copy_segment64(self, start: int, end: int) -> None:
+        memory, chunk = self.capture.memory, self.policy.chunk_size
+        # a source that can read into our buffer spares an allocation and a copy per chunk
+        read_into = getattr(memory, "read_into", None)
+        if read_into is not None and self.buffer is None:
+            self.buffer = bytearray(chunk)
+        addr = start
+        while addr < end:
+            self.checkpoint()
+            want = min(chunk, end - addr)
+            data: bytes | memoryview
+            if read_into is not None:
+                assert self.buffer is not None
+                data = memoryview(self.buffer)[:read_into(addr, want, self.buffer)]
+            else:
+                data = memory.read(addr, want)[:want]
+            self.emit64(addr, data)
+            self.advance(len(data))
+            if len(data) < want:
+                self.read_failed(addr + len(data), end)
+                return
+            addr += want
+
+    def emit64(self, address: int, data: bytes | memoryview) -> None:
+        if not data:
+            return
+        if self.filtered:
+            data = self.filter_words(address, data)
+        if len(data) >= _HOLE_MIN and not any(data[:8]) and not any(data[-8:]) \
+                and bytes(data) == _zeros(len(data)):
+            self.file.skip(len(data))  # all zero: a hole where the file system has them
+        else:
+            self.file.raw(data)
+        last = self.descriptors64[-1] if self.descriptors64 else None
+        if last is not None and last[0] + last[1] == address:
+            self.descriptors64[-1] = (last[0], last[1] + len(data))
+        else:
+            self.descriptors64.append((address, len(data)))
+
+
+@functools.lru_cache(maxsize=4)
+def _zeros(size: int) -> bytes:
+    return bytes(size)
+
+
+def _protection(region: Region) -> int:
+    """PAGE_* for a mapping: private writable file mappings are copy-on-write."""
+    r, w, x = region.readable, region.writable, region.executable
+    cow = w and region.private and region.path.startswith("/") and region.inode != 0
+    if x:
+        if w:
+            return md.MemProtect.EXECUTE_WRITECOPY if cow else md.MemProtect.EXECUTE_READWRITE
+        return md.MemProtect.EXECUTE_READ if r else md.MemProtect.EXECUTE
+    if w:
+        return md.MemProtect.WRITECOPY if cow else md.MemProtect.READWRITE
+    return md.MemProtect.READONLY if r else md.MemProtect.NOACCESS
