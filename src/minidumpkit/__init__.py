@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .callbacks import CallbackModule, CallbackThread, DumpCallbacks, VmRegion
     from .dumper import Dumper, dump
     from .reader import Minidump, open_minidump
+    from .snapshot import Snapshot, SnapshotRefused
 
 __version__ = "0.1.0.dev0"
 
@@ -53,6 +54,8 @@ _LAZY = {
     "CallbackThread": "callbacks",
     "CallbackModule": "callbacks",
     "VmRegion": "callbacks",
+    "Snapshot": "snapshot",
+    "SnapshotRefused": "snapshot",
 }
 
 
@@ -87,6 +90,8 @@ __all__ = [
     "ProcessError",
     "ProcessNotFound",
     "PssCaptureFlags",
+    "Snapshot",
+    "SnapshotRefused",
     "StreamType",
     "ThreadWriteFlags",
     "UnsupportedError",

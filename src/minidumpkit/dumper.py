@@ -19,15 +19,43 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import IO
+from typing import IO, TYPE_CHECKING, Literal
 
 from ._backends import load_backend
 from .callbacks import as_policy
-from .flags import DumpType, MiniDumpType, coerce_dump_type
+from .errors import UnsupportedError
+from .flags import (
+    ContextFlags,
+    DumpType,
+    MiniDumpType,
+    PssCaptureFlags,
+    coerce_dump_type,
+)
+
+if TYPE_CHECKING:
+    from .snapshot import Snapshot
 
 __all__ = ["Dumper", "dump"]
 
 StrPath = str | os.PathLike[str]
+SnapshotMode = Literal["auto", "always", "never"]
+
+# Dump types that copy memory in bulk: with snapshot="auto" these are written from a
+# VA-clone snapshot, so the pause is the clone() instead of the whole copy.
+BULK_MEMORY = (MiniDumpType.WithFullMemory | MiniDumpType.WithPrivateReadWriteMemory
+               | MiniDumpType.WithPrivateWriteCopyMemory)
+# What Dumper.write's internal snapshot captures (everything a dump can use). The
+# handle-information and CREATE_* bits matter on Windows only (Microsoft's "Generate
+# Dump File from a Process Snapshot" passes them); Linux ignores them.
+WRITE_SNAPSHOT_FLAGS = (PssCaptureFlags.VA_CLONE | PssCaptureFlags.THREADS
+                        | PssCaptureFlags.THREAD_CONTEXT | PssCaptureFlags.HANDLES
+                        | PssCaptureFlags.HANDLE_NAME_INFORMATION
+                        | PssCaptureFlags.HANDLE_BASIC_INFORMATION
+                        | PssCaptureFlags.HANDLE_TYPE_SPECIFIC_INFORMATION
+                        | PssCaptureFlags.VA_SPACE
+                        | PssCaptureFlags.CREATE_BREAKAWAY_OPTIONAL
+                        | PssCaptureFlags.CREATE_USE_VM_ALLOCATIONS
+                        | PssCaptureFlags.CREATE_RELEASE_SECTION)
 
 
 @contextlib.contextmanager
@@ -67,23 +95,82 @@ class Dumper:
     def __repr__(self) -> str:
         return f"<Dumper pid={self.pid}>"
 
-    def write(self, path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,  # noqa: A002
-              callbacks: object = None) -> Path:
+    def snapshot(self, flags: int | PssCaptureFlags,
+                 context_flags: int | ContextFlags = ContextFlags.ALL,
+                 **options: object) -> Snapshot:
+        """Capture the process (PssCaptureSnapshot semantics) and return a
+        :class:`~minidumpkit.snapshot.Snapshot`; use it as a context manager::
+
+            with Dumper(pid).snapshot(PssCaptureFlags.VA_CLONE | PssCaptureFlags.THREADS
+                                      | PssCaptureFlags.THREAD_CONTEXT) as snap:
+                snap.write("app.dmp", DumpType.FULL)
+
+        The target is paused only while the snapshot is taken. With VA_CLONE the
+        memory is frozen in a copy-on-write clone until the snapshot is freed;
+        without it memory is read from the live process when a dump is written.
+        ``options`` are backend-specific (Linux: ``frozen_limit``,
+        ``preflight_inputs``). See docs/snapshots.md.
+        """
+        from .snapshot import Snapshot
+
+        take = getattr(self._backend, "take_snapshot", None)
+        if take is None:
+            raise UnsupportedError(f"the {self._backend.__name__} backend cannot take snapshots "
+                                   "yet")
+        return Snapshot(take(self.pid, PssCaptureFlags(int(flags)),
+                             ContextFlags(int(context_flags)), **options))
+
+    def write(self, path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,
+              callbacks: object = None, snapshot: SnapshotMode = "auto") -> Path:
         """Write a minidump of the process to ``path`` and return it as a Path.
 
         ``type`` is a preset (``DumpType.MINI``, ``FULL``, ``TRIAGE``) or any
         :class:`~minidumpkit.MiniDumpType` combination or int. The process is paused
         while it is read and resumed afterwards, whatever happens.
+
+        ``snapshot``: ``"auto"`` writes a dump that copies memory in bulk
+        (WithFullMemory, WithPrivateReadWriteMemory, WithPrivateWriteCopyMemory) from
+        a VA-clone snapshot when the target allows one (short pause), else stops the
+        target for the whole dump; ``"always"`` always uses a VA-clone snapshot and
+        raises :class:`~minidumpkit.snapshot.SnapshotRefused` (or AlreadyTraced) when
+        it cannot; ``"never"`` always stops. The dump's MinidumpkitInfo stream
+        records which was used.
         """
+        if snapshot not in ("auto", "always", "never"):
+            raise ValueError(f"snapshot must be 'auto', 'always' or 'never', not {snapshot!r}")
         dump_type = coerce_dump_type(type)
         policy = as_policy(callbacks)  # a wrong type fails here, before any file exists
+        if self._use_snapshot(snapshot, dump_type):
+            from .snapshot import SnapshotRefused
+
+            try:
+                snap = self.snapshot(WRITE_SNAPSHOT_FLAGS)
+            except SnapshotRefused:
+                if snapshot == "always":
+                    raise
+            else:
+                with snap:
+                    final = snap.write(path, dump_type, callbacks=policy)
+                    self.last_times = snap.last_times
+                return final
         final = Path(os.fspath(path))
         with _atomic_output(final) as out:
             self.last_times = self._backend.write_dump(self.pid, out, dump_type, policy=policy)
         return final
 
+    def _use_snapshot(self, mode: SnapshotMode, dump_type: MiniDumpType) -> bool:
+        if mode == "never":
+            return False
+        if mode == "always":
+            if self.pid == os.getpid():
+                raise UnsupportedError("a process cannot take a VA-clone snapshot of itself; "
+                                       "use snapshot='never' or 'auto'")
+            return True
+        return bool(dump_type & BULK_MEMORY) and self.pid != os.getpid() \
+            and hasattr(self._backend, "take_snapshot")
 
-def dump(pid: int, path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,  # noqa: A002
-         callbacks: object = None) -> Path:
+
+def dump(pid: int, path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,
+         callbacks: object = None, snapshot: SnapshotMode = "auto") -> Path:
     """Write a minidump of process ``pid`` to ``path``: ``Dumper(pid).write(path, type)``."""
-    return Dumper(pid).write(path, type, callbacks=callbacks)
+    return Dumper(pid).write(path, type, callbacks=callbacks, snapshot=snapshot)

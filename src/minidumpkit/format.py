@@ -834,3 +834,9 @@ def build_id_to_debug_id(build_id: bytes) -> str:
     b = (build_id + bytes(16))[:16]
     swapped = b[3::-1] + b[5:3:-1] + b[7:5:-1] + b[8:]
     return swapped.hex().upper() + "0"
+
+
+# minidumpkit's snapshot stream (a raw user stream): UTF-8 JSON saying how a snapshot
+# dump's memory was frozen, which mappings were copied while the target was stopped
+# and which were read live (not point-in-time). See docs/snapshots.md.
+MINIDUMPKIT_SNAPSHOT_STREAM = 0x4D4B0002

@@ -35,7 +35,7 @@ from .._capture import (
 )
 from .._ffi import libc
 from .._ffi._errors import last_errno
-from .._selection import DumpPolicy, Selection, select
+from .._selection import BULK_TYPES, DumpPolicy, Selection, select
 from ..errors import (
     AccessDenied,
     AlreadyTraced,
@@ -46,7 +46,8 @@ from ..errors import (
     UnsupportedError,
 )
 from ..flags import MiniDumpType, StreamType
-from . import _elf, _procfs
+from . import _elf, _memory, _procfs
+from . import _ptrace as _ptrace_mod
 from ._ptrace import _PERMISSION_HINT, ProcessStop
 
 __all__ = ["ProcessMemory", "capture", "check_target", "resolve_pid", "write_dump"]
@@ -73,6 +74,7 @@ class ProcessMemory:
         self.pid = pid
         self._mem_fd: int | None = None
         self._use_mem_file = False
+        self._into: tuple[bytearray, Any, Any, Any] | None = None  # read_into's cffi views
 
     def close(self) -> None:
         fd, self._mem_fd = self._mem_fd, None
@@ -115,6 +117,27 @@ class ProcessMemory:
             address += want
             size -= want
         return bytes(out)
+
+    def read_into(self, address: int, size: int, buf: bytearray) -> int:
+        """Read ``size`` bytes at ``address`` into ``buf[:size]`` (no allocation, no
+        copy: the bulk-memory path); returns how many bytes were read, with
+        :meth:`read`'s readable-prefix rules."""
+        n = 0
+        if not self._use_mem_file and 0 < size <= len(buf) and address >= 0:
+            ffi, lib = libc.load()
+            if self._into is None or self._into[0] is not buf:
+                cbuf = ffi.from_buffer(buf)
+                self._into = (buf, cbuf, ffi.new("unsigned long[2]"), ffi.new("unsigned long[2]"))
+            _, cbuf, local, remote = self._into
+            local[0], local[1] = int(ffi.cast("uintptr_t", cbuf)), size
+            remote[0], remote[1] = address, size
+            n = int(lib.process_vm_readv(self.pid, local, 1, remote, 1, 0))
+            if n == size:
+                return n
+            n = max(n, 0)  # short or failed: the general path decides (errors, fallback)
+        rest = self.read(address + n, size - n)
+        buf[n:n + len(rest)] = rest
+        return n + len(rest)
 
     def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """``[read(a, n) for a, n in ranges]``, with as few system calls as possible.
@@ -284,7 +307,7 @@ def snapshot_selection(memory: ProcessMemory, selection: Selection,
     seen_starts = sorted(seen)
     blocks: dict[int, bytes] = {}
     wanted: list[tuple[int, int]] = []
-    for piece in selection.memory:
+    for piece in [*selection.memory, *selection.memory64]:
         for start, end, _region in selection.regions.segments(piece.start, piece.end):
             i = bisect.bisect_right(seen_starts, start) - 1
             if i >= 0:
@@ -428,6 +451,23 @@ def _affinity(tid: int) -> int:
         return sum(1 << cpu for cpu in os.sched_getaffinity(tid) if cpu < 64)
     except OSError:
         return 0
+
+
+# the largest XSAVE image a CPU reports today (AMX tiles included) is ~11 KiB
+_XSTATE_MAX = 16 << 10
+
+
+def _xstate(stop: ProcessStop, tid: int) -> bytes | None:
+    """The thread's XSAVE image (NT_X86_XSTATE, standard format, as long as the CPU's),
+    or None where the kernel or CPU has none."""
+    ffi, _ = libc.load()
+    buf = ffi.new("char[]", _XSTATE_MAX)
+    iov = ffi.new("struct iovec *")
+    iov.iov_base = buf
+    iov.iov_len = _XSTATE_MAX
+    if _ptrace_mod._ptrace(libc.PTRACE_GETREGSET, tid, libc.NT_X86_XSTATE, iov) == -1:
+        return None  # ENODEV (no XSAVE), or the thread is gone: the plain context stands
+    return bytes(ffi.buffer(buf, int(iov.iov_len)))
 
 
 def _capture_thread(stop: ProcessStop, pid: int, tid: int, with_info: bool) -> CapturedThread:
@@ -621,14 +661,21 @@ def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
             # a thread SIGKILLed (with its process) while stopped: its registers are gone
     if not threads:
         raise ProcessNotFound(errno.ESRCH, f"process {pid} exited during the dump", pid=pid)
+    if dump_type & MiniDumpType.WithAvxXStateContext:
+        threads = [dataclasses.replace(t, xstate=_xstate(stop, t.tid)) for t in threads]
     proc_stat = _procfs.read_stat(pid)
     ticks = _procfs.clock_ticks()
     blamed = threads[0]
+    modules = _modules(regions, auxv, memory)
+    if dump_type & BULK_TYPES:  # which pages exist, what the kernel would dump (smaps, pagemap)
+        regions = _memory.annotate(
+            pid, regions, elf_starts=frozenset(m.base for m in modules),
+            private_pages=bool(dump_type & MiniDumpType.WithPrivateWriteCopyMemory))
     return ProcessCapture(
         pid=pid,
         threads=threads,
         regions=regions,
-        modules=_modules(regions, auxv, memory),
+        modules=modules,
         memory=memory,
         system=system_info(),
         exception=CapturedException(thread_id=blamed.tid, address=blamed.pc),
@@ -735,3 +782,12 @@ class _Planned:
     def checkpoint(self) -> None:
         if self.policy.cancel():
             raise DumpCancelled("the dump was cancelled: DumpPolicy.cancel() returned True")
+
+
+# --- snapshots (PSS semantics; the implementation is in _linux_snapshot / _clone) ----
+
+def take_snapshot(pid: int, flags: int, context_flags: int, **options: Any) -> Any:
+    """A :class:`~._linux_snapshot.LinuxSnapshot` (the SnapshotBackend of Dumper.snapshot)."""
+    from ._linux_snapshot import LinuxSnapshot
+
+    return LinuxSnapshot(pid, flags, context_flags, **options)

@@ -1,0 +1,193 @@
+"""How long a full-memory dump pauses a live process: VA-clone snapshot vs stop-and-dump vs gcore.
+
+    python benchmarks/bench_snapshot.py [--sizes 256,1024,4096] [--reps 5] [--out DIR]
+
+Target: tests/targets/snapshot_bench.c with an N MiB heap of 4 KiB pages (touched
+whole), a writer thread rewriting heap pages, a thread blocked in read(), and a
+heartbeat thread (SCHED_FIFO 10) that wakes every 1 ms and keeps its largest gap.
+
+For every size, ``--reps`` runs of each method (medians printed, min-max after):
+
+* ``snapshot``: ``Dumper(pid).snapshot(VA_CLONE|THREADS|THREAD_CONTEXT|HANDLES|VA_SPACE)``,
+  ``write(FULL)``, close (kill the clone, reap its zombie by a second short injection).
+  Tracer-side pause = the snapshot's ``pause_ns`` (first PTRACE_SEIZE → last
+  PTRACE_DETACH); ``clone`` = the injected clone() alone; ``fatal`` = the window in
+  which our death would kill the target.
+* ``fork``: a bare ``os.fork()`` (child ``os._exit(0)``) of a Python process holding a
+  touched N MiB anonymous mapping: what the kernel's copy of the page tables costs.
+* ``stop``: ``Dumper(pid).write(FULL, snapshot="never")``: stopped for the whole dump.
+* ``gcore``: gdb's ``gcore`` (attach, write an ELF core, detach).
+
+"observed" is the largest heartbeat gap seen by the target from 50 ms before the dump
+starts to 50 ms after it ends (so it includes this VM's scheduling noise, tens of ms
+at worst: see /work/shared/reference/snapshot-spike.md "noise floor"). Dumps go to
+``--out`` (default /dev/shm) and are deleted after each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+import minidumpkit as mdk
+from minidumpkit.flags import PssCaptureFlags as F
+
+ALL = F.VA_CLONE | F.THREADS | F.THREAD_CONTEXT | F.HANDLES | F.VA_SPACE
+
+FORK_CHILD = r"""
+import mmap, os, sys, time, json
+size = int(sys.argv[1]) << 20
+m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+m.madvise(mmap.MADV_NOHUGEPAGE)
+for off in range(0, size, 1 << 24):
+    m[off:off + (1 << 24)] = b"\x5a" * min(1 << 24, size - off)
+out = []
+for _ in range(int(sys.argv[2])):
+    t = time.perf_counter_ns()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    out.append(time.perf_counter_ns() - t)
+    os.waitpid(pid, 0)
+print(json.dumps(out))
+"""
+
+
+class Target:
+    def __init__(self, exe: Path, mib: int) -> None:
+        self.p = subprocess.Popen([str(exe), str(mib)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, bufsize=1)
+        assert self.p.stdout is not None
+        line = self.p.stdout.readline()
+        assert line.startswith("READY"), line
+        self.pid = self.p.pid
+
+    def cmd(self, c: str) -> str:
+        assert self.p.stdin is not None and self.p.stdout is not None
+        self.p.stdin.write(c + "\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def observe(self, action) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+        self.cmd("resetgap")
+        time.sleep(0.05)
+        result = action()
+        time.sleep(0.05)
+        gap_us = int(self.cmd("maxgap").split("us=")[1])
+        return gap_us / 1000, result
+
+    def close(self) -> None:
+        self.p.kill()
+        self.p.wait()
+
+
+def med(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.1f} ({min(xs):.1f}–{max(xs):.1f})"
+
+
+def build(out: Path) -> Path:
+    exe = out / "snapshot_bench"
+    subprocess.run(["cc", "-O2", "-pthread", "-o", str(exe),
+                    str(REPO / "tests/targets/snapshot_bench.c")], check=True)
+    return exe
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="256,1024,4096")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--out", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+    ap.add_argument("--no-gcore", action="store_true")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_snapshot.", dir=args.out))
+    try:
+        exe = build(work)
+        rows = []
+        for mib in (int(s) for s in args.sizes.split(",")):
+            forks = [x / 1e6 for x in json.loads(subprocess.run(
+                [sys.executable, "-c", FORK_CHILD, str(mib), str(args.reps)],
+                capture_output=True, text=True, check=True).stdout)]
+            t = Target(exe, mib)
+            r: dict[str, list[float]] = {k: [] for k in (
+                "snap_obs", "snap_pause", "snap_clone", "snap_fatal", "snap_wall",
+                "stop_obs", "stop_pause", "stop_wall", "gcore_obs", "gcore_wall")}
+            try:
+                for i in range(args.reps):
+                    path = work / "d.dmp"
+
+                    def snap(t: Target = t, path: Path = path) -> tuple[float, float, float, float]:
+                        t0 = time.perf_counter()
+                        with mdk.Dumper(t.pid).snapshot(ALL) as s:
+                            impl = s._impl
+                            pause, clone, fatal = s.pause_ns, impl.clone_ns, impl.fatal_window_ns
+                            s.write(path, mdk.DumpType.FULL)
+                        return pause / 1e6, clone / 1e6, fatal / 1e6, time.perf_counter() - t0
+                    obs, (pause, clone, fatal, wall) = t.observe(snap)
+                    path.unlink()
+                    r["snap_obs"].append(obs)
+                    r["snap_pause"].append(pause)
+                    r["snap_clone"].append(clone)
+                    r["snap_fatal"].append(fatal)
+                    r["snap_wall"].append(wall)
+
+                    def stop(t: Target = t, path: Path = path) -> tuple[float, float]:
+                        t0 = time.perf_counter()
+                        dumper = mdk.Dumper(t.pid)
+                        dumper.write(path, mdk.DumpType.FULL, snapshot="never")
+                        wall = time.perf_counter() - t0
+                        # first PTRACE_SEIZE → last PTRACE_DETACH (DumpTimes)
+                        return dumper.last_times.pause_ns / 1e6, wall  # type: ignore[attr-defined]
+                    obs, (pause, wall) = t.observe(stop)
+                    path.unlink()
+                    r["stop_obs"].append(obs)
+                    r["stop_pause"].append(pause)
+                    r["stop_wall"].append(wall)
+
+                    if not args.no_gcore:
+                        def gcore(t: Target = t) -> float:
+                            t0 = time.perf_counter()
+                            subprocess.run(["gcore", "-o", str(work / "core"), str(t.pid)],
+                                           check=True, capture_output=True)
+                            return time.perf_counter() - t0
+                        obs, wall = t.observe(gcore)
+                        for c in work.glob("core*"):
+                            c.unlink()
+                        r["gcore_obs"].append(obs)
+                        r["gcore_wall"].append(wall)
+            finally:
+                t.close()
+            rows.append((mib, forks, r))
+            print(f"{mib} MiB done", file=sys.stderr, flush=True)
+        print("\n| heap | tracer pause (ms) | clone() | bare os.fork() | pause − fork | "
+              "fatal window | snapshot observed | stop observed | gcore observed | gcore/snapshot |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for mib, forks, r in rows:
+            diff = [p - statistics.median(forks) for p in r["snap_pause"]]
+            ratio = (statistics.median(r["gcore_obs"]) / statistics.median(r["snap_obs"])
+                     if r["gcore_obs"] else float("nan"))
+            print(f"| {mib} MiB | {med(r['snap_pause'])} | {med(r['snap_clone'])} | {med(forks)} | "
+                  f"{med(diff)} | {med(r['snap_fatal'])} | {med(r['snap_obs'])} | "
+                  f"{med(r['stop_obs'])} | {med(r['gcore_obs']) if r['gcore_obs'] else '-'} | "
+                  f"{ratio:.0f}× |")
+        print("\n| heap | snapshot wall (s) | stop wall (s) | stop tracer pause (ms) | gcore wall (s) |")
+        print("|---|---|---|---|---|")
+        for mib, _forks, r in rows:
+            print(f"| {mib} MiB | {med(r['snap_wall'])} | {med(r['stop_wall'])} | "
+                  f"{med(r['stop_pause'])} | {med(r['gcore_wall']) if r['gcore_wall'] else '-'} |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
