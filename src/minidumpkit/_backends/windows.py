@@ -1,9 +1,10 @@
 """The Windows backend: Microsoft's own writer, dbghelp's MiniDumpWriteDump, through cffi.
 
-The backend contract (``_backends.load_backend``): :func:`check_target` and
-:func:`write_dump`. The sequence is OpenProcess → MiniDumpWriteDump (under
-``dbghelp.LOCK``, with the callback trampoline of :mod:`._win_trampoline`) →
-CloseHandle in ``finally``. Snapshots (PssCaptureSnapshot) are in
+The backend contract (``_backends.load_backend``): :func:`check_target`,
+:func:`write_dump` and :func:`take_snapshot`. The sequence is OpenProcess →
+MiniDumpWriteDump (under ``dbghelp.LOCK``, with the callback trampoline of
+:mod:`._win_trampoline`) → CloseHandle in ``finally``. Snapshots
+(PssCaptureSnapshot, PssWalkSnapshot, PssQuerySnapshot) are in
 :mod:`._win_snapshot` and share :func:`write_from_handle`.
 
 Every function takes ``api``: the libraries and the two OS helpers it needs
@@ -39,6 +40,7 @@ __all__ = [
     "check_target",
     "close_handle",
     "open_process",
+    "take_snapshot",
     "winapi",
     "write_dump",
     "write_from_handle",
@@ -198,6 +200,22 @@ def write_dump(pid: int, out: IO[bytes], dump_type: int | MiniDumpType, *,
                                  Trampoline(callbacks, pid=pid))
     finally:
         close_handle(api, hprocess)
+
+
+def take_snapshot(pid: int, flags: int, context_flags: int, *,
+                  api: WinApi | None = None) -> Any:
+    """The SnapshotBackend of ``Dumper.snapshot``: PssCaptureSnapshot(pid, flags,
+    context_flags) as a :class:`~._win_snapshot.WindowsSnapshotBackend`.
+
+    ``api`` (tests) is the only option; the Linux ones (``frozen_limit``,
+    ``preflight_inputs``) have no Windows meaning and raise TypeError. A Windows
+    without the Pss* functions raises ``_win_snapshot.PssUnavailable`` (an
+    UnsupportedError and a SnapshotRefused: ``Dumper.write`` then dumps the live
+    process).
+    """
+    from ._win_snapshot import take
+
+    return take(pid, flags, context_flags, api=api)
 
 
 Runner = Callable[..., "subprocess.CompletedProcess[bytes]"]
