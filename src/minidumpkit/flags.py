@@ -232,6 +232,8 @@ class StreamType(enum.IntEnum):
     CrashpadInfoStream = 0x43500001
     # minidumpkit's own user stream (> LastReservedStream): how the dump was taken
     MinidumpkitInfoStream = 0x4D4B0001
+    # JSON: what a snapshot froze while the target was stopped and what it read live
+    MinidumpkitSnapshotStream = 0x4D4B0002
 
 
 class ContextFlags(enum.IntFlag):
