@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from . import format as md
 from .flags import StreamType
@@ -32,8 +32,8 @@ __all__ = [
     "LinuxMapping",
     "MemoryRange",
     "MemoryRegionInfo",
-    "MiscInfo",
     "MinidumpkitInfo",
+    "MiscInfo",
     "Module",
     "StreamInfo",
     "SystemInfo",
@@ -45,7 +45,7 @@ __all__ = [
     "stream_type",
 ]
 
-Context = Union[md.ContextAMD64, md.ContextX86]
+Context = md.ContextAMD64 | md.ContextX86
 
 
 def stream_type(value: int) -> StreamType | int:
@@ -327,7 +327,7 @@ class CodeViewUnknown:
     data: bytes
 
 
-CodeView = Union[CodeViewPdb70, CodeViewPdb20, CodeViewElf, CodeViewUnknown]
+CodeView = CodeViewPdb70 | CodeViewPdb20 | CodeViewElf | CodeViewUnknown
 
 
 def _guid_hex(guid: uuid.UUID) -> str:
@@ -822,7 +822,7 @@ def unix_time(value: int) -> datetime.datetime | None:
     if not value:
         return None
     try:
-        return datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(value, datetime.UTC)
     except (OverflowError, OSError, ValueError):
         return None
 

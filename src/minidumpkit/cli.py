@@ -267,7 +267,7 @@ class _Report:
 
 def _iso(stamp: int) -> str | None:
     try:
-        return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).isoformat()
+        return datetime.datetime.fromtimestamp(stamp, datetime.UTC).isoformat()
     except (OverflowError, OSError, ValueError):
         return None
 

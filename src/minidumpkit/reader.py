@@ -31,14 +31,14 @@ import mmap
 import os
 import struct
 import uuid
-import warnings
 from array import array
+from collections.abc import Iterator
 from functools import cached_property
-from types import TracebackType
-from typing import BinaryIO, Self, TypeVar, Union, cast
+from typing import BinaryIO, TypeVar, Union, cast
 
 from . import _streams as s
 from . import format as md
+from ._closing import Closeable
 from ._streams import (
     CodeView,
     Context,
@@ -82,7 +82,7 @@ def open_minidump(source: Source) -> Minidump:
     return Minidump(source)
 
 
-class Minidump:
+class Minidump(Closeable):
     """An open minidump. Properties parse their stream on first use and cache it.
 
     A property whose stream is absent is None (lists: empty). A stream that is present
@@ -92,6 +92,7 @@ class Minidump:
 
     _buf: mmap.mmap | bytes | None = None  # class default: close()/__del__ work if __init__ fails
     _mmap: mmap.mmap | None = None
+    _UNCLOSED = "unclosed minidump {!r}"
 
     def __init__(self, source: Source) -> None:
         self._buf = self._load(source)
@@ -167,17 +168,8 @@ class Minidump:
     def closed(self) -> bool:
         return self._buf is None
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if self._mmap is not None:
-            warnings.warn(f"unclosed minidump {self!r}", ResourceWarning, stacklevel=2)
-            self.close()
+    def _open(self) -> bool:
+        return self._mmap is not None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{getattr(self, '_size', 0)} bytes"
@@ -294,6 +286,25 @@ class Minidump:
                    what=f"{info.name}: {count} entries of {stride} bytes", stream_type=st,
                    within=within)
         return info, info.rva + size_of_header, stride, count
+
+    def _list_records(self, found: tuple[StreamInfo, int, int], cls: type[R], what: str,
+                      stream_type: StreamType) -> Iterator[R]:
+        """The entries of a u32-counted list stream that :meth:`_list` found."""
+        info, first, count = found
+        within = (info.rva, info.rva + info.data_size)
+        for i in range(count):
+            yield self._record(cls, first + i * cls.SIZE, what=what, stream_type=stream_type,
+                               within=within)
+
+    def _ex_records(self, stream_type: StreamType, header_size: int, cls: type[R],
+                    what: str) -> Iterator[R]:
+        """The entries of a SizeOfHeader/SizeOfEntry list stream (none if it is absent)."""
+        found = self._ex_list(stream_type, header_size, cls.SIZE)
+        if found is None:
+            return
+        _, first, stride, count = found
+        for i in range(count):
+            yield self._record(cls, first + i * stride, what=what, stream_type=stream_type)
 
     # --- system -------------------------------------------------------------------------
 
@@ -441,12 +452,8 @@ class Minidump:
         found = self._list(st, md.ThreadName.SIZE)
         if found is None:
             return {}
-        info, first, count = found
-        within = (info.rva, info.rva + info.data_size)
         names: dict[int, str] = {}
-        for i in range(count):
-            entry = self._record(md.ThreadName, first + i * md.ThreadName.SIZE,
-                                 what="thread name entry", stream_type=st, within=within)
+        for entry in self._list_records(found, md.ThreadName, "thread name entry", st):
             if entry.rva_of_thread_name:
                 name = self._string(entry.rva_of_thread_name, what="thread name", stream_type=st)
                 names.setdefault(entry.thread_id, name)
@@ -456,20 +463,16 @@ class Minidump:
     def threads(self) -> list[Thread]:
         """ThreadList (or ThreadExList) entries with names, contexts and lazy stacks."""
         st = StreamType.ThreadListStream
-        cls: type[md.Thread] | type[md.ThreadEx] = md.Thread
+        cls: type[md.Thread | md.ThreadEx] = md.Thread
         found = self._list(st, md.Thread.SIZE)
         if found is None:
             st, cls = StreamType.ThreadExListStream, md.ThreadEx
             found = self._list(st, md.ThreadEx.SIZE)
         if found is None:
             return []
-        info, first, count = found
-        within = (info.rva, info.rva + info.data_size)
         names = self.thread_names
         threads: list[Thread] = []
-        for i in range(count):
-            raw = self._record(cls, first + i * cls.SIZE, what="thread entry", stream_type=st,
-                               within=within)
+        for raw in self._list_records(found, cls, "thread entry", st):
             stack = raw.stack
             threads.append(Thread(
                 thread_id=raw.thread_id, suspend_count=raw.suspend_count,
@@ -488,15 +491,9 @@ class Minidump:
     @cached_property
     def thread_info(self) -> list[ThreadInfo]:
         """ThreadInfoListStream entries (empty if absent)."""
-        st = StreamType.ThreadInfoListStream
-        found = self._ex_list(st, md.ThreadInfoListHeader.SIZE, md.ThreadInfo.SIZE)
-        if found is None:
-            return []
-        info, first, stride, count = found
         out: list[ThreadInfo] = []
-        for i in range(count):
-            r = self._record(md.ThreadInfo, first + i * stride, what="thread info entry",
-                             stream_type=st)
+        for r in self._ex_records(StreamType.ThreadInfoListStream, md.ThreadInfoListHeader.SIZE,
+                                  md.ThreadInfo, "thread info entry"):
             out.append(ThreadInfo(r.thread_id, md.ThreadInfoFlags(r.dump_flags), r.dump_error,
                                   r.exit_status, r.create_time, r.exit_time, r.kernel_time,
                                   r.user_time, r.start_address, r.affinity))
@@ -551,17 +548,13 @@ class Minidump:
         found = self._list(st, md.Module.SIZE)
         if found is None:
             return []
-        info, first, count = found
-        within = (info.rva, info.rva + info.data_size)
         system = self._basic_system()
         windows = system is not None and system.is_windows
         pe_versions = system is not None and system.platform in (
             md.PlatformId.WIN32_NT, md.PlatformId.WIN32_WINDOWS, md.PlatformId.MACOS,
             md.PlatformId.IOS)
         out: list[Module] = []
-        for i in range(count):
-            raw = self._record(md.Module, first + i * md.Module.SIZE, what="module entry",
-                               stream_type=st, within=within)
+        for raw in self._list_records(found, md.Module, "module entry", st):
             name = self._string(raw.module_name_rva, what="module name", stream_type=st)
             cv = self._codeview(raw.cv_record, st)
             misc = (self._bytes(raw.misc_record.rva, raw.misc_record.data_size,
@@ -584,14 +577,9 @@ class Minidump:
     def unloaded_modules(self) -> list[UnloadedModule]:
         """UnloadedModuleListStream entries (empty if absent)."""
         st = StreamType.UnloadedModuleListStream
-        found = self._ex_list(st, md.UnloadedModuleListHeader.SIZE, md.UnloadedModule.SIZE)
-        if found is None:
-            return []
-        _, first, stride, count = found
         out: list[UnloadedModule] = []
-        for i in range(count):
-            r = self._record(md.UnloadedModule, first + i * stride, what="unloaded module",
-                             stream_type=st)
+        for r in self._ex_records(st, md.UnloadedModuleListHeader.SIZE, md.UnloadedModule,
+                                  "unloaded module"):
             out.append(UnloadedModule(
                 self._string(r.module_name_rva, what="unloaded module name", stream_type=st),
                 r.base_of_image, r.size_of_image, r.checksum, r.time_date_stamp))
@@ -607,15 +595,9 @@ class Minidump:
     @cached_property
     def memory_info(self) -> list[MemoryRegionInfo]:
         """MemoryInfoListStream entries (the address-space map; empty if absent)."""
-        st = StreamType.MemoryInfoListStream
-        found = self._ex_list(st, md.MemoryInfoListHeader.SIZE, md.MemoryInfo.SIZE)
-        if found is None:
-            return []
-        _, first, stride, count = found
         out: list[MemoryRegionInfo] = []
-        for i in range(count):
-            r = self._record(md.MemoryInfo, first + i * stride, what="memory info entry",
-                             stream_type=st)
+        for r in self._ex_records(StreamType.MemoryInfoListStream, md.MemoryInfoListHeader.SIZE,
+                                  md.MemoryInfo, "memory info entry"):
             out.append(MemoryRegionInfo(
                 r.base_address, r.allocation_base, md.MemProtect(r.allocation_protect),
                 r.region_size, md.MemState(r.state), md.MemProtect(r.protect),
@@ -643,7 +625,7 @@ class Minidump:
         count = head.number_of_descriptors
         self._span(first, count * stride, what=f"HandleData: {count} descriptors of {stride} bytes",
                    stream_type=st, within=within)
-        cls: type[md.HandleDescriptor] | type[md.HandleDescriptor2] = (
+        cls: type[md.HandleDescriptor | md.HandleDescriptor2] = (
             md.HandleDescriptor2 if stride >= md.HandleDescriptor2.SIZE else md.HandleDescriptor)
 
         def name(rva: int, what: str) -> str | None:
@@ -758,8 +740,8 @@ class Minidump:
         st = StreamType.LinuxDsoDebug
         system = self._basic_system()
         wide = system is None or system.pointer_size == 8
-        head_cls: type[md.Debug64] | type[md.Debug32] = md.Debug64 if wide else md.Debug32
-        map_cls: type[md.LinkMap64] | type[md.LinkMap32] = md.LinkMap64 if wide else md.LinkMap32
+        head_cls: type[md.Debug64 | md.Debug32] = md.Debug64 if wide else md.Debug32
+        map_cls: type[md.LinkMap64 | md.LinkMap32] = md.LinkMap64 if wide else md.LinkMap32
         info = self._located(st, head_cls.SIZE)
         if info is None:
             return None

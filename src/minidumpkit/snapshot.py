@@ -19,14 +19,12 @@ PssCaptureSnapshot). docs/snapshots.md has the semantics and the guarantees.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import warnings
 from pathlib import Path
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Protocol, Self
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from ._closing import Closeable
 from .errors import InvalidTargetError
 from .flags import (
     ContextFlags,
@@ -163,7 +161,7 @@ class SnapshotBackend(Protocol):
     def close(self) -> None: ...
 
 
-class Snapshot:
+class Snapshot(Closeable):
     """A captured process; write dumps from it, then free it (leave the ``with`` block,
     or :meth:`close`). Made by :meth:`minidumpkit.Dumper.snapshot`.
 
@@ -241,20 +239,8 @@ class Snapshot:
         if impl is not None:
             impl.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_impl", None) is None:
-            return
-        warnings.warn(f"unclosed {self!r}: use 'with' or close()", ResourceWarning,
-                      source=self, stacklevel=2)
-        with contextlib.suppress(Exception):
-            self.close()
+    def _open(self) -> bool:
+        return getattr(self, "_impl", None) is not None
 
 
 DEFAULT_FLAGS = (PssCaptureFlags.VA_CLONE | PssCaptureFlags.THREADS

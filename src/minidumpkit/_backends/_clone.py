@@ -42,6 +42,7 @@ from .._ffi._errors import last_errno
 from ..errors import AlreadyTraced, ProcessError, ProcessNotFound
 from ..snapshot import SnapshotRefused
 from . import _procfs
+from ._memory import parse_smaps
 from ._ptrace import USER_REGS_FIELDS, ProcessStop, _describe, _ptrace, _waitpid
 
 __all__ = [
@@ -100,40 +101,6 @@ class PreflightInputs:
 
 
 @dataclasses.dataclass(frozen=True)
-class SmapsEntry:
-    start: int
-    end: int
-    writable: bool
-    private: bool
-    path: str
-    vm_flags: frozenset[str]
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
-
-
-_SMAPS_HEAD = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$")
-
-
-def parse_smaps(text: str) -> list[SmapsEntry]:
-    entries: list[SmapsEntry] = []
-    head: re.Match[str] | None = None
-    for line in text.splitlines():
-        m = _SMAPS_HEAD.match(line)
-        if m:
-            head = m
-            continue
-        if line.startswith("VmFlags:") and head is not None:
-            perms = head.group(3)
-            entries.append(SmapsEntry(int(head.group(1), 16), int(head.group(2), 16),
-                                      perms[1] == "w", perms[3] == "p", head.group(4),
-                                      frozenset(line.split()[1:])))
-            head = None
-    return entries
-
-
-@dataclasses.dataclass(frozen=True)
 class PreflightResult:
     """What the clone will not hold point-in-time, known before the target is stopped."""
 
@@ -173,7 +140,7 @@ def preflight(pid: int, inputs: PreflightInputs | None = None) -> PreflightResul
             f"process {pid} ({name}) is stopped ({status.get('State')}); a stopped process "
             "cannot run the clone() a VA-clone snapshot needs; dump it with snapshot='never'",
             pid=pid, reason="stopped")
-    smaps = parse_smaps(inputs.smaps)
+    smaps = parse_smaps(inputs.smaps).values()
     not_copied = tuple((e.start, e.end) for e in smaps if "dc" in e.vm_flags)
     wiped = tuple((e.start, e.end) for e in smaps if "wf" in e.vm_flags)
     # fork charges the child what the kernel accounts (VM_ACCOUNT): private writable
@@ -344,6 +311,18 @@ def _inject(tid: int, mem_fd: int, stub_address: int, stub: bytes, regs: list[in
     return original, injected
 
 
+def _restore(tid: int, mem_fd: int, stub_address: int, original: bytes, regs: list[int],
+             old_mask: int) -> None:
+    """Put back what :func:`_inject` and the caller replaced: the code, registers and
+    signal mask. Each step on its own, so that one failing does not skip the others."""
+    with contextlib.suppress(OSError):
+        os.pwrite(mem_fd, original, stub_address)
+    with contextlib.suppress(ProcessError):
+        _set_regs(tid, regs)
+    with contextlib.suppress(ProcessError):
+        _set_sigmask(tid, old_mask)
+
+
 def make_clone(stop: ProcessStop, regions: Sequence[Region]) -> Clone:
     """Inject clone(CLONE_FILES) into one stopped thread of ``stop`` and return the clone.
 
@@ -391,12 +370,7 @@ def make_clone(stop: ProcessStop, regions: Sequence[Region]) -> Clone:
                 after = _get_regs(tid) if stopped else None
             finally:
                 # Whatever happened: the original code, registers, mask and options.
-                with contextlib.suppress(OSError):
-                    os.pwrite(mem_fd, original, stub_address)
-                with contextlib.suppress(ProcessError):
-                    _set_regs(tid, regs)
-                with contextlib.suppress(ProcessError):
-                    _set_sigmask(tid, old_mask)
+                _restore(tid, mem_fd, stub_address, original, regs, old_mask)
                 _ptrace(PTRACE_SETOPTIONS, tid, 0, 0)
                 if stopped and event == 0:
                     _leave_trap(stop, tid)
@@ -462,12 +436,7 @@ def reap_clone_zombie(pid: int, clone_pid: int) -> bool:
                         trapped = _describe(status)[0]
                         after = _get_regs(tid) if trapped else None
                     finally:
-                        with contextlib.suppress(OSError):
-                            os.pwrite(mem_fd, original, stub_address)
-                        with contextlib.suppress(ProcessError):
-                            _set_regs(tid, regs)
-                        with contextlib.suppress(ProcessError):
-                            _set_sigmask(tid, old_mask)
+                        _restore(tid, mem_fd, stub_address, original, regs, old_mask)
                         if trapped:
                             _leave_trap(stop, tid)
                         if window_hook is not None:

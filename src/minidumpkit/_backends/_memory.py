@@ -46,30 +46,44 @@ _RUN = re.compile(rb"\x01+")
 
 @dataclasses.dataclass(frozen=True)
 class SmapsEntry:
-    """The smaps fields the plan uses (sizes in bytes)."""
+    """The smaps fields the plan and the clone preflight use (sizes in bytes)."""
 
     vm_flags: frozenset[str]
     rss: int = 0
     swap: int = 0
     anonymous: int = 0
+    start: int = 0
+    end: int = 0
+    writable: bool = False
+    private: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
 
 
 def parse_smaps(text: str) -> dict[int, SmapsEntry]:
     """{mapping start: SmapsEntry} from /proc/PID/smaps."""
     out: dict[int, SmapsEntry] = {}
     start: int | None = None
+    end = 0
+    perms = ""
     sizes: dict[str, int] = {}
     for line in text.splitlines():
         head, _, rest = line.partition(" ")
         if "-" in head and not head.endswith(":"):
-            start = int(head.partition("-")[0], 16)
+            low, _, high = head.partition("-")
+            start, end = int(low, 16), int(high, 16)
+            perms = rest[:4]
             sizes = {}
             continue
         if start is None:
             continue
         if head == "VmFlags:":
             out[start] = SmapsEntry(vm_flags=frozenset(rest.split()), rss=sizes.get("Rss", 0),
-                                    swap=sizes.get("Swap", 0), anonymous=sizes.get("Anonymous", 0))
+                                    swap=sizes.get("Swap", 0), anonymous=sizes.get("Anonymous", 0),
+                                    start=start, end=end, writable=perms[1:2] == "w",
+                                    private=perms[3:4] == "p")
             start = None
         elif head.endswith(":") and head[:-1] in ("Rss", "Swap", "Anonymous"):
             sizes[head[:-1]] = int(rest.split()[0]) * 1024

@@ -159,7 +159,7 @@ def _helper_main(argv: list[str]) -> int:
         report = {"threads": times.threads, "stop_ns": times.stop_ns, "pause_ns": times.pause_ns}
     except KeyboardInterrupt:
         report = {"error": "DumpCancelled", "message": "the self-dump was interrupted"}
-    except Exception as exc:  # reported to the parent, which re-raises it
+    except Exception as exc:  # noqa: BLE001  reported to the parent, which re-raises it
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         report = {"error": type(exc).__name__, "message": message,
                   "errno": getattr(exc, "errno", None)}

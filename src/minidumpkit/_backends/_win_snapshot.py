@@ -20,16 +20,14 @@ NOT RUN ON WINDOWS YET: see docs/windows.md.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self, TypeVar
+from typing import IO, Any, TypeVar
 
 from .. import format as md
+from .._closing import Closeable
 from .._ffi import _winerror, kernel32, pss
 from ..callbacks import DumpCallbacks
 from ..errors import UnsupportedError
@@ -230,7 +228,7 @@ def _region(entry: Any, va_clone: bool) -> WindowsSnapshotVaRegion:
         time_date_stamp=int(entry.TimeDateStamp), checksum=int(entry.CheckSum))
 
 
-class WindowsSnapshot:
+class WindowsSnapshot(Closeable):
     """A PSS snapshot of process ``pid``; write dumps from it, then close it.
 
     ::
@@ -429,20 +427,8 @@ class WindowsSnapshot:
                 windows.close_handle(self._api, hprocess)
         _winerror.check_win32(code, "PssFreeSnapshot", pid=self.pid)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_hpss", None) is None:
-            return
-        warnings.warn(f"unclosed {self!r}: use 'with' or close()", ResourceWarning,
-                      source=self, stacklevel=2)
-        with contextlib.suppress(Exception):
-            self.close()
+    def _open(self) -> bool:
+        return getattr(self, "_hpss", None) is not None
 
 
 class WindowsSnapshotBackend:
