@@ -67,6 +67,26 @@ class Target:
     def int(self, key: str) -> int:
         return int(self.info[key], 0)
 
+    def wait_parked(self, *keys: str) -> None:
+        """Wait until each thread named by ``keys`` (READY fields holding tids; no keys: every
+        thread) is asleep in
+        a system call: READY is printed before the threads reach their final blocking call,
+        and a dump taken in between would catch them on the way (e.g. in fflush)."""
+        def parked(tid: int) -> bool:
+            try:
+                call = Path(f"/proc/{self.pid}/task/{tid}/syscall").read_text().split()
+                stat = Path(f"/proc/{self.pid}/task/{tid}/stat").read_text()
+            except OSError:
+                return False
+            return bool(call) and call[0] != "running" and stat.rsplit(")", 1)[1].split()[0] == "S"
+
+        if keys:
+            tids = {key: self.int(key) for key in keys}
+        else:  # every thread of the target
+            tids = {f"task {t}": int(t) for t in os.listdir(f"/proc/{self.pid}/task")}
+        for key, tid in tids.items():
+            wait_until(lambda: parked(tid), f"thread {key} ({tid}) to block in its system call")
+
     def command(self, cmd: str) -> str:
         assert self.proc.stdin is not None
         self.proc.stdin.write(cmd + "\n")
@@ -191,6 +211,7 @@ def main_dump(target_bins: dict[str, Path],
     target = Target([str(target_bins["mdk_target"]), str(known_file)])
     try:
         ready = time.time()
+        target.wait_parked("main", "reader", "sleeper", "regs", "futex")
         path = minidumpkit.dump(target.pid, work / "mdk_target.dmp")
         yield types.SimpleNamespace(target=target, path=path, binary=target_bins["mdk_target"],
                                     known_file=known_file, started=started, ready=ready)

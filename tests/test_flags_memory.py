@@ -67,6 +67,7 @@ def layout(target_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
     work = tmp_path_factory.mktemp("memflags")
     target = Target([str(target_bins["memflags_target"]), "layout", str(work / "cow.bin")])
     try:
+        target.wait_parked()  # both threads in their final blocking call, not on the way
         yield Layout(target, work)
         assert_released(target.pid)
     finally:
