@@ -1060,7 +1060,8 @@ def test_importing_the_declarations_opens_no_library() -> None:
         "import minidumpkit._ffi.dbghelp, minidumpkit._ffi.pss, minidumpkit._ffi.kernel32\n"
         "import _cffi_backend\n"
         "print(json.dumps({'new': sorted(libs() - before), 'cffi': _cffi_backend.__file__,\n"
-        "                  'stdlib': sysconfig.get_path('platstdlib')}))")
+        "                  'stdlib': sysconfig.get_path('platstdlib', vars={\n"
+        "                      'platbase': sys.base_exec_prefix, 'base': sys.base_prefix})}))")
     report = json.loads(out)
     assert report["cffi"] in report["new"]
     strays = [path for path in report["new"]
