@@ -530,7 +530,8 @@ class _PointerTargets:
         self.regions = [r for r in index.regions
                         if dumpable(r) and not r.executable and (r.start, r.end) not in stack_regions
                         and not r.path.startswith("[stack")]
-        self._starts = [r.start for r in self.regions]
+        self._starts = self.starts = [r.start for r in self.regions]
+        self.ends = [r.end for r in self.regions]
         self.low = self.regions[0].start if self.regions else 0
         self.high = max((r.end for r in self.regions), default=0)
 
@@ -557,14 +558,18 @@ def _scan_pointers(memory: MemorySource, start: int, end: int, targets: _Pointer
     found: dict[int, None] = {}
     addr = (start + 7) & ~7
     low, high = targets.low, targets.high
+    starts, ends = targets.starts, targets.ends  # targets.find, inlined
+    bisect_right = bisect.bisect_right
     while addr + 8 <= end and len(found) < limit:
         want = min(chunk, end - addr) & ~7
         checkpoint()
         data = memory.read(addr, want)[:want]
         # Distinct words first (in C, first occurrence order kept): stacks repeat zeros,
         # return addresses and saved pointers, so far fewer words reach the lookups.
-        for word in dict.fromkeys(_words(data)):
-            if low <= word < high and word not in found and targets.find(word) is not None:
+        # (the range test in a comprehension first: most words are small integers)
+        for word in [w for w in dict.fromkeys(_words(data)) if low <= w < high and w not in found]:
+            i = bisect_right(starts, word) - 1
+            if i >= 0 and word < ends[i]:
                 found[word] = None
                 if len(found) >= limit:
                     break

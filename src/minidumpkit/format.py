@@ -77,6 +77,9 @@ class Record:
     # every field's value in declaration order; indexes of the nested-record fields
     _values: ClassVar[Callable[[Any], tuple[Any, ...]]]
     _nested: ClassVar[tuple[int, ...]]
+    # dotted paths of every leaf field in struct order; their getter (None if only one)
+    _paths: ClassVar[tuple[str, ...]]
+    _leaves: ClassVar[Callable[[Any], tuple[Any, ...]] | None]
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -102,6 +105,13 @@ class Record:
         getter = operator.attrgetter(*names)
         cls._values = getter if len(names) > 1 else (lambda obj: (getter(obj),))
         cls._nested = tuple(i for i, (_, sub) in enumerate(layout) if sub is not None)
+        # A nested record packs from one dotted-path attrgetter (one C call for every
+        # leaf of a CONTEXT, instead of a Python walk per nested record).
+        paths: list[str] = []
+        for name, sub in layout:
+            paths += [name] if sub is None else [f"{name}.{p}" for p in sub._paths]
+        cls._paths = tuple(paths)
+        cls._leaves = operator.attrgetter(*paths) if len(paths) > 1 else None
 
     @classmethod
     def _build(cls, values: tuple[Any, ...], pos: int) -> tuple[Self, int]:
@@ -112,7 +122,16 @@ class Record:
                 pos += 1
             else:
                 kwargs[name], pos = sub._build(values, pos)
-        return cls(**kwargs), pos
+        return cls._from_fields(kwargs), pos
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any]) -> Self:
+        """``cls(**fields)`` for a dict that names every field exactly once, without the
+        frozen ``__init__``'s per-field ``object.__setattr__`` (records have no defaults
+        and no ``__post_init__``): decoding and building contexts do this per thread."""
+        obj = object.__new__(cls)
+        obj.__dict__.update(fields)
+        return obj
 
     @classmethod
     def unpack_from(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> Self:
@@ -120,15 +139,23 @@ class Record:
         return cls._build(cls._struct.unpack_from(buf, offset), 0)[0]
 
     def _flat(self) -> list[Any]:
-        out = list(type(self)._values(self))
-        for i in reversed(self._nested):
-            out[i:i + 1] = out[i]._flat()
+        values = type(self)._values(self)
+        out: list[Any] = []
+        prev = 0
+        for i in self._nested:
+            out += values[prev:i]
+            out += values[i]._flat()
+            prev = i + 1
+        out += values[prev:]
         return out
 
     def pack(self) -> bytes:
         if not self._nested:
             return self._struct.pack(*type(self)._values(self))
-        return self._struct.pack(*self._flat())
+        leaves = type(self)._leaves
+        if leaves is None:
+            return self._struct.pack(*self._flat())
+        return self._struct.pack(*leaves(self))
 
     @classmethod
     def zero(cls) -> Self:

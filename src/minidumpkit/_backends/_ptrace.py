@@ -127,7 +127,9 @@ class ProcessStop:
     stops the threads, leaving detaches them (always, even after an exception).
     """
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, *, ppid: int | None = None) -> None:
+        """``ppid``: the target's parent if the caller has just read it (spares a
+        /proc/PID/stat read)."""
         self.pid = pid
         self._state: dict[int, _State] = {}
         self._inject: dict[int, int] = {}  # tid → signal to hand back at detach
@@ -139,10 +141,12 @@ class ProcessStop:
         self._iov: Any = None
         # When we are also the target's parent, its exit status belongs to the code that
         # started it (subprocess.Popen.wait ...): we must never collect it as its tracer.
-        try:
-            self._we_are_parent = _procfs.read_stat(pid).ppid == os.getpid()
-        except ProcessError:
-            self._we_are_parent = False
+        if ppid is None:
+            try:
+                ppid = _procfs.read_stat(pid).ppid
+            except ProcessError:
+                ppid = 0
+        self._we_are_parent = ppid == os.getpid()
 
     def _leaves_exit_to_parent(self, tid: int) -> bool:
         return tid == self.pid and self._we_are_parent
@@ -276,20 +280,28 @@ class ProcessStop:
         return self._regset(tid, libc.NT_PRFPREG, USER_FPREGS_SIZE)
 
     def debug_registers(self, tid: int) -> list[int]:
-        """u_debugreg[0..7] (PEEKUSER); dr4/dr5 are reserved aliases, not read (0)."""
+        """u_debugreg[0..7] (PEEKUSER); dr4/dr5 are reserved aliases, not read (0).
+
+        DR7 is read first: when it is 0 no hardware breakpoint or watchpoint is enabled,
+        so whatever addresses DR0-DR3 hold take no effect; those four reads are skipped
+        and written as 0 (the value of a thread no debugger ever armed). DR6 is always
+        read: it carries state even with DR7 clear (the single-step bit, and the
+        reserved-ones pattern the kernel reports). Two PEEKUSERs per thread instead of
+        six on the common path: a measurable part of the pause on many-thread targets."""
+        dr7 = self._peek_debugreg(tid, 7)
+        dr6 = self._peek_debugreg(tid, 6)
+        if dr7 == 0:
+            return [0, 0, 0, 0, 0, 0, dr6, 0]
+        return [*(self._peek_debugreg(tid, i) for i in range(4)), 0, 0, dr6, dr7]
+
+    def _peek_debugreg(self, tid: int, i: int) -> int:
         ffi, _ = libc.load()
-        out = []
-        for i in range(8):
-            if i in (4, 5):
-                out.append(0)
-                continue
-            ffi.errno = 0
-            value = _ptrace(libc.PTRACE_PEEKUSER, tid, libc.USER_DEBUGREG_OFFSET + 8 * i)
-            if value == -1 and last_errno():
-                raise ProcessError.from_errno(last_errno(), f"PTRACE_PEEKUSER(dr{i}) of thread "
-                                              f"{tid}", pid=self.pid)
-            out.append(value & 0xFFFF_FFFF_FFFF_FFFF)
-        return out
+        ffi.errno = 0
+        value = _ptrace(libc.PTRACE_PEEKUSER, tid, libc.USER_DEBUGREG_OFFSET + 8 * i)
+        if value == -1 and last_errno():
+            raise ProcessError.from_errno(last_errno(), f"PTRACE_PEEKUSER(dr{i}) of thread "
+                                          f"{tid}", pid=self.pid)
+        return value & 0xFFFF_FFFF_FFFF_FFFF
 
     # --- letting go -----------------------------------------------------------
 

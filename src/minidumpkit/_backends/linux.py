@@ -20,6 +20,7 @@ import bisect
 import dataclasses
 import errno
 import functools
+import io
 import os
 import time
 from typing import Any, BinaryIO
@@ -57,6 +58,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 _READ_CHUNK = 1 << 22
 # iovecs per process_vm_readv (IOV_MAX)
 _MAX_IOV = 1024
+# reads up to this size reuse one buffer (_vm_readv_small)
+_SMALL_READ = 1 << 16
 
 
 # --- memory -------------------------------------------------------------------------
@@ -75,6 +78,7 @@ class ProcessMemory:
         self._mem_fd: int | None = None
         self._use_mem_file = False
         self._into: tuple[bytearray, Any, Any, Any] | None = None  # read_into's cffi views
+        self._small: tuple[Any, Any, Any] | None = None  # _vm_readv_small's buffer, iovecs
 
     def close(self) -> None:
         fd, self._mem_fd = self._mem_fd, None
@@ -185,11 +189,32 @@ class ProcessMemory:
 
     def _read_once(self, address: int, size: int) -> bytes:
         if not self._use_mem_file:
-            got = self._vm_readv_many([(address, size)], size)
+            if size <= _SMALL_READ:
+                got = self._vm_readv_small(address, size)
+            else:
+                got = self._vm_readv_many([(address, size)], size)
             if got is not None:
                 return got[0]
             self._use_mem_file = True
         return self._pread(address, size)
+
+    def _vm_readv_small(self, address: int, size: int) -> tuple[bytes, int] | None:
+        """One small range through iovecs and a buffer made once per reader (a dump
+        makes dozens of these reads for ELF headers, notes and r_debug while the target
+        is stopped: the cffi allocations cost more than the system call)."""
+        ffi, lib = libc.load()
+        if self._small is None:
+            buf = ffi.new("char[]", _SMALL_READ)
+            local = ffi.new("unsigned long[2]")
+            local[0] = int(ffi.cast("uintptr_t", buf))
+            self._small = (buf, local, ffi.new("unsigned long[2]"))
+        buf, local, remote = self._small
+        local[1] = size
+        remote[0], remote[1] = address, size
+        n = int(lib.process_vm_readv(self.pid, local, 1, remote, 1, 0))
+        if n >= 0:
+            return ffi.buffer(buf, n)[:], n
+        return self._vm_readv_many([(address, size)], size)  # the general path's errors
 
     def _vm_readv_many(self, ranges: list[tuple[int, int]], total: int) -> tuple[bytes, int] | None:
         """One process_vm_readv of ``ranges`` into one buffer: (bytes, count read), or
@@ -298,6 +323,51 @@ class _RecordingMemory:
         return data
 
 
+class _PageReader:
+    """Small reads of a stopped process served from whole pages, each read once.
+
+    The module walk (ELF magic, headers, program headers, build-id notes) and the
+    r_debug walk make dozens of small reads that land in a few pages (a module's
+    headers and notes share its first page); :meth:`prefetch` brings many pages in
+    with one process_vm_readv. Answers follow :meth:`ProcessMemory.read`'s rules: the
+    readable prefix of the range (pages are readable or not as a whole). Reads wider
+    than a few pages go straight to the process.
+    """
+
+    _MAX_PAGES = 4
+
+    def __init__(self, memory: ProcessMemory) -> None:
+        self.memory = memory
+        self.pages: dict[int, bytes] = {}
+
+    def prefetch(self, addresses: list[int]) -> None:
+        starts = sorted({a - a % PAGE for a in addresses} - self.pages.keys())
+        if starts:
+            got = self.memory.read_many([(a, PAGE) for a in starts])
+            self.pages.update(zip(starts, got, strict=True))
+
+    def read(self, address: int, size: int) -> bytes:
+        if size <= 0 or address < 0:
+            return b""
+        first = address - address % PAGE
+        end = address + size
+        if end - first > self._MAX_PAGES * PAGE:
+            return self.memory.read(address, size)
+        out = b""
+        page = first
+        while page < end:
+            data = self.pages.get(page)
+            if data is None:
+                data = self.pages[page] = self.memory.read(page, PAGE)
+            lo, hi = max(address, page) - page, min(end, page + PAGE) - page
+            piece = data[lo:hi]
+            out = piece if not out else out + piece
+            if len(piece) < hi - lo:
+                break
+            page += PAGE
+        return out
+
+
 def snapshot_selection(memory: ProcessMemory, selection: Selection,
                        seen: dict[int, bytes] | None = None) -> MemorySnapshot:
     """Read every byte ``selection`` plans to copy (mapping by mapping, as the writer
@@ -352,12 +422,14 @@ def _read_status(pid: int) -> dict[str, str]:
                               f"exited); check the pid, e.g. with `ps -p {pid}`", pid=pid) from None
 
 
-def check_target(pid: int, status: dict[str, str] | None = None) -> None:
+def check_target(pid: int, status: dict[str, str] | None = None,
+                 stat: _procfs.Stat | None = None) -> None:
     """Raise a clear error now if ``pid`` cannot be dumped; do nothing otherwise.
 
     Checks: the process exists, is not a zombie or a kernel thread, is not traced by
     someone else, and we may read its private /proc files (the same permission
     ptrace needs). Our own process passes: it is dumped through a helper process.
+    ``status`` and ``stat``: the parsed /proc files if the caller has just read them.
     """
     if isinstance(pid, bool) or not isinstance(pid, int):
         raise TypeError(f"pid must be an int, not {type(pid).__name__}")
@@ -370,7 +442,7 @@ def check_target(pid: int, status: dict[str, str] | None = None) -> None:
         raise InvalidTargetError(
             f"process {pid} ({name}) is a zombie: it has exited and only waits for its "
             "parent to reap it, so there is no memory or thread left to dump", pid=pid)
-    if _is_kernel_thread(pid):
+    if _is_kernel_thread(pid, stat):
         raise InvalidTargetError(
             f"pid {pid} ({name}) is a kernel thread: it has no user-space memory, threads or "
             "modules to dump; pick a user process", pid=pid)
@@ -403,7 +475,9 @@ def _already_traced(pid: int, name: str, tracer: int) -> AlreadyTraced:
         "again", pid=pid)
 
 
-def _is_kernel_thread(pid: int) -> bool:
+def _is_kernel_thread(pid: int, stat: _procfs.Stat | None = None) -> bool:
+    if stat is not None:
+        return bool(stat.flags & _procfs.PF_KTHREAD)
     try:
         return bool(_procfs.read_stat(pid).flags & _procfs.PF_KTHREAD)
     except ProcessError:
@@ -443,7 +517,7 @@ def _context(regs: dict[str, int], fxsave: bytes, debug: list[int]) -> md.Contex
     for name in md.AMD64_GPRS:
         fields[name] = regs[name]
     fields["rip"] = regs["rip"]
-    return md.ContextAMD64(**fields)
+    return md.ContextAMD64._from_fields(fields)
 
 
 def _affinity(tid: int) -> int:
@@ -473,18 +547,28 @@ def _xstate(stop: ProcessStop, tid: int) -> bytes | None:
 def _capture_thread(stop: ProcessStop, pid: int, tid: int, with_info: bool) -> CapturedThread:
     regs = stop.general_registers(tid)
     context = _context(regs, stop.fpu_registers(tid), stop.debug_registers(tid))
-    thread = CapturedThread(tid=tid, name=_procfs.thread_name(pid, tid), context=context,
-                            teb=regs["fs_base"])
+    st: _procfs.Stat | None = None
     if with_info:
         try:
             st = _procfs.read_stat(pid, tid)
         except ProcessError:
-            return thread  # ended while stopped (killed): its times are gone
-        thread = dataclasses.replace(
-            thread, create_time=_procfs.start_filetime(st.starttime),
-            user_time=_procfs.ticks_to_filetime_units(st.utime),
-            kernel_time=_procfs.ticks_to_filetime_units(st.stime), affinity=_affinity(tid))
-    return thread
+            pass  # ended while stopped (killed): its times are gone
+    # stat's comm is the comm file's text unescaped; where no character needs escaping
+    # they are the same, and one read per thread is spared
+    name = st.comm if st is not None and _plain_comm(st.comm) else _procfs.thread_name(pid, tid)
+    if st is None:
+        return CapturedThread(tid=tid, name=name, context=context, teb=regs["fs_base"])
+    return CapturedThread(
+        tid=tid, name=name, context=context, teb=regs["fs_base"],
+        create_time=_procfs.start_filetime(st.starttime),
+        user_time=_procfs.ticks_to_filetime_units(st.utime),
+        kernel_time=_procfs.ticks_to_filetime_units(st.stime), affinity=_affinity(tid))
+
+
+def _plain_comm(comm: str) -> bool:
+    """Whether /proc/.../comm shows ``comm`` as stat does: printable ASCII without the
+    characters the kernel escapes there (backslash, quote; controls are not printable)."""
+    return comm.isascii() and comm.isprintable() and "\\" not in comm and '"' not in comm
 
 
 @dataclasses.dataclass
@@ -524,7 +608,7 @@ def _module_name(path: str) -> str:
     return path[:-len(" (deleted)")] if path.endswith(" (deleted)") else path
 
 
-def _is_elf(memory: ProcessMemory, span: _ModuleSpan) -> bool:
+def _is_elf(memory: _PageReader, span: _ModuleSpan) -> bool:
     head = memory.read(span.start, 4)
     if len(head) == 4:
         return head == _elf.ELF_MAGIC
@@ -536,17 +620,21 @@ def _is_elf(memory: ProcessMemory, span: _ModuleSpan) -> bool:
 
 
 def _modules(regions: list[Region], auxv: dict[int, int],
-             memory: ProcessMemory) -> list[CapturedModule]:
+             memory: _PageReader) -> list[CapturedModule]:
     modules: list[CapturedModule] = []
-    for span in _module_spans(regions):
-        if span.end - span.start < PAGE or not _is_elf(memory, span):
+    spans = [span for span in _module_spans(regions) if span.end - span.start >= PAGE]
+    # every module's first page (ELF header, program headers, usually the build-id
+    # note too) in one system call
+    vdso = auxv.get(_procfs.AT_SYSINFO_EHDR, 0)
+    memory.prefetch([span.start for span in spans] + ([vdso] if vdso else []))
+    for span in spans:
+        if not _is_elf(memory, span):
             continue
         build_id = _elf.build_id_from_memory(memory.read, span.start)
         if not build_id:
             build_id = _elf.build_id_from_file(_module_name(span.path)) or b""
         modules.append(CapturedModule(base=span.start, size=span.end - span.start,
                                       path=_module_name(span.path), build_id=build_id))
-    vdso = auxv.get(_procfs.AT_SYSINFO_EHDR, 0)
     for r in regions:
         if r.path == "[vdso]" or (vdso and r.start == vdso):
             build_id = _elf.build_id_from_memory(memory.read, r.start) or b""
@@ -618,12 +706,20 @@ def machine_streams() -> dict[int, bytes]:
     cpuinfo = _procfs.try_read_bytes("/proc/cpuinfo")
     if cpuinfo is not None:
         streams[StreamType.LinuxCpuInfo] = cpuinfo
-    release = _procfs.try_read_bytes("/etc/lsb-release")
-    if release is None:
-        release = _procfs.try_read_bytes("/etc/os-release")
+    release = _release_file()
     if release is not None:
         streams[StreamType.LinuxLsbRelease] = release
     return streams
+
+
+@functools.cache
+def _release_file() -> bytes | None:
+    """The distribution's release file, read once per interpreter (it changes only when
+    the system is upgraded; /proc/cpuinfo, whose clock figures move, is read each time)."""
+    release = _procfs.try_read_bytes("/etc/lsb-release")
+    if release is None:
+        release = _procfs.try_read_bytes("/etc/os-release")
+    return release
 
 
 def _raw_streams(pid: int, maps: bytes, auxv: bytes,
@@ -666,7 +762,8 @@ def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
     proc_stat = _procfs.read_stat(pid)
     ticks = _procfs.clock_ticks()
     blamed = threads[0]
-    modules = _modules(regions, auxv, memory)
+    pages = _PageReader(memory)
+    modules = _modules(regions, auxv, pages)
     if dump_type & BULK_TYPES:  # which pages exist, what the kernel would dump (smaps, pagemap)
         regions = _memory.annotate(
             pid, regions, elf_starts=frozenset(m.base for m in modules),
@@ -685,7 +782,7 @@ def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
         process_user_time=proc_stat.utime // ticks,
         process_kernel_time=proc_stat.stime // ticks,
         raw_streams=_raw_streams(pid, maps, auxv_raw, machine),
-        dso_debug=_elf.read_dso_debug(memory.read, auxv.get(_procfs.AT_PHDR, 0),
+        dso_debug=_elf.read_dso_debug(pages.read, auxv.get(_procfs.AT_PHDR, 0),
                                       auxv.get(_procfs.AT_PHNUM, 0)),
         capture_method=md.CAPTURE_STOP,
         timestamp=int(time.time()),
@@ -743,14 +840,18 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
         from . import _selfdump
 
         return _selfdump.dump_self(out, dump_type)
-    check_target(pid, status)
+    try:
+        stat: _procfs.Stat | None = _procfs.read_stat(pid)
+    except ProcessError:
+        stat = None  # check_target tells why (gone, or a kernel thread without stat)
+    check_target(pid, status, stat)
     if policy is None:
         policy = DumpPolicy()
     # Everything that does not depend on the target's state is done before it is stopped.
     libc.load()
     system_info()
     machine = machine_streams()
-    stop = ProcessStop(pid)
+    stop = ProcessStop(pid, ppid=stat.ppid if stat is not None else None)
     stats: object = None
     with ProcessMemory(pid) as memory:
         with stop:
@@ -767,10 +868,31 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
                 cap.pause_ns = time.perf_counter_ns() - stop.stop_started_ns
                 stats = write_minidump(cap, out, dump_type, policy=policy, selection=sel)
         if stats is None:
-            stats = write_minidump(cap, out, dump_type, policy=policy, selection=sel)
+            stats = _write_buffered(cap, out, dump_type, policy, sel)
     return DumpTimes(threads=len(cap.threads),
                      stop_ns=stop.stopped_ns - stop.stop_started_ns,
                      pause_ns=stop.detached_ns - stop.stop_started_ns, stats=stats)
+
+
+# A dump whose planned memory is at most this big is assembled in memory and handed to
+# ``out`` in one write (the writer's seeks and back-patches cost a system call each
+# on a file).
+BUFFER_LIMIT = 16 << 20
+
+
+def _write_buffered(cap: ProcessCapture, out: BinaryIO, dump_type: MiniDumpType,
+                    policy: DumpPolicy, sel: Selection) -> object:
+    from ..writer import write_minidump
+
+    if sel.total_bytes > BUFFER_LIMIT or sel.memory64:
+        return write_minidump(cap, out, dump_type, policy=policy, selection=sel)
+    buf = io.BytesIO()
+    stats = write_minidump(cap, buf, dump_type, policy=policy, selection=sel)
+    start = out.tell()
+    out.write(buf.getbuffer())
+    out.truncate()  # an r+b file may hold an older, longer dump (as the writer does)
+    out.seek(start + stats.bytes_written)
+    return stats
 
 
 class _Planned:
