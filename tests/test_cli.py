@@ -313,3 +313,21 @@ def test_dump_a_live_process_end_to_end(sleeper: subprocess.Popen[bytes],
     assert state in ("S", "R")
     os.kill(sleeper.pid, signal.SIGTERM)
 
+
+
+@pytest.mark.live
+@pytest.mark.skipif(sys.platform != "linux", reason="needs the Linux backend")
+def test_dump_with_a_progress_bar(sleeper: subprocess.Popen[bytes],
+                                  capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--progress draws the bar on stderr, ending at 100 % on its own line; stdout still
+    carries only the path, and the dump is complete."""
+    path = tmp_path / "p.dmp"
+    assert main(["dump", str(sleeper.pid), "-o", str(path), "--full", "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(path)
+    assert f"dumping {sleeper.pid}" in captured.err and "100%" in captured.err
+    assert captured.err.endswith("\n")
+    with minidumpkit.open_minidump(path) as d:
+        assert [t.thread_id for t in d.threads] == [sleeper.pid]
+        assert d.memory_info  # FULL: the memory map is there
+    os.kill(sleeper.pid, signal.SIGTERM)

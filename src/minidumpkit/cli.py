@@ -113,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     kind.add_argument("--type", dest="type", type=_dump_type_arg, metavar="NAME[,NAME...]",
                       help="any MiniDumpType combination, e.g. WithFullMemory,WithHandleData "
                            "or 0x1824")
+    dump.add_argument("--progress", action="store_true",
+                      help="draw a progress bar of the memory copied on stderr")
     return parser
 
 
@@ -126,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _info(args.file, as_json=args.json, out=sys.stdout, err=sys.stderr)
-        return _dump(args.pid, args.output, args.type, out=sys.stdout, err=sys.stderr)
+        return _dump(args.pid, args.output, args.type, progress=args.progress,
+                     out=sys.stdout, err=sys.stderr)
     except BrokenPipeError:
         # the reader of our output went away (| head): not an error worth a traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -150,13 +153,21 @@ def default_dump_name(pid: int, now: datetime.datetime | None = None) -> str:
 
 
 def _dump(pid: int, output: str | None, dump_type: MiniDumpType | None, *,
-          out: TextIO, err: TextIO) -> int:
+          out: TextIO, err: TextIO, progress: bool = False) -> int:
+    import contextlib
+
     import minidumpkit  # the dumper, and through it the platform backend, load only here
 
     path = output or default_dump_name(pid)
     kwargs: dict[str, Any] = {} if dump_type is None else {"type": dump_type}
+    bar: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if progress:
+        from .progress import ProgressBar
+
+        bar = kwargs["callbacks"] = ProgressBar(f"dumping {pid}", stream=err, force=True)
     try:
-        written = minidumpkit.dump(pid, path, **kwargs)
+        with bar:
+            written = minidumpkit.dump(pid, path, **kwargs)
     except MinidumpError as exc:
         print(f"minidumpkit: cannot dump process {pid}: {exc}", file=err)
         return 1
