@@ -14,7 +14,12 @@ For every size, ``--reps`` runs of each method (medians printed, min-max after):
   PTRACE_DETACH); ``clone`` = the injected clone() alone; ``fatal`` = the window in
   which our death would kill the target.
 * ``fork``: a bare ``os.fork()`` (child ``os._exit(0)``) of a Python process holding a
-  touched N MiB anonymous mapping: what the kernel's copy of the page tables costs.
+  touched N MiB anonymous mapping (MADV_NOHUGEPAGE): what the kernel's copy of the page
+  tables costs. The process lives beside the target for the whole size, and forks once
+  per rep right after that rep's snapshot, so both are measured at the same moment of
+  this noisy VM (fork times drift by tens of % within a minute; a burst of forks
+  measured before the target existed compared unlike moments). docs/snapshots.md
+  "Pause at 4 GiB" has the comparisons and why the pause still varies with page state.
 * ``stop``: ``Dumper(pid).write(FULL, snapshot="never")``: stopped for the whole dump.
 * ``gcore``: gdb's ``gcore`` (attach, write an ELF core, detach).
 
@@ -27,7 +32,6 @@ at worst: see /work/shared/reference/snapshot-spike.md "noise floor"). Dumps go 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -45,23 +49,42 @@ from minidumpkit.flags import PssCaptureFlags as F
 
 ALL = F.VA_CLONE | F.THREADS | F.THREAD_CONTEXT | F.HANDLES | F.VA_SPACE
 
-FORK_CHILD = r"""
-import mmap, os, sys, time, json
+# one bare fork per line read, its duration (ns) printed back
+FORK_SERVER = r"""
+import mmap, os, sys, time
 size = int(sys.argv[1]) << 20
 m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 m.madvise(mmap.MADV_NOHUGEPAGE)
 for off in range(0, size, 1 << 24):
     m[off:off + (1 << 24)] = b"\x5a" * min(1 << 24, size - off)
-out = []
-for _ in range(int(sys.argv[2])):
+print("READY", flush=True)
+for _ in sys.stdin:
     t = time.perf_counter_ns()
     pid = os.fork()
     if pid == 0:
         os._exit(0)
-    out.append(time.perf_counter_ns() - t)
+    d = time.perf_counter_ns() - t
     os.waitpid(pid, 0)
-print(json.dumps(out))
+    print(d, flush=True)
 """
+
+
+class ForkServer:
+    def __init__(self, mib: int) -> None:
+        self.p = subprocess.Popen([sys.executable, "-c", FORK_SERVER, str(mib)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.p.stdout is not None
+        assert self.p.stdout.readline().startswith("READY")
+
+    def fork_ms(self) -> float:
+        assert self.p.stdin is not None and self.p.stdout is not None
+        self.p.stdin.write("fork\n")
+        self.p.stdin.flush()
+        return int(self.p.stdout.readline()) / 1e6
+
+    def close(self) -> None:
+        self.p.kill()
+        self.p.wait()
 
 
 class Target:
@@ -115,9 +138,8 @@ def main() -> None:
         exe = build(work)
         rows = []
         for mib in (int(s) for s in args.sizes.split(",")):
-            forks = [x / 1e6 for x in json.loads(subprocess.run(
-                [sys.executable, "-c", FORK_CHILD, str(mib), str(args.reps)],
-                capture_output=True, text=True, check=True).stdout)]
+            forks: list[float] = []
+            server = ForkServer(mib)
             t = Target(exe, mib)
             r: dict[str, list[float]] = {k: [] for k in (
                 "snap_obs", "snap_pause", "snap_clone", "snap_fatal", "snap_wall",
@@ -140,6 +162,8 @@ def main() -> None:
                     r["snap_clone"].append(clone)
                     r["snap_fatal"].append(fatal)
                     r["snap_wall"].append(wall)
+                    time.sleep(0.05)
+                    forks.append(server.fork_ms())
 
                     def stop(t: Target = t, path: Path = path) -> tuple[float, float]:
                         t0 = time.perf_counter()
@@ -167,13 +191,15 @@ def main() -> None:
                         r["gcore_wall"].append(wall)
             finally:
                 t.close()
+                server.close()
             rows.append((mib, forks, r))
             print(f"{mib} MiB done", file=sys.stderr, flush=True)
         print("\n| heap | tracer pause (ms) | clone() | bare os.fork() | pause − fork | "
               "fatal window | snapshot observed | stop observed | gcore observed | gcore/snapshot |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for mib, forks, r in rows:
-            diff = [p - statistics.median(forks) for p in r["snap_pause"]]
+            # each pause against the fork measured right after it
+            diff = [p - f for p, f in zip(r["snap_pause"], forks, strict=True)]
             ratio = (statistics.median(r["gcore_obs"]) / statistics.median(r["snap_obs"])
                      if r["gcore_obs"] else float("nan"))
             print(f"| {mib} MiB | {med(r['snap_pause'])} | {med(r['snap_clone'])} | {med(forks)} | "

@@ -8,7 +8,7 @@
  *   tests/targets/snapshot_bench.c does (one word every 7 pages, ~100k pages/s).
  * HOLD_MS: how long the child lives before it is killed (0 = it exits at once), as a
  *   snapshot's clone lives during the write.
- * FLAGS: "fork" = fork(); "files" = raw clone(CLONE_FILES|SIGCHLD... no signal), the
+ * FLAGS: "fork" = fork(); "files" = raw clone(CLONE_FILES | SIGCHLD), the
  *   injected call.
  * Prints one line per rep: the parent's time in the syscall, in ns.
  */
