@@ -12,28 +12,16 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile long long max_gap_ns;
+#include "../tests/targets/heartbeat.h"
+
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int idle_pipe[2];
 
-static long long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static void *heartbeat(void *arg) {
     (void)arg;
     pthread_setname_np(pthread_self(), "heartbeat");
-    long long last = now_ns();
-    for (;;) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-        long long t = now_ns();
-        if (t - last > max_gap_ns) max_gap_ns = t - last;
-        last = t;
-    }
+    heartbeat_loop();
     return NULL;
 }
 

@@ -18,29 +18,17 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile long long max_gap_ns;
+#include "heartbeat.h"
+
 static volatile uint64_t *heap;
 static size_t heap_words;
 static int pipefd[2];
-
-static long long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void *heartbeat(void *arg) {
     (void)arg;
     struct sched_param sp = {.sched_priority = 10};
     pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-    long long last = now_ns();
-    for (;;) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-        long long t = now_ns();
-        if (t - last > max_gap_ns) max_gap_ns = t - last;
-        last = t;
-    }
+    heartbeat_loop();
     return NULL;
 }
 

@@ -33,21 +33,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "heartbeat.h"
+
 #define NPAGES 1024
 #define PAGE 4096
 
 static volatile uint64_t *priv, *shared, *dfork;
 static volatile uint64_t gen, cursor, done;
 static volatile long selfcheck_errors;
-static volatile long long max_gap_ns;
 static volatile long reader_got, reader_eintr, reader_seq_errors, sleeper_eintr, epoll_eintr;
 static int reader_pipe[2], epoll_pipe[2];
-
-static long long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void *writer(void *arg) {
     (void)arg;
@@ -71,14 +66,7 @@ static void *writer(void *arg) {
 
 static void *heartbeat(void *arg) {
     (void)arg;
-    long long last = now_ns();
-    for (;;) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-        long long t = now_ns();
-        if (t - last > max_gap_ns) max_gap_ns = t - last;
-        last = t;
-    }
+    heartbeat_loop();
     return NULL;
 }
 
