@@ -17,15 +17,22 @@ import io
 import itertools
 import json
 import struct
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from minidumpkit import DumpType, MiniDumpType, ModuleWriteFlags, ThreadWriteFlags
+from minidumpkit import (
+    DumpType,
+    MiniDumpType,
+    ModuleWriteFlags,
+    ThreadWriteFlags,
+    open_minidump,
+    writer,
+)
 from minidumpkit import format as md
-from minidumpkit import writer
 from minidumpkit._capture import (
     CapturedException,
     CapturedHandle,
@@ -37,7 +44,12 @@ from minidumpkit._capture import (
     ProcessCapture,
     Region,
 )
-from minidumpkit.errors import DumpCancelled, ProcessError, UnsupportedError
+from minidumpkit.errors import (
+    DumpCancelled,
+    MemoryNotCaptured,
+    ProcessError,
+    UnsupportedError,
+)
 from minidumpkit.writer import DumpPolicy, WriteStats, write_minidump
 
 # --- the synthetic process ----------------------------------------------------------
@@ -998,3 +1010,104 @@ def test_indirect_memory_limits() -> None:
     assert extra == [INDIRECT_WINDOWS[2]]
     none = Raw(write(build(), DumpType.MINI, DumpPolicy(max_indirect_bytes=0))[0])
     assert ranges_of(none) == normal
+
+
+# --- bulk memory read ahead on a worker thread -------------------------------------------
+
+class IntoMemory(FakeMemory):
+    """FakeMemory with ``read_into`` (so the writer reads ahead on its worker) and
+    ``consumed``; logs the reading threads and how many reads ever overlapped.
+    ``short_at``: reads stop there (an unreadable page); ``fail_at``: a read covering
+    it raises."""
+
+    def __init__(self, regions: Iterable[Region], *, short_at: int = 0, fail_at: int = 0) -> None:
+        super().__init__(regions)
+        self.short_at, self.fail_at = short_at, fail_at
+        self.lock = threading.Lock()
+        self.active = self.most_active = self.started = self.finished = 0
+        self.threads: set[str] = set()
+        self.consumed_ranges: list[tuple[int, int]] = []
+
+    def read(self, address: int, size: int) -> bytes:
+        if self.short_at and address <= self.short_at < address + size:
+            size = self.short_at - address
+        return super().read(address, size)
+
+    def read_into(self, address: int, size: int, buf: bytearray) -> int:
+        with self.lock:
+            self.active += 1
+            self.started += 1
+            self.most_active = max(self.most_active, self.active)
+            self.threads.add(threading.current_thread().name)
+        try:
+            if self.fail_at and address <= self.fail_at < address + size:
+                raise ProcessError(errno.EIO, "synthetic read error", pid=PID)
+            data = self.read(address, size)
+            buf[:len(data)] = data
+            return len(data)
+        finally:
+            with self.lock:
+                self.active -= 1
+                self.finished += 1
+
+    def consumed(self, address: int, size: int) -> None:
+        self.consumed_ranges.append((address, size))
+
+
+class ReadOnlyMemory(IntoMemory):
+    """The same bytes with no read_into: the writer's plain loop, as a reference."""
+
+    read_into = None  # type: ignore[assignment]
+
+
+def capture_with(memory: FakeMemory) -> ProcessCapture:
+    for address, word in STACK_WORDS.items():
+        memory.put(address, struct.pack("<Q", word))
+    return build(memory=memory)
+
+
+def readers_alive() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("minidumpkit-read")]
+
+
+def test_read_ahead_writes_the_same_bytes_as_the_plain_loop() -> None:
+    memory = IntoMemory(REGIONS)
+    # page-sized chunks: every mapping of several pages is read ahead
+    ahead, _ = write(capture_with(memory), DumpType.FULL, DumpPolicy(chunk_size=4096))
+    plain, _ = write(capture_with(ReadOnlyMemory(REGIONS)), DumpType.FULL,
+                     DumpPolicy(chunk_size=4096))
+    assert ahead == plain
+    assert memory.most_active == 1 and memory.active == 0
+    assert any(name.startswith("minidumpkit-read") for name in memory.threads)
+    assert readers_alive() == []
+    # consumed: every byte read for Memory64List, once, in address order
+    spans = memory.consumed_ranges
+    assert spans == sorted(spans) and all(a + n <= b for (a, n), (b, _) in itertools.pairwise(spans))
+    heap = [(a, n) for a, n in spans if HEAP[0] <= a < HEAP[1]]
+    assert sum(n for _, n in heap) == HEAP[1] - HEAP[0]
+
+
+def test_read_ahead_stops_at_a_short_read_like_the_plain_loop() -> None:
+    hole = HEAP[0] + 5 * 4096 + 100
+    memory = IntoMemory(REGIONS, short_at=hole)
+    policy = DumpPolicy(chunk_size=4096)
+    ahead, stats = write(capture_with(memory), DumpType.FULL | MiniDumpType.IgnoreInaccessibleMemory,
+                         policy)
+    plain, _ = write(capture_with(ReadOnlyMemory(REGIONS, short_at=hole)),
+                     DumpType.FULL | MiniDumpType.IgnoreInaccessibleMemory,
+                     DumpPolicy(chunk_size=4096))
+    assert ahead == plain
+    d = open_minidump(ahead)
+    assert d.memory.read(hole - 8, 8) == memory.peek(hole - 8, 8)
+    with pytest.raises(MemoryNotCaptured):
+        d.memory.read(hole, 8)
+    assert stats.read_failures == 1
+    assert memory.active == 0 and readers_alive() == []
+
+
+def test_read_ahead_error_leaves_no_read_in_flight() -> None:
+    memory = IntoMemory(REGIONS, fail_at=HEAP[0] + 7 * 4096)
+    with pytest.raises(ProcessError, match="synthetic read error"):
+        write(capture_with(memory), DumpType.FULL, DumpPolicy(chunk_size=4096))
+    assert memory.started == memory.finished and memory.active == 0
+    assert readers_alive() == []

@@ -34,6 +34,7 @@ from typing import BinaryIO
 from . import __version__
 from . import format as md
 from ._capture import CapturedThread, ProcessCapture, Region
+from ._readahead import ReadAhead
 from ._selection import DumpPolicy, RegionIndex, Selection, ThreadChoice, select
 from .errors import DumpCancelled, ProcessError, UnsupportedError
 from .flags import (
@@ -247,6 +248,7 @@ class _Job:
         self.filtered: list[tuple[int, int]] = []
         self.index: RegionIndex | None = None
         self.buffer: bytearray | None = None  # reused by copy_segment64
+        self.ahead: ReadAhead | None = None  # its worker, for segments of several chunks
 
     # -- cancel / progress -------------------------------------------------------------
 
@@ -711,7 +713,12 @@ class _Job:
         info_at = f.append(bytes(_INFO_RESERVE))
         f.align(16)
         base_rva = f.pos
-        self.copy_segments64(segments)
+        try:
+            self.copy_segments64(segments)
+        finally:
+            if self.ahead is not None:
+                self.ahead.close()
+                self.ahead = None
         table = md.Memory64ListHeader(number_of_memory_ranges=len(self.descriptors64),
                                       base_rva=base_rva).pack() + b"".join(
             md.MemoryDescriptor64(start_of_memory_range=a, data_size=n).pack()
@@ -760,6 +767,11 @@ class _Job:
         memory, chunk = self.capture.memory, self.policy.chunk_size
         # a source that can read into our buffer spares an allocation and a copy per chunk
         read_into = getattr(memory, "read_into", None)
+        # bulk memory is read once, in address order: a source may free what is written
+        consumed = getattr(memory, "consumed", None)
+        if read_into is not None and end - start > chunk:
+            self.copy_ahead(start, end, read_into, consumed)
+            return
         if read_into is not None and self.buffer is None:
             self.buffer = bytearray(chunk)
         addr = start
@@ -772,12 +784,44 @@ class _Job:
                 data = memoryview(self.buffer)[:read_into(addr, want, self.buffer)]
             else:
                 data = memory.read(addr, want)[:want]
-            self.emit64(addr, data)
-            self.advance(len(data))
-            if len(data) < want:
-                self.read_failed(addr + len(data), end)
+            if not self.emitted64(addr, want, data, end, consumed):
                 return
             addr += want
+
+    def copy_ahead(self, start: int, end: int, read_into: Callable[[int, int, bytearray], int],
+                   consumed: Callable[[int, int], None] | None) -> None:
+        """:meth:`copy_segment64` with the next chunk read while this one is written."""
+        chunk = self.policy.chunk_size
+        if self.ahead is None:
+            self.ahead = ReadAhead(read_into, chunk)
+        ahead = self.ahead
+        addr, want = start, min(chunk, end - start)
+        ahead.submit(addr, want)
+        try:
+            while True:
+                self.checkpoint()
+                data = ahead.take()
+                after = addr + want
+                if len(data) == want and after < end:
+                    ahead.submit(after, min(chunk, end - after))
+                if not self.emitted64(addr, want, data, end, consumed) or after >= end:
+                    return
+                addr, want = after, min(chunk, end - after)
+        finally:
+            ahead.settle()
+
+    def emitted64(self, address: int, want: int, data: bytes | memoryview, end: int,
+                  consumed: Callable[[int, int], None] | None) -> bool:
+        """Write one chunk read at ``address``; False when it came short (the rest of
+        the segment, up to ``end``, is then reported unreadable)."""
+        self.emit64(address, data)
+        if consumed is not None:
+            consumed(address, len(data))
+        self.advance(len(data))
+        if len(data) < want:
+            self.read_failed(address + len(data), end)
+            return False
+        return True
 
     def emit64(self, address: int, data: bytes | memoryview) -> None:
         if not data:

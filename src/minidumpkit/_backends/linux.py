@@ -77,7 +77,8 @@ class ProcessMemory:
         self.pid = pid
         self._mem_fd: int | None = None
         self._use_mem_file = False
-        self._into: tuple[bytearray, Any, Any, Any] | None = None  # read_into's cffi views
+        # read_into's cffi views of the (two, when read ahead) buffers it is given
+        self._into: list[tuple[bytearray, Any, Any, Any]] = []
         self._small: tuple[Any, Any, Any] | None = None  # _vm_readv_small's buffer, iovecs
 
     def close(self) -> None:
@@ -129,10 +130,12 @@ class ProcessMemory:
         n = 0
         if not self._use_mem_file and 0 < size <= len(buf) and address >= 0:
             ffi, lib = libc.load()
-            if self._into is None or self._into[0] is not buf:
-                cbuf = ffi.from_buffer(buf)
-                self._into = (buf, cbuf, ffi.new("unsigned long[2]"), ffi.new("unsigned long[2]"))
-            _, cbuf, local, remote = self._into
+            views = next((v for v in self._into if v[0] is buf), None)
+            if views is None:
+                views = (buf, ffi.from_buffer(buf), ffi.new("unsigned long[2]"),
+                         ffi.new("unsigned long[2]"))
+                self._into = [*self._into[-1:], views]
+            _, cbuf, local, remote = views
             local[0], local[1] = int(ffi.cast("uintptr_t", cbuf)), size
             remote[0], remote[1] = address, size
             n = int(lib.process_vm_readv(self.pid, local, 1, remote, 1, 0))
