@@ -9,7 +9,9 @@ heartbeat thread (SCHED_FIFO 10) that wakes every 1 ms and keeps its largest gap
 For every size, ``--reps`` runs of each method (medians printed, min-max after):
 
 * ``snapshot``: ``Dumper(pid).snapshot(VA_CLONE|THREADS|THREAD_CONTEXT|HANDLES|VA_SPACE)``,
-  ``write(FULL)``, close (kill the clone, reap its zombie by a second short injection).
+  ``write(FULL, close=True)`` (the clone gives its pages back as they are written, then
+  is killed and its zombie reaped by a second short injection), as
+  ``Dumper.write(FULL)`` does.
   Tracer-side pause = the snapshot's ``pause_ns`` (first PTRACE_SEIZE → last
   PTRACE_DETACH); ``clone`` = the injected clone() alone; ``fatal`` = the window in
   which our death would kill the target.
@@ -153,7 +155,7 @@ def main() -> None:
                         with mdk.Dumper(t.pid).snapshot(ALL) as s:
                             impl = s._impl
                             pause, clone, fatal = s.pause_ns, impl.clone_ns, impl.fatal_window_ns
-                            s.write(path, mdk.DumpType.FULL)
+                            s.write(path, mdk.DumpType.FULL, close=True)
                         return pause / 1e6, clone / 1e6, fatal / 1e6, time.perf_counter() - t0
                     obs, (pause, clone, fatal, wall) = t.observe(snap)
                     path.unlink()

@@ -14,6 +14,7 @@ import random
 import re
 import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -383,3 +384,135 @@ def test_full_snapshot_dump_read_by_lldb_and_rust_minidump(full_dump) -> None:  
     assert sorted(th["thread_id"] for th in rust["threads"]) == tids
     dumped = run("minidump-stackwalk", "--dump", path, check=True).stdout
     assert "MINIDUMP_MEMORY64_LIST" in dumped or "Memory64List" in dumped, dumped[:2000]
+
+
+# --- a snapshot's last dump gives the clone's pages back ---------------------------------
+
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def pattern_word(base: int, address: int) -> int:
+    """memflags_target's fill pattern: page i starts with i * GOLDEN."""
+    return ((address - base) // PAGE * GOLDEN) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def page_frame(pid: int, address: int) -> int:
+    """The physical frame behind ``address`` in ``pid`` (0 when the kernel hides it)."""
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        f.seek(address // PAGE * 8)
+        entry = int.from_bytes(f.read(8), "little")
+    assert entry >> 63, f"page 0x{address:x} of {pid} is not present"
+    return entry & ((1 << 55) - 1)
+
+
+def rss_anon(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no RssAnon in /proc/{pid}/status")
+
+
+class PokeDuringWrite(DumpCallbacks):
+    """Once the write is under way (with ``close=True``: once the clone has given back
+    its first batch, so the heap's first page is released and its last is not yet
+    read), writes to the heap's first and last pages in the target and records what
+    the kernel did with their page frames."""
+
+    def __init__(self, t, first: int, last: int, *, wait_release: int) -> None:  # type: ignore[no-untyped-def]
+        self.t, self.first, self.last, self.wait_release = t, first, last, wait_release
+        self.seen: dict[str, object] = {}
+
+    def progress(self, done: int, total: int) -> None:
+        if self.seen or done * 4 < total:
+            return
+        [(clone, _)] = children(self.t.pid)
+        rss = rss_anon(clone)
+        if self.wait_release and rss > self.wait_release:
+            return
+        before = (page_frame(self.t.pid, self.first), page_frame(self.t.pid, self.last))
+        old = [self.t.command(f"poke 0x{a:x}") for a in (self.first, self.last)]
+        after = (page_frame(self.t.pid, self.first), page_frame(self.t.pid, self.last))
+        self.seen.update(clone_rss=rss, before=before, after=after, old=old)
+
+
+@pytest.mark.parametrize("close", [True, False], ids=["close", "keep"])
+def test_last_write_gives_the_clones_pages_back(target_bins, start_target, tmp_path, live,  # type: ignore[no-untyped-def]
+                                                close) -> None:
+    from oracles import run
+
+    from minidumpkit._backends._clone import CloneMemory
+
+    t = start_target([target_bins["memflags_target"], "fill", "96"])
+    base, size = t.int("fill"), t.int("size")
+    first, last = base, base + size - PAGE
+    path = tmp_path / "last.dmp"
+    # released: the clone's anonymous RSS fell by at least one batch
+    probe = PokeDuringWrite(t, first, last,
+                            wait_release=size - CloneMemory.RELEASE_BATCH if close else 0)
+    snap = mdk.Dumper(t.pid).snapshot(ALL)
+    with snap:
+        snap.write(path, mdk.DumpType.FULL, callbacks=probe, close=close)
+        assert snap.closed is close
+        if close:
+            with pytest.raises(ValueError, match="closed"):
+                snap.write(tmp_path / "again.dmp", mdk.DumpType.FULL)
+    seen = probe.seen
+    assert seen, "the write never reached the point where the probe pokes"
+    words = (pattern_word(base, first), pattern_word(base, last))
+    assert seen["old"] == [f"POKED old={w}" for w in words]
+    if page_frame(t.pid, first):  # frame numbers are shown to CAP_SYS_ADMIN only
+        before, after = seen["before"], seen["after"]
+        assert after[1] != before[1], "the unread last page was not copied on write"
+        if close:
+            assert after[0] == before[0], "the released first page was copied on write"
+        else:
+            assert after[0] != before[0], "the kept first page was not copied on write"
+    if close:
+        assert seen["clone_rss"] <= size - CloneMemory.RELEASE_BATCH
+    else:
+        assert seen["clone_rss"] >= size
+    # point in time either way: the dump holds the pages as they were, not the pokes
+    d = mdk.open_minidump(path)
+    assert d.minidumpkit_info.capture == md.CAPTURE_VA_CLONE
+    assert [d.memory.read_u64(a) for a in (first, last)] == list(words)
+    for i in range(0, size // PAGE, 97):
+        assert d.memory.read_u64(base + i * PAGE) == pattern_word(base, base + i * PAGE)
+    out = run("lldb", "--batch", "--no-lldbinit", "-o", f"target create --core {path}",
+              "-o", f"memory read --format u --size 8 --count 1 0x{first:x}",
+              "-o", f"memory read --format u --size 8 --count 1 0x{last:x}", check=True).stdout
+    got = [int(x) for x in re.findall(r"^0x[0-9a-f]+: (\d+)$", out, re.MULTILINE)]
+    assert got == list(words), out[-2000:]
+    assert children(t.pid) == []
+    live.assert_released(t.pid)
+    assert t.command(f"poke 0x{first:x}") == f"POKED old={words[0] + 1}"
+
+
+class RaiseMidWrite(DumpCallbacks):
+    """Raises ``exc`` once the bulk copy is a third done (pages already released)."""
+
+    def __init__(self, exc: type[BaseException]) -> None:
+        self.exc = exc
+
+    def progress(self, done: int, total: int) -> None:
+        if done * 3 >= total:
+            raise self.exc()
+
+
+@pytest.mark.parametrize("exc", [Boom, KeyboardInterrupt])
+def test_last_write_that_fails_still_frees_everything(target_bins, start_target, tmp_path,  # type: ignore[no-untyped-def]
+                                                      live, exc) -> None:
+    t = start_target([target_bins["memflags_target"], "fill", "96"])
+    path = tmp_path / "failed.dmp"
+    snap = mdk.Dumper(t.pid).snapshot(ALL)
+    clone_pid = snap._impl._clone.pid
+    with pytest.raises(exc):
+        snap.write(path, mdk.DumpType.FULL, callbacks=RaiseMidWrite(exc), close=True)
+    assert snap.closed
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    assert not os.path.exists(f"/proc/{clone_pid}")
+    assert children(t.pid) == []
+    assert [th.name for th in threading.enumerate() if th.name.startswith("minidumpkit-read")] == []
+    live.assert_released(t.pid)
+    base = t.int("fill")
+    assert t.command(f"poke 0x{base:x}") == f"POKED old={pattern_word(base, base)}"

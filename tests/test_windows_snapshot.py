@@ -617,6 +617,20 @@ def test_write_answers_is_process_snapshot_itself(world: SnapWorld, tmp_path: Pa
     assert len(world.pss.freed) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["snap.dmp"]
 
 
+def test_last_write_frees_the_snapshot_once(world: SnapWorld, tmp_path: Path) -> None:
+    """Snapshot.write(close=True): dbghelp writes from the HPSS, then the snapshot is
+    freed (PssFreeSnapshot once, also when the block ends after it)."""
+    with minidumpkit.Dumper(PID).snapshot(ALL_FLAGS) as snap:
+        path = snap.write(tmp_path / "last.dmp", DumpType.FULL, close=True)
+        assert snap.closed and world.pss.freed == [(-1, HPSS)]
+        with pytest.raises(ValueError, match="closed"):
+            snap.write(tmp_path / "again.dmp", DumpType.FULL)
+    assert world.pss.freed == [(-1, HPSS)] and world.k32.open == {}
+    assert world.dbg.calls[0]["hprocess"] == HPSS
+    assert path.read_bytes() == DUMP_BYTES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.dmp"]
+
+
 def test_dumper_write_full_goes_through_a_snapshot(world: SnapWorld, tmp_path: Path) -> None:
     """Dumper.write(FULL) with snapshot="auto" now takes a PSS snapshot on Windows (the
     flags dumper.py asks for), dumps from its HPSS and frees it."""

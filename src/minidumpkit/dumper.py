@@ -150,7 +150,7 @@ class Dumper:
                     raise
             else:
                 with snap:
-                    final = snap.write(path, dump_type, callbacks=policy)
+                    final = snap.write(path, dump_type, callbacks=policy, close=True)
                     self.last_times = snap.last_times
                 return final
         final = Path(os.fspath(path))

@@ -157,7 +157,8 @@ class SnapshotBackend(Protocol):
     def handles(self) -> list[SnapshotHandle]: ...
     def va_space(self) -> list[SnapshotVaRegion]: ...
     def process_info(self) -> SnapshotProcessInfo: ...
-    def write(self, out: IO[bytes], dump_type: MiniDumpType, policy: Any) -> object: ...
+    def write(self, out: IO[bytes], dump_type: MiniDumpType, policy: Any, *,
+              last: bool = False) -> object: ...
     def close(self) -> None: ...
 
 
@@ -220,17 +221,28 @@ class Snapshot(Closeable):
         return self._live().process_info()
 
     def write(self, path: str | os.PathLike[str], type: int | MiniDumpType = DumpType.MINI, *,
-              callbacks: object = None) -> Path:
-        """Write a minidump of the snapshot to ``path`` (atomically) and return it."""
+              callbacks: object = None, close: bool = False) -> Path:
+        """Write a minidump of the snapshot to ``path`` (atomically) and return it.
+
+        ``close=True`` makes this the snapshot's last dump: it is freed when the write
+        returns or raises, and on Linux a VA-clone snapshot gives each part of its
+        memory back as soon as that part is in the file, so the target's writes to
+        pages already dumped no longer copy them (less memory, no scattering of the
+        target's pages; see docs/snapshots.md). Use it for a single big dump.
+        """
         from .callbacks import as_policy
         from .dumper import _atomic_output
 
         impl = self._live()
-        dump_type = coerce_dump_type(type)
-        policy = as_policy(callbacks)
-        final = Path(os.fspath(path))
-        with _atomic_output(final) as out:
-            self.last_times = impl.write(out, dump_type, policy)
+        try:
+            dump_type = coerce_dump_type(type)
+            policy = as_policy(callbacks)
+            final = Path(os.fspath(path))
+            with _atomic_output(final) as out:
+                self.last_times = impl.write(out, dump_type, policy, last=close)
+        finally:
+            if close:
+                self.close()
         return final
 
     def close(self) -> None:

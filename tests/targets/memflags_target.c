@@ -5,7 +5,8 @@
  *   layout  FILE: everything below (the default)
  *   reserve      a 64 GiB MAP_NORESERVE reservation of which 1 MiB (at offset 1 GiB) is
  *                touched with the page pattern
- *   fill MIB     MIB mebibytes of the page pattern (benchmarks)
+ *   fill MIB     MIB mebibytes of the page pattern (benchmarks, snapshot release
+ *                tests), 4 KiB pages (MADV_NOHUGEPAGE: page frames are per page)
  *   big MIB      MIB mebibytes allocated and present (MAP_POPULATE); the first page
  *                of every 64 MiB block (page i) starts with the word i * 0x9E3779B97F4A7C15,
  *                everything else is zero
@@ -22,7 +23,8 @@
  *   main        command loop (read() on stdin), a stack frame holding NONPTR_VALUE
  *   mdk-avx     ymm0 = YMM0 bytes, ymm1 = YMM1 bytes, then blocked in a raw read()
  *               syscall on a pipe nobody writes (no libc code runs after the loads)
- * Commands: "rss" -> "RSS kb=N" (VmRSS), "quit".
+ * Commands: "rss" -> "RSS kb=N" (VmRSS); "poke 0xADDR" adds 1 to the 8-byte word at
+ * ADDR -> "POKED old=N" (its value before); "quit".
  * The READY line gives every address as key=0x...
  */
 #define _GNU_SOURCE
@@ -93,6 +95,11 @@ NOINLINE static void command_loop(void) {
     while (fgets(line, sizeof line, stdin)) {
         if (!strncmp(line, "rss", 3)) {
             printf("RSS kb=%ld\n", vm_rss_kb());
+        } else if (!strncmp(line, "poke ", 5)) {
+            volatile uint64_t *word = (volatile uint64_t *)strtoul(line + 5, NULL, 16);
+            uint64_t old = *word;
+            *word = old + 1;
+            printf("POKED old=%llu\n", (unsigned long long)old);
         } else if (!strncmp(line, "quit", 4)) {
             break;
         } else {
@@ -122,6 +129,7 @@ int main(int argc, char **argv) {
         unsigned char *b = mmap(NULL, size, PROT_READ | PROT_WRITE,
                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (b == MAP_FAILED) { perror("mmap"); return 1; }
+        madvise(b, size, MADV_NOHUGEPAGE);
         fill_pattern(b, size);
         printf("READY fill=0x%lx size=%zu\n", (unsigned long)b, size);
         command_loop();

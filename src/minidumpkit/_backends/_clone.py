@@ -15,10 +15,18 @@ one thread is made to run a 17-byte stub written over its own code page::
 The clone is auto-attached to us (PTRACE_O_TRACECLONE) and stops before it runs
 one instruction; PTRACE_O_EXITKILL is set on the clone only, never on the target.
 The original code bytes, registers and signal mask go back before the target is
-released. The clone never runs: it is read through /proc/CLONE/mem (process_vm_readv
-would make it copy every page it reads), killed and waited for when the snapshot is
-freed; its zombie, which only the target can reap, is reaped by a second injection,
-``wait4(clone, NULL, __WALL|WNOHANG, NULL)``.
+released. The clone never runs its own code: it is read through /proc/CLONE/mem
+(process_vm_readv would make it copy every page it reads), killed and waited for when
+the snapshot is freed; its zombie, which only the target can reap, is reaped by a
+second injection, ``wait4(clone, NULL, __WALL|WNOHANG, NULL)``.
+
+A dump written as the snapshot's last one gives the clone's pages back as it goes
+(:meth:`CloneMemory.consumed`): the clone runs ``madvise(MADV_DONTNEED)`` over what is
+already in the file, from the stub's ``syscall`` under PTRACE_SYSCALL. A page the
+clone no longer maps is the target's alone again, so the target's next write to it
+reuses it in place instead of copying it: less memory, and the target's heap is not
+scattered over fresh pages (which makes its later forks and snapshots dearer:
+docs/snapshots.md, "Pause at 4 GiB").
 
 The mechanics and the measurements behind each choice are in
 /work/shared/reference/snapshot-spike.md; docs/snapshots.md is the user's view.
@@ -55,6 +63,7 @@ __all__ = [
     "reap_clone_zombie",
 ]
 
+PTRACE_SYSCALL = 24
 PTRACE_SETOPTIONS = 0x4200
 PTRACE_GETEVENTMSG = 0x4201
 PTRACE_SETREGSET = 0x4205
@@ -64,8 +73,10 @@ PTRACE_O_TRACECLONE = 0x8
 PTRACE_O_EXITKILL = 0x100000
 PTRACE_EVENT_CLONE = 3
 
+SYS_MADVISE = 28
 SYS_CLONE = 56
 SYS_WAIT4 = 61
+MADV_DONTNEED = 4
 CLONE_FILES = 0x400
 WNOHANG = 1
 WALL = 0x40000000
@@ -78,6 +89,7 @@ _RIP = USER_REGS_FIELDS.index("rip")
 _SIGTRAP_BIT = 1 << (signal.SIGTRAP - 1)
 # a blocked-signal mask with everything but SIGTRAP, for the injected thread
 _INJECT_MASK = 0xFFFF_FFFF_FFFF_FFFF & ~_SIGTRAP_BIT
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # --- preflight ----------------------------------------------------------------------
@@ -276,6 +288,7 @@ class Clone:
     fatal_window_ns: int  # stub written → original bytes and registers back
     clone_ns: int  # PTRACE_CONT → PTRACE_EVENT_CLONE: the kernel's fork work
     killed: bool = False
+    _regs: list[int] | None = dataclasses.field(default=None, repr=False)
 
     def kill(self) -> None:
         """SIGKILL the clone and collect its exit as its tracer. Idempotent."""
@@ -294,6 +307,33 @@ class Clone:
             if exc.errno != errno.ECHILD:
                 raise
         self.killed = True
+
+    def syscall(self, nr: int, *args: int) -> int:
+        """Run one system call in the clone and return its result (``-errno`` on
+        failure): rip on the stub's first ``syscall`` (the clone still holds the stub),
+        PTRACE_SYSCALL to the call's entry stop and on to its exit stop, where the
+        clone stays, stopped, for the next one. The code after that ``syscall`` (the
+        child path's exit_group) is never reached."""
+        if self.killed:
+            raise ProcessError(errno.ESRCH, "the snapshot's clone is gone", pid=self.parent)
+        if self._regs is None:
+            self._regs = _get_regs(self.pid)
+        names = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+        values = dict(zip(names, args, strict=False))
+        _set_regs(self.pid, _with(self._regs, rip=self.stub_address, rax=nr, orig_rax=-1,
+                                  **values))
+        for stage in ("entry", "exit"):
+            _check(_ptrace(PTRACE_SYSCALL, self.pid, 0, 0), "PTRACE_SYSCALL", self.pid)
+            _, status = _waitpid(self.pid, 0)
+            stopped, sig, _event = _describe(status)
+            if not stopped or sig != signal.SIGTRAP:
+                if not stopped:
+                    self.killed = True  # it exited: collected by that waitpid
+                raise ProcessError(errno.EIO, f"the clone {self.pid} did not stop at the "
+                                   f"{stage} of an injected system call (status 0x{status:x})",
+                                   pid=self.parent)
+        rax = _reg(_get_regs(self.pid), "rax")
+        return rax - (1 << 64) if rax >= 1 << 63 else rax
 
 
 def _inject(tid: int, mem_fd: int, stub_address: int, stub: bytes, regs: list[int],
@@ -453,11 +493,24 @@ def reap_clone_zombie(pid: int, clone_pid: int) -> bool:
 class CloneMemory:
     """Reads a clone through /proc/CLONE/mem (FOLL_GET: the pages stay shared with the
     target; process_vm_readv's FOLL_PIN would unshare each one), with the injected stub
-    replaced by the target's original bytes."""
+    replaced by the target's original bytes.
+
+    With :attr:`releasing` set (the snapshot's last dump), :meth:`consumed` gives the
+    clone's pages back once the writer is done with them, :data:`RELEASE_BATCH` bytes
+    of address space per injected madvise.
+    """
+
+    #: address space released per injected madvise(MADV_DONTNEED): about 1 ms each,
+    #: mostly the kernel unmapping 8192 pages (work the clone's exit would do anyway)
+    RELEASE_BATCH = 32 << 20
 
     def __init__(self, clone: Clone) -> None:
         self.clone = clone
         self._fd: int | None = os.open(f"/proc/{clone.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        self.releasing = False
+        self.released = 0  # bytes of address space given back
+        self.release_failures = 0
+        self._pending: tuple[int, int] | None = None  # consumed, not yet released: [lo, hi)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -465,31 +518,83 @@ class CloneMemory:
             os.close(fd)
 
     def read(self, address: int, size: int) -> bytes:
-        if self._fd is None:
-            raise ValueError("the snapshot is closed")
         if size <= 0 or address < 0:
+            self._check_open()
             return b""
-        out = bytearray()
-        while size > 0:
+        buf = bytearray(size)
+        return bytes(memoryview(buf)[:self.read_into(address, size, buf)])
+
+    def read_into(self, address: int, size: int, buf: bytearray) -> int:
+        """Read up to ``size`` bytes at ``address`` into ``buf`` (the writer's reused
+        chunk buffer: no allocation, no copy); returns the readable prefix's length."""
+        fd = self._check_open()
+        if size <= 0 or address < 0:
+            return 0
+        view = memoryview(buf)
+        done = 0
+        while done < size:
             try:
-                chunk = os.pread(self._fd, min(size, 1 << 22), address)
+                n = os.preadv(fd, [view[done:size]], address + done)
             except OSError as exc:
                 if exc.errno in (errno.EIO, errno.EFAULT, errno.EINVAL):
                     break
                 raise ProcessError.from_errno(exc.errno or errno.EIO, "reading the clone",
                                               pid=self.clone.parent) from exc
-            if not chunk:
+            if n <= 0:
                 break
-            out += chunk
-            address += len(chunk)
-            size -= len(chunk)
-        start = address - len(out)
-        self._patch(out, start)
-        return bytes(out)
+            done += n
+        self._patch(view[:done], address)
+        return done
 
-    def _patch(self, buf: bytearray, start: int) -> None:
+    def _check_open(self) -> int:
+        if self._fd is None:
+            raise ValueError("the snapshot is closed")
+        return self._fd
+
+    def _patch(self, buf: memoryview, start: int) -> None:
         c = self.clone
         lo = max(start, c.stub_address)
         hi = min(start + len(buf), c.stub_address + len(c.original))
         if lo < hi:
             buf[lo - start:hi - start] = c.original[lo - c.stub_address:hi - c.stub_address]
+
+    # --- giving pages back ------------------------------------------------------------
+
+    def consumed(self, address: int, size: int) -> None:
+        """The writer will not read ``[address, address + size)`` again."""
+        if not self.releasing or size <= 0:
+            return
+        pending = self._pending
+        if pending is not None and pending[1] == address:
+            self._pending = (pending[0], address + size)
+        else:
+            self.flush_release()
+            self._pending = (address, address + size)
+        if self._pending[1] - self._pending[0] >= self.RELEASE_BATCH:
+            self.flush_release()
+
+    def flush_release(self) -> None:
+        """madvise(MADV_DONTNEED) in the clone over the whole pages consumed so far,
+        never over the stub's page (the clone's syscall instruction lives there)."""
+        pending, self._pending = self._pending, None
+        if pending is None or self.clone.killed:
+            return
+        lo = -(-pending[0] // _PAGE) * _PAGE
+        hi = pending[1] // _PAGE * _PAGE
+        stub_page = self.clone.stub_address & ~(_PAGE - 1)
+        pieces = [(lo, min(hi, stub_page)), (max(lo, stub_page + _PAGE), hi)]
+        for a, b in pieces:
+            if a >= b:
+                continue
+            try:
+                rc = self.clone.syscall(SYS_MADVISE, a, b - a, MADV_DONTNEED)
+            except ProcessError:
+                # only an optimisation: the dump is read either way; the clone is
+                # freed with the snapshot
+                self.release_failures += 1
+                self.releasing = False
+                return
+            if rc == 0:
+                self.released += b - a
+            else:
+                self.release_failures += 1

@@ -110,14 +110,9 @@ class _SnapshotMemory:
             return b""
         out = b""
         while size > 0:
-            i = bisect.bisect_right(self._starts, address) - 1
-            if i < 0 or not self._regions[i].contains(address):
-                break
-            region = self._regions[i]
-            source = self._source_of.get(region.start)
+            source, want = self._source(address, size)
             if source is None:
                 break
-            want = min(size, region.end - address)
             data = source.read(address, want)  # type: ignore[attr-defined]
             out += data
             if len(data) < want:
@@ -125,6 +120,46 @@ class _SnapshotMemory:
             address += want
             size -= want
         return out
+
+    def read_into(self, address: int, size: int, buf: bytearray) -> int:
+        """:meth:`read` into ``buf`` (sources that can read in place do: the clone and
+        the live process), for the writer's bulk copy."""
+        if size <= 0 or address < 0:
+            return 0
+        view = memoryview(buf)
+        done = 0
+        while done < size:
+            source, want = self._source(address + done, size - done)
+            if source is None:
+                break
+            into = getattr(source, "read_into", None)
+            if into is not None:
+                # the caller's own buffer when reading from its start: sources cache
+                # what they derive from it (cffi's view of it)
+                got = into(address + done, want, buf if done == 0 else view[done:done + want])
+            else:
+                data = source.read(address + done, want)  # type: ignore[attr-defined]
+                got = len(data)
+                view[done:done + got] = data
+            done += got
+            if got < want:
+                break
+        return done
+
+    def consumed(self, address: int, size: int) -> None:
+        """Passed on to the source of ``address`` (the clone releases pages there)."""
+        source, _ = self._source(address, size)
+        consumed = getattr(source, "consumed", None)
+        if consumed is not None:
+            consumed(address, size)
+
+    def _source(self, address: int, size: int) -> tuple[object | None, int]:
+        """The source holding ``address`` and how many of ``size`` bytes it holds."""
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i < 0 or not self._regions[i].contains(address):
+            return None, 0
+        region = self._regions[i]
+        return self._source_of.get(region.start), min(size, region.end - address)
 
 
 class LinuxSnapshot:
@@ -138,6 +173,7 @@ class LinuxSnapshot:
                  preflight_inputs: _clone.PreflightInputs | None = None,
                  frozen_limit: int = FROZEN_LIMIT) -> None:
         self._clone: _clone.Clone | None = None  # first: close() must always work
+        self._clone_memory: _clone.CloneMemory | None = None
         self._readers: list[object] = []
         self._live_regions: set[int] = set()
         self._closed = False
@@ -193,6 +229,7 @@ class LinuxSnapshot:
                     self._clone = _clone.make_clone(stop, cap.regions)
                     clone_mem = _clone.CloneMemory(self._clone)
                     self._readers.append(clone_mem)
+                    self._clone_memory = clone_mem
                     self.clone_ns = self._clone.clone_ns
                     self.fatal_window_ns = self._clone.fatal_window_ns
                     self._stub = {"address": self._clone.stub_address,
@@ -375,7 +412,9 @@ class LinuxSnapshot:
         }
 
     def write(self, out: IO[bytes], dump_type: MiniDumpType,
-              policy: DumpPolicy | None) -> linux.DumpTimes:
+              policy: DumpPolicy | None, *, last: bool = False) -> linux.DumpTimes:
+        """Write a dump of the snapshot to ``out``. ``last``: no dump will follow, so
+        the clone's pages are given back as the bulk memory is written."""
         from ..writer import SUPPORTED_TYPES, flag_names, write_minidump
 
         self._check_open()
@@ -401,8 +440,16 @@ class LinuxSnapshot:
             policy = DumpPolicy()
         checkpoint = linux._Planned(policy).checkpoint
         sel = select(view, dump_type, policy, checkpoint)
-        stats = write_minidump(view, cast(BinaryIO, out), dump_type, policy=policy,
-                               selection=sel)
+        clone_mem = self._clone_memory
+        if last and clone_mem is not None:
+            clone_mem.releasing = True
+        try:
+            stats = write_minidump(view, cast(BinaryIO, out), dump_type, policy=policy,
+                                   selection=sel)
+        finally:
+            if clone_mem is not None:
+                clone_mem.flush_release()
+                clone_mem.releasing = False
         return linux.DumpTimes(threads=len(threads), stop_ns=0, pause_ns=self.pause_ns,
                                stats=stats)
 

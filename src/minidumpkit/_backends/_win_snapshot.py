@@ -456,10 +456,12 @@ class WindowsSnapshotBackend:
     def process_info(self) -> SnapshotProcessInfo:
         return self.snapshot.process_info()
 
-    def write(self, out: IO[bytes], dump_type: MiniDumpType,
-              policy: Any) -> windows.WindowsDumpTimes:
+    def write(self, out: IO[bytes], dump_type: MiniDumpType, policy: Any, *,
+              last: bool = False) -> windows.WindowsDumpTimes:
         """``policy`` is what Snapshot.write made of ``callbacks=``; dbghelp asks the
-        user's DumpCallbacks itself (a bare Linux DumpPolicy is refused)."""
+        user's DumpCallbacks itself (a bare Linux DumpPolicy is refused). ``last``
+        changes nothing here: dbghelp reads the snapshot whole, and Snapshot.write
+        frees it (PssFreeSnapshot) afterwards."""
         return self.snapshot.write_to(out, dump_type, windows.callbacks_from_policy(policy))
 
     def close(self) -> None:
