@@ -23,9 +23,11 @@ class FakeBackend(types.ModuleType):
     def __init__(self, fail: BaseException | None = None) -> None:
         super().__init__("fake_backend")
         self.fail = fail
+        self.directory: Path | None = None  # listed during write_dump
         self.checked: list[int] = []
         self.writes: list[tuple[int, int, bool]] = []
         self.policies: list[object] = []
+        self.names_during_write: list[list[str]] = []
 
     def check_target(self, pid: int) -> None:
         self.checked.append(pid)
@@ -33,6 +35,8 @@ class FakeBackend(types.ModuleType):
     def write_dump(self, pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
                    policy: object = None) -> str:
         out.write(b"MDMP" + b"x" * 100)
+        self.names_during_write.append(sorted(os.listdir(self.directory)) if self.directory
+                                       else [])
         self.writes.append((pid, int(dump_type), out.seekable()))
         self.policies.append(policy)
         if self.fail is not None:
@@ -40,11 +44,33 @@ class FakeBackend(types.ModuleType):
         return "times"
 
 
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> FakeBackend:
+@pytest.fixture(params=["unnamed", "named"])
+def fake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+         tmp_path: Path) -> FakeBackend:
+    """The stand-in backend, with the output file made both ways: O_TMPFILE (no name
+    until complete) and the named temporary file used where O_TMPFILE is missing."""
     backend = FakeBackend()
+    backend.directory = tmp_path
     monkeypatch.setattr(dumper, "load_backend", lambda: backend)
+    if request.param == "named":
+        monkeypatch.setattr(dumper, "_unnamed_file", lambda directory: None)
     return backend
+
+
+def test_the_file_has_no_name_while_it_is_written(fake: FakeBackend, tmp_path: Path,
+                                                  request: pytest.FixtureRequest) -> None:
+    """With O_TMPFILE nothing is visible in the directory until the dump is complete, so
+    a dumper killed mid-write leaves nothing; without it, one hidden .partial file."""
+    (tmp_path / "old.dmp").write_bytes(b"old")
+    minidumpkit.dump(1, tmp_path / "old.dmp")
+    [during] = fake.names_during_write
+    if request.node.callspec.params["fake"] == "unnamed":
+        assert during == ["old.dmp"]
+    else:
+        assert len(during) == 2 and during[0].startswith(".old.dmp.") \
+            and during[0].endswith(".partial")
+    assert os.listdir(tmp_path) == ["old.dmp"]
+    assert (tmp_path / "old.dmp").read_bytes().startswith(b"MDMP")
 
 
 def test_dump_and_dumper_write_have_identical_defaults() -> None:
@@ -142,3 +168,16 @@ def test_real_backend_is_chosen_by_default(tmp_path: Path) -> None:
 
 def test_repr_names_the_pid(fake: Any) -> None:
     assert repr(minidumpkit.Dumper(42)) == "<Dumper pid=42>"
+
+
+def test_a_refused_link_still_delivers_the_dump(fake: FakeBackend, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """If naming the O_TMPFILE file fails (a file system or LSM refusing linkat), the
+    complete dump is copied to a named file instead: nothing is lost, nothing left."""
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "linkat refused")
+    monkeypatch.setattr(os, "link", refuse)
+    final = minidumpkit.dump(1, tmp_path / "a.dmp")
+    assert final.read_bytes() == b"MDMP" + b"x" * 100
+    assert os.stat(final).st_mode & 0o777 == 0o600
+    assert os.listdir(tmp_path) == ["a.dmp"]

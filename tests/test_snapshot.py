@@ -7,6 +7,7 @@ order, see the C file), never from our own output.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import mmap
 import os
@@ -265,16 +266,22 @@ def test_unclosed_snapshot_warns_and_frees(target, live) -> None:  # type: ignor
 
 
 def _dumper_loop(pid: int, marker: mmap.mmap, out: str) -> None:
-    """In a forked child: snapshot + write for ever, marking the injection window."""
+    """In a forked child: snapshot + write for ever, marking the injection window.
+    Every other write is a FULL last write, whose clone releases its pages every MiB
+    (madvise injected into the clone), so kills also land in those injections."""
     from minidumpkit._backends import _clone
 
     def hook(inside: bool) -> None:
         marker[0:1] = b"\x01" if inside else b"\x00"
     _clone.window_hook = hook
+    _clone.CloneMemory.RELEASE_BATCH = 1 << 20
     try:
-        while True:
+        for i in itertools.count():
             with mdk.Dumper(pid).snapshot(ALL) as snap:
-                snap.write(out)
+                if i % 2:
+                    snap.write(out, mdk.DumpType.FULL, close=True)
+                else:
+                    snap.write(out)
     finally:
         os._exit(0)
 
@@ -325,6 +332,54 @@ def test_dumper_sigkilled_at_random_moments(target_bins, start_target, tmp_path,
     live.assert_released(t.pid)
     s = t.status()
     assert s["selfcheck_errors"] == 0 and s["reader_eintr"] == 0 and s["sleeper_eintr"] == 0
+
+
+@pytest.mark.parametrize("stage", [1, 2], ids=["at-entry", "inside-madvise"])
+def test_dumper_killed_inside_a_release_injection(target_bins, start_target, tmp_path, live,  # type: ignore[no-untyped-def]
+                                                  stage) -> None:
+    """The dumper SIGKILLs itself while its clone is stopped at the entry of an injected
+    madvise (stage 1) or runs it (stage 2): EXITKILL ends the clone, the target never
+    noticed (it is not the tracee there), and the clone's zombie is reaped later."""
+    t = start_target([target_bins["memflags_target"], "fill", "64"])
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        try:
+            from minidumpkit._backends import _clone
+
+            real = _clone._ptrace
+            calls = itertools.count(1)
+
+            def ptrace(request: int, *args: object) -> int:
+                rc = real(request, *args)
+                if request == _clone.PTRACE_SYSCALL and next(calls) == stage:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return rc
+            _clone._ptrace = ptrace
+            with mdk.Dumper(t.pid).snapshot(ALL) as snap:
+                snap.write(tmp_path / "k.dmp", mdk.DumpType.FULL, close=True)
+        finally:
+            os._exit(3)  # not reached: killed inside the injection
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    live.wait_until(lambda: all(st in ("Z", "X") for _, st in children(t.pid)),
+                    "the clone to die of EXITKILL")
+    assert len(children(t.pid)) == 1  # its zombie, which only the target can reap
+    from minidumpkit._backends import _clone
+
+    [(zombie, _)] = children(t.pid)
+    assert _clone.reap_clone_zombie(t.pid, zombie)
+    assert children(t.pid) == []
+    live.assert_released(t.pid)
+    base = t.int("fill")
+    assert t.command(f"poke 0x{base:x}") == f"POKED old={pattern_word(base, base)}"
+    from minidumpkit import dumper
+
+    probe = dumper._unnamed_file(tmp_path)
+    if probe is not None:  # O_TMPFILE here: the killed dumper's file never had a name
+        os.close(probe)
+        assert list(tmp_path.iterdir()) == []
+    else:
+        assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".partial")] == []
 
 
 # --- full-memory dumps through Dumper.write(snapshot="auto"), checked independently ----

@@ -14,7 +14,9 @@ under ``path``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,22 +60,78 @@ WRITE_SNAPSHOT_FLAGS = (PssCaptureFlags.VA_CLONE | PssCaptureFlags.THREADS
                         | PssCaptureFlags.CREATE_RELEASE_SECTION)
 
 
+def _unnamed_file(directory: Path) -> int | None:
+    """An O_TMPFILE file in ``directory`` (Linux): it has no name until it is linked,
+    so a dumper killed mid-write (SIGKILL, the OOM killer) leaves nothing behind. None
+    where the OS or the file system has no O_TMPFILE."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):  # naming it needs /proc
+        return None
+    try:
+        return os.open(directory, flag | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None  # e.g. a file system without it: fall back to a named temp file
+        raise
+
+
 @contextlib.contextmanager
 def _atomic_output(path: Path) -> Iterator[IO[bytes]]:
-    """A new 0600 file next to ``path``; renamed to ``path`` if the block succeeds,
-    removed if it raises anything (KeyboardInterrupt included)."""
+    """A new 0600 file that appears at ``path`` only if the block succeeds (complete
+    and fsync'd, replacing any file there); nothing is left if it raises anything
+    (KeyboardInterrupt included) — and, where O_TMPFILE exists, not even if the
+    process is killed."""
     directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
+    fd = _unnamed_file(directory)
+    tmp: str | None = None
+    if fd is None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
     try:
         with os.fdopen(fd, "w+b") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
+            if tmp is None:
+                try:
+                    tmp = _link_unnamed(f.fileno(), directory, path.name)
+                except OSError:  # a file system or security module refusing the link:
+                    tmp = _copy_to_named(f, directory, path.name)  # the dump is not lost
         os.replace(tmp, path)
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+
+
+def _copy_to_named(f: IO[bytes], directory: Path, name: str) -> str:
+    """Copy the complete unnamed file into a new named temporary one (fsync'd)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as copy:
+            f.seek(0)
+            shutil.copyfileobj(f, copy, 1 << 20)
+            copy.flush()
+            os.fsync(copy.fileno())
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return tmp
+
+
+def _link_unnamed(fd: int, directory: Path, name: str) -> str:
+    """Give the O_TMPFILE file ``fd`` a hidden name in ``directory`` and return it (the
+    caller renames it over the final name: a link cannot replace a file)."""
+    hidden = f".{name}.{os.urandom(6).hex()}.partial"
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        # linkat(AT_SYMLINK_FOLLOW) through /proc/self/fd, see open(2); a dir_fd makes
+        # CPython call linkat (plain link() would link the /proc symlink itself)
+        os.link(f"/proc/self/fd/{fd}", hidden, dst_dir_fd=dir_fd, follow_symlinks=True)
+    finally:
+        os.close(dir_fd)
+    return os.path.join(directory, hidden)
 
 
 class Dumper:
