@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["ReadAhead"]
 
@@ -35,36 +35,47 @@ class ReadAhead:
     """
 
     def __init__(self, read_into: ReadInto, chunk: int) -> None:
-        from concurrent.futures import (
-            ThreadPoolExecutor,  # 20 ms to import: only when used
-        )
+        # 20 ms to import: only when a dump needs it
+        from concurrent.futures import ThreadPoolExecutor
 
         self._read_into = read_into
         self._buffers = (bytearray(chunk), bytearray(chunk))
         self._next = 0  # the buffer the next read fills
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minidumpkit-read")
-        self._pending: Future[int] | None = None
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="minidumpkit-read")
+        # the read in flight, or the size read at once when no thread could be started
+        self._pending: Future[int] | int | None = None
 
     def submit(self, address: int, size: int) -> None:
         """Start reading ``size`` bytes at ``address`` into the buffer not held."""
         assert self._pending is None, "one read at a time"
-        self._pending = self._pool.submit(self._read_into, address, size,
-                                          self._buffers[self._next])
+        buffer = self._buffers[self._next]
+        if self._pool is not None:
+            try:
+                self._pending = self._pool.submit(self._read_into, address, size, buffer)
+                return
+            except RuntimeError:
+                # no thread could be started (RLIMIT_NPROC, interpreter shutting down):
+                # the dump goes on, reading in turn as without read-ahead
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+        self._pending = self._read_into(address, size, buffer)  # its errors: raised now
 
     def take(self) -> memoryview:
-        """The submitted read's bytes (its readable prefix); its errors are raised here.
-        The view stays valid until the next :meth:`take`."""
+        """The submitted read's bytes (its readable prefix); its errors are raised here
+        (by :meth:`submit` itself when reading in turn). The view stays valid until the
+        next :meth:`take`."""
         pending, self._pending = self._pending, None
         assert pending is not None, "take() without submit()"
         buffer = self._buffers[self._next]
         self._next ^= 1
-        return memoryview(buffer)[:pending.result()]
+        return memoryview(buffer)[:pending if isinstance(pending, int) else pending.result()]
 
     def settle(self) -> None:
         """Wait for a read still in flight; its result and errors are dropped (the
         caller is leaving, usually on an error of its own)."""
         pending, self._pending = self._pending, None
-        if pending is None:
+        if pending is None or isinstance(pending, int):
             return
         interrupted: KeyboardInterrupt | SystemExit | None = None
         while True:  # the read is one chunk: short, and it must be over before we go
@@ -79,4 +90,5 @@ class ReadAhead:
 
     def close(self) -> None:
         self.settle()
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
