@@ -4,6 +4,7 @@ stand-in backend module so any failure can be injected at will."""
 
 from __future__ import annotations
 
+import errno
 import inspect
 import os
 import types
@@ -170,14 +171,54 @@ def test_repr_names_the_pid(fake: Any) -> None:
     assert repr(minidumpkit.Dumper(42)) == "<Dumper pid=42>"
 
 
+@pytest.mark.parametrize("fake", ["unnamed"], indirect=True)
 def test_a_refused_link_still_delivers_the_dump(fake: FakeBackend, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """If naming the O_TMPFILE file fails (a file system or LSM refusing linkat), the
     complete dump is copied to a named file instead: nothing is lost, nothing left."""
-    def refuse(*args: object, **kwargs: object) -> None:
+    refused: list[str] = []
+
+    def refuse(src: str, *args: object, **kwargs: object) -> None:
+        refused.append(src)
         raise PermissionError(1, "linkat refused")
     monkeypatch.setattr(os, "link", refuse)
     final = minidumpkit.dump(1, tmp_path / "a.dmp")
+    assert len(refused) == 1 and refused[0].startswith("/proc/self/fd/")
     assert final.read_bytes() == b"MDMP" + b"x" * 100
     assert os.stat(final).st_mode & 0o777 == 0o600
     assert os.listdir(tmp_path) == ["a.dmp"]
+
+
+def test_the_copy_after_a_refused_link_keeps_holes(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback copy of a finished dump keeps its holes (all-zero stretches of a
+    full dump are holes) and every byte."""
+    src = os.open(tmp_path, os.O_TMPFILE | os.O_RDWR, 0o600)
+    try:
+        os.pwrite(src, b"head", 0)
+        os.pwrite(src, b"middle", 64 << 20)
+        os.ftruncate(src, 256 << 20)  # a trailing hole too
+        copy = dumper._copy_to_named(src, tmp_path, "x.dmp")
+    finally:
+        os.close(src)
+    st = os.stat(copy)
+    assert st.st_size == 256 << 20 and st.st_blocks * 512 < 1 << 20
+    with open(copy, "rb") as f:
+        assert f.read(4) == b"head"
+        f.seek(64 << 20)
+        assert f.read(6) == b"middle"
+        f.seek(128 << 20)
+        assert f.read(8) == bytes(8)
+
+
+@pytest.mark.parametrize("fake", ["unnamed"], indirect=True)
+def test_a_link_failure_that_a_copy_cannot_fix_is_raised(fake: FakeBackend, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """linkat failing for lack of space (ENOSPC) is not worked around by copying more:
+    it is raised, and nothing is left."""
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "no space")
+    monkeypatch.setattr(os, "link", full)
+    with pytest.raises(OSError) as info:
+        minidumpkit.dump(1, tmp_path / "a.dmp")
+    assert info.value.errno == errno.ENOSPC and os.listdir(tmp_path) == []

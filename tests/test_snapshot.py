@@ -571,3 +571,91 @@ def test_last_write_that_fails_still_frees_everything(target_bins, start_target,
     live.assert_released(t.pid)
     base = t.int("fill")
     assert t.command(f"poke 0x{base:x}") == f"POKED old={pattern_word(base, base)}"
+
+
+def test_last_write_holds_the_same_bytes_as_a_kept_write(target_bins, start_target, tmp_path,  # type: ignore[no-untyped-def]
+                                                         monkeypatch) -> None:
+    """The same snapshot written twice, kept then as its last write (which runs system
+    calls in the clone, from the first MiB on): every captured byte and register is the
+    same. The target and its clone are kept on different CPUs where there are two, so
+    the clone's rseq area (cpu_id), which the kernel rewrites when the clone runs, would
+    differ if it were not put back."""
+    from minidumpkit._backends._clone import CloneMemory
+
+    monkeypatch.setattr(CloneMemory, "RELEASE_BATCH", 1 << 20)
+    t = start_target([target_bins["memflags_target"], "fill", "16"])
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) > 1:
+        os.sched_setaffinity(t.pid, {cpus[0]})
+    snap = mdk.Dumper(t.pid).snapshot(ALL)
+    with snap:
+        clone_memory = snap._impl._clone_memory
+        if len(cpus) > 1:
+            os.sched_setaffinity(clone_memory.clone.pid, {cpus[1]})
+        kept = snap.write(tmp_path / "kept.dmp", mdk.DumpType.FULL)
+        last = snap.write(tmp_path / "last.dmp", mdk.DumpType.FULL, close=True)
+    assert clone_memory.released > 16 << 20 and clone_memory.release_failures == 0
+    assert clone_memory.clone.preserved, "no rseq area found (glibc registers one)"
+    a, b = mdk.open_minidump(kept), mdk.open_minidump(last)
+    assert [(r.start, r.size) for r in a.memory.ranges] == \
+        [(r.start, r.size) for r in b.memory.ranges]
+    for r in a.memory.ranges:
+        assert a.memory.read(r.start, r.size) == b.memory.read(r.start, r.size), hex(r.start)
+    assert [(th.thread_id, th.context) for th in a.threads] == \
+        [(th.thread_id, th.context) for th in b.threads]
+
+
+class SignalTheClone(DumpCallbacks):
+    """Sends ``signals`` to the snapshot's clone as the write goes (it shares the
+    target's process group: a terminal's SIGCONT or SIGSTOP reaches it too)."""
+
+    def __init__(self, clone_pid: int, signals: list[int]) -> None:
+        self.clone_pid, self.signals = clone_pid, list(signals)
+
+    def progress(self, done: int, total: int) -> None:
+        if self.signals and done * 2 >= total:
+            os.kill(self.clone_pid, self.signals.pop(0))
+
+
+def test_signals_to_the_clone_do_not_derail_its_system_calls(target_bins, start_target,  # type: ignore[no-untyped-def]
+                                                             tmp_path, live, monkeypatch) -> None:
+    """SIGTRAP (the one signal the clone does not block), SIGSTOP and SIGCONT sent to the
+    clone during a last write: every stop that is not a syscall stop is resumed with no
+    signal, the madvise calls stay paired with their entry and exit stops, and all the
+    memory is given back without a failure."""
+    from minidumpkit._backends._clone import CloneMemory
+
+    monkeypatch.setattr(CloneMemory, "RELEASE_BATCH", 1 << 20)
+    t = start_target([target_bins["memflags_target"], "fill", "32"])
+    snap = mdk.Dumper(t.pid).snapshot(ALL)
+    clone_memory = snap._impl._clone_memory
+    signals = [signal.SIGTRAP, signal.SIGSTOP, signal.SIGCONT, signal.SIGTRAP]
+    path = snap.write(tmp_path / "sig.dmp", mdk.DumpType.FULL,
+                      callbacks=SignalTheClone(clone_memory.clone.pid, signals), close=True)
+    assert clone_memory.release_failures == 0 and clone_memory.released >= 32 << 20
+    base, size = t.int("fill"), t.int("size")
+    d = mdk.open_minidump(path)
+    assert all(d.memory.read_u64(base + i * PAGE) == pattern_word(base, base + i * PAGE)
+               for i in range(0, size // PAGE, 31))
+    assert children(t.pid) == []
+    live.assert_released(t.pid)
+
+
+def test_a_last_write_from_another_thread_gives_nothing_back(target_bins, start_target,  # type: ignore[no-untyped-def]
+                                                             tmp_path, live) -> None:
+    """Only the thread that took the snapshot is the clone's tracer: written from another
+    thread, the last dump is complete and correct, and nothing is released."""
+    t = start_target([target_bins["memflags_target"], "fill", "16"])
+    snap = mdk.Dumper(t.pid).snapshot(ALL)
+    clone_memory = snap._impl._clone_memory
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(
+        snap.write(tmp_path / "other.dmp", mdk.DumpType.FULL, close=True)))
+    worker.start()
+    worker.join()
+    [path] = result
+    assert snap.closed and clone_memory.released == 0
+    base = t.int("fill")
+    assert mdk.open_minidump(path).memory.read_u64(base + PAGE) == pattern_word(base, base + PAGE)
+    assert children(t.pid) == []
+    live.assert_released(t.pid)

@@ -1116,11 +1116,9 @@ def test_read_ahead_error_leaves_no_read_in_flight() -> None:
 def test_read_ahead_without_a_thread_reads_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     """No thread can be started (RLIMIT_NPROC, say): the dump is written all the same,
     each chunk read in turn on the caller's thread."""
-    import concurrent.futures
-
-    def no_thread(self: object, *args: object, **kwargs: object) -> None:
-        raise RuntimeError("can't start new thread")
-    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", no_thread)
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")  # what Thread.start raises then
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
     memory = IntoMemory(REGIONS)
     turn, _ = write(capture_with(memory), DumpType.FULL, DumpPolicy(chunk_size=4096))
     plain, _ = write(capture_with(ReadOnlyMemory(REGIONS)), DumpType.FULL,

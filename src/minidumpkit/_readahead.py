@@ -65,11 +65,18 @@ class ReadAhead:
         """The submitted read's bytes (its readable prefix); its errors are raised here
         (by :meth:`submit` itself when reading in turn). The view stays valid until the
         next :meth:`take`."""
-        pending, self._pending = self._pending, None
+        pending = self._pending
         assert pending is not None, "take() without submit()"
+        try:
+            size = pending if isinstance(pending, int) else pending.result()
+        except Exception:
+            self._pending = None  # over: its error is the caller's now
+            raise
+        # (interrupted while waiting, the read stays pending for settle() to wait for)
+        self._pending = None
         buffer = self._buffers[self._next]
         self._next ^= 1
-        return memoryview(buffer)[:pending if isinstance(pending, int) else pending.result()]
+        return memoryview(buffer)[:size]
 
     def settle(self) -> None:
         """Wait for a read still in flight; its result and errors are dropped (the

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,8 +78,9 @@ def _unnamed_file(directory: Path) -> int | None:
 def _atomic_output(path: Path) -> Iterator[IO[bytes]]:
     """A new 0600 file that appears at ``path`` only if the block succeeds (complete
     and fsync'd, replacing any file there); nothing is left if it raises anything
-    (KeyboardInterrupt included) — and, where O_TMPFILE exists, not even if the
-    process is killed."""
+    (KeyboardInterrupt included). Where O_TMPFILE exists the file has no name while it
+    is written, so even a killed process leaves nothing (but for the instant between
+    naming it and the rename)."""
     directory = path.parent
     fd = _unnamed_file(directory)
     tmp: str | None = None
@@ -94,8 +94,12 @@ def _atomic_output(path: Path) -> Iterator[IO[bytes]]:
             if tmp is None:
                 try:
                     tmp = _link_unnamed(f.fileno(), directory, path.name)
-                except OSError:  # a file system or security module refusing the link:
-                    tmp = _copy_to_named(f, directory, path.name)  # the dump is not lost
+                except OSError as exc:
+                    if exc.errno not in _LINK_REFUSED:
+                        raise
+                    # a file system or security module refusing the link: the dump is
+                    # not lost, it is copied to a named file
+                    tmp = _copy_to_named(f.fileno(), directory, path.name)
         os.replace(tmp, path)
     except BaseException:
         if tmp is not None:
@@ -104,19 +108,41 @@ def _atomic_output(path: Path) -> Iterator[IO[bytes]]:
         raise
 
 
-def _copy_to_named(f: IO[bytes], directory: Path, name: str) -> str:
-    """Copy the complete unnamed file into a new named temporary one (fsync'd)."""
+# linkat errors that mean "not this way" (a copy can still succeed), unlike ENOSPC & co.
+_LINK_REFUSED = frozenset({errno.EPERM, errno.EACCES, errno.EXDEV, errno.EOPNOTSUPP,
+                           errno.ENOENT, errno.EINVAL, errno.EMLINK})
+
+
+def _copy_to_named(src: int, directory: Path, name: str) -> str:
+    """Copy the complete unnamed file ``src`` into a new named temporary file (holes
+    kept: a dump's all-zero stretches are holes), fsync it and return its path."""
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as copy:
-            f.seek(0)
-            shutil.copyfileobj(f, copy, 1 << 20)
-            copy.flush()
-            os.fsync(copy.fileno())
+        size = os.fstat(src).st_size
+        offset = 0
+        while offset < size:
+            try:
+                data = os.lseek(src, offset, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # only a hole is left
+                    break
+                raise
+            end = os.lseek(src, data, os.SEEK_HOLE)
+            while data < end:
+                piece = os.pread(src, min(end - data, 1 << 20), data)
+                if not piece:
+                    raise OSError(errno.EIO, "the dump file shrank while it was copied")
+                os.pwrite(fd, piece, data)
+                data += len(piece)
+            offset = end
+        os.ftruncate(fd, size)
+        os.fsync(fd)
     except BaseException:
+        os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    os.close(fd)
     return tmp
 
 
@@ -124,7 +150,8 @@ def _link_unnamed(fd: int, directory: Path, name: str) -> str:
     """Give the O_TMPFILE file ``fd`` a hidden name in ``directory`` and return it (the
     caller renames it over the final name: a link cannot replace a file)."""
     hidden = f".{name}.{os.urandom(6).hex()}.partial"
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    dir_fd = os.open(directory, getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY
+                     | os.O_CLOEXEC)
     try:
         # linkat(AT_SYMLINK_FOLLOW) through /proc/self/fd, see open(2); a dir_fd makes
         # CPython call linkat (plain link() would link the /proc symlink itself)

@@ -239,7 +239,10 @@ class Snapshot(Closeable):
             policy = as_policy(callbacks)
             final = Path(os.fspath(path))
             with _atomic_output(final) as out:
-                self.last_times = impl.write(out, dump_type, policy, last=close)
+                # (``last`` only when asked: a backend written to the older protocol
+                # still works for every other write)
+                self.last_times = (impl.write(out, dump_type, policy, last=True) if close
+                                   else impl.write(out, dump_type, policy))
         finally:
             if close:
                 self.close()

@@ -41,6 +41,7 @@ import os
 import re
 import signal
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -64,6 +65,8 @@ __all__ = [
 ]
 
 PTRACE_SYSCALL = 24
+PTRACE_GET_RSEQ_CONFIGURATION = 0x420F
+PTRACE_O_TRACESYSGOOD = 0x1
 PTRACE_SETOPTIONS = 0x4200
 PTRACE_GETEVENTMSG = 0x4201
 PTRACE_SETREGSET = 0x4205
@@ -85,6 +88,8 @@ CLONE_STUB = bytes.fromhex("0f0548 85c0 7509 31ff b8e7000000 0f05 cc".replace(" 
 # the reap needs no child path: wait4 never creates a process
 REAP_STUB = bytes.fromhex("0f05cc")
 _REGS = struct.Struct("<27Q")
+# struct ptrace_rseq_configuration: rseq_abi_pointer, rseq_abi_size, signature, flags, pad
+_RSEQ_CONF = struct.Struct("<QIIII")
 _RIP = USER_REGS_FIELDS.index("rip")
 _SIGTRAP_BIT = 1 << (signal.SIGTRAP - 1)
 # a blocked-signal mask with everything but SIGTRAP, for the injected thread
@@ -299,6 +304,10 @@ class Clone:
     fatal_window_ns: int  # stub written → original bytes and registers back
     clone_ns: int  # PTRACE_CONT → PTRACE_EVENT_CLONE: the kernel's fork work
     killed: bool = False
+    tracer_tid: int = dataclasses.field(default_factory=threading.get_native_id)
+    #: (address, bytes) of the target's memory that the clone's own running changed
+    #: (its rseq area), put back in every read; the stub is restored separately
+    preserved: list[tuple[int, bytes]] = dataclasses.field(default_factory=list)
     _regs: list[int] | None = dataclasses.field(default=None, repr=False)
 
     def kill(self) -> None:
@@ -324,27 +333,68 @@ class Clone:
         failure): rip on the stub's first ``syscall`` (the clone still holds the stub),
         PTRACE_SYSCALL to the call's entry stop and on to its exit stop, where the
         clone stays, stopped, for the next one. The code after that ``syscall`` (the
-        child path's exit_group) is never reached."""
+        child path's exit_group) is never reached.
+
+        Only from the thread that made the clone (its tracer, for the kernel). Before
+        the first call the clone's rseq area is saved (see :attr:`preserved`).
+        """
         if self.killed:
             raise ProcessError(errno.ESRCH, "the snapshot's clone is gone", pid=self.parent)
+        if threading.get_native_id() != self.tracer_tid:
+            raise ProcessError(errno.EPERM, "only the thread that took the snapshot can run "
+                               "system calls in its clone (ptrace)", pid=self.parent)
         if self._regs is None:
             self._regs = _get_regs(self.pid)
+            self.preserved.extend(self._rseq_area())
         names = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
         values = dict(zip(names, args, strict=False))
         _set_regs(self.pid, _with(self._regs, rip=self.stub_address, rax=nr, orig_rax=-1,
                                   **values))
-        for stage in ("entry", "exit"):
+        self._syscall_stop("entry")
+        self._syscall_stop("exit")
+        rax = _reg(_get_regs(self.pid), "rax")
+        return rax - (1 << 64) if rax >= 1 << 63 else rax
+
+    def _syscall_stop(self, stage: str) -> None:
+        """Resume the clone to its next syscall stop (SIGTRAP|0x80, TRACESYSGOOD). Any
+        other stop on the way (a SIGTRAP or SIGCONT sent to the clone, which shares the
+        target's process group; a group-stop) is resumed with no signal: the clone never
+        runs a handler, and the entry and exit stops stay paired."""
+        for _ in range(64):
             _check(_ptrace(PTRACE_SYSCALL, self.pid, 0, 0), "PTRACE_SYSCALL", self.pid)
             _, status = _waitpid(self.pid, 0)
             stopped, sig, _event = _describe(status)
-            if not stopped or sig != signal.SIGTRAP:
-                if not stopped:
-                    self.killed = True  # it exited: collected by that waitpid
-                raise ProcessError(errno.EIO, f"the clone {self.pid} did not stop at the "
-                                   f"{stage} of an injected system call (status 0x{status:x})",
-                                   pid=self.parent)
-        rax = _reg(_get_regs(self.pid), "rax")
-        return rax - (1 << 64) if rax >= 1 << 63 else rax
+            if not stopped:
+                self.killed = True  # it exited: collected by that waitpid
+                raise ProcessError(errno.ESRCH, f"the clone {self.pid} ended before the "
+                                   f"{stage} of an injected system call", pid=self.parent)
+            if sig == signal.SIGTRAP | 0x80:
+                return
+        raise ProcessError(errno.EIO, f"the clone {self.pid} keeps stopping before the {stage} "
+                           "of an injected system call", pid=self.parent)
+
+    def _rseq_area(self) -> list[tuple[int, bytes]]:
+        """The bytes of the clone's registered rseq area, as the target's thread left
+        them: the clone inherited its registration, and the kernel rewrites the area
+        (cpu_id, mm_cid) each time the clone returns to user mode, which it first does
+        in :meth:`syscall`. Without PTRACE_GET_RSEQ_CONFIGURATION (Linux < 5.13) the
+        area cannot be found: this raises, and no system call is run in the clone."""
+        ffi, _ = libc.load()
+        conf = ffi.new("unsigned char[]", _RSEQ_CONF.size)
+        got = _ptrace(PTRACE_GET_RSEQ_CONFIGURATION, self.pid, _RSEQ_CONF.size, conf)
+        if got < 0:
+            raise ProcessError.from_errno(last_errno(), "PTRACE_GET_RSEQ_CONFIGURATION of the "
+                                          "clone", pid=self.parent)
+        pointer, size, _signature, _flags, _pad = _RSEQ_CONF.unpack(bytes(conf))
+        if not pointer or not size:
+            return []
+        with open(f"/proc/{self.pid}/mem", "rb", buffering=0) as mem:
+            mem.seek(pointer)
+            data = mem.read(size)
+        if len(data) != size:
+            raise ProcessError(errno.EIO, f"cannot read the clone's rseq area at 0x{pointer:x}",
+                               pid=self.parent)
+        return [(pointer, data)]
 
 
 def _inject(tid: int, mem_fd: int, stub_address: int, stub: bytes, regs: list[int],
@@ -413,7 +463,9 @@ def make_clone(stop: ProcessStop, regions: Sequence[Region]) -> Clone:
                     clone_pid = int(msg[0])
                     # its first stop, then EXITKILL on it alone
                     _waitpid(clone_pid, 0)
-                    _check(_ptrace(PTRACE_SETOPTIONS, clone_pid, 0, PTRACE_O_EXITKILL),
+                    # (TRACESYSGOOD: Clone.syscall tells its syscall stops from others)
+                    _check(_ptrace(PTRACE_SETOPTIONS, clone_pid, 0,
+                                   PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD),
                            "PTRACE_SETOPTIONS(EXITKILL) of the clone", clone_pid)
                     _check(_ptrace(libc.PTRACE_CONT, tid, 0, 0), "PTRACE_CONT", tid)
                     _, status = _waitpid(tid, 0)  # the int3
@@ -563,11 +615,14 @@ class CloneMemory:
         return self._fd
 
     def _patch(self, buf: memoryview, start: int) -> None:
+        """Put the target's own bytes back where the clone holds others: the stub, and
+        what the clone's running rewrote (:attr:`Clone.preserved`)."""
         c = self.clone
-        lo = max(start, c.stub_address)
-        hi = min(start + len(buf), c.stub_address + len(c.original))
-        if lo < hi:
-            buf[lo - start:hi - start] = c.original[lo - c.stub_address:hi - c.stub_address]
+        for address, original in ((c.stub_address, c.original), *c.preserved):
+            lo = max(start, address)
+            hi = min(start + len(buf), address + len(original))
+            if lo < hi:
+                buf[lo - start:hi - start] = original[lo - address:hi - address]
 
     # --- giving pages back ------------------------------------------------------------
 
@@ -582,16 +637,20 @@ class CloneMemory:
             self.flush_release()
             self._pending = (address, address + size)
         if self._pending[1] - self._pending[0] >= self.RELEASE_BATCH:
-            self.flush_release()
+            self.flush_release(keep_tail=True)
 
-    def flush_release(self) -> None:
+    def flush_release(self, *, keep_tail: bool = False) -> None:
         """madvise(MADV_DONTNEED) in the clone over the whole pages consumed so far,
-        never over the stub's page (the clone's syscall instruction lives there)."""
+        never over the stub's page (the clone's syscall instruction lives there).
+        ``keep_tail``: a last page consumed only in part stays pending, for the next
+        consumed bytes to complete."""
         pending, self._pending = self._pending, None
         if pending is None or self.clone.killed:
             return
         lo = -(-pending[0] // _PAGE) * _PAGE
         hi = pending[1] // _PAGE * _PAGE
+        if keep_tail and hi < pending[1]:
+            self._pending = (max(hi, pending[0]), pending[1])
         stub_page = self.clone.stub_address & ~(_PAGE - 1)
         pieces = [(lo, min(hi, stub_page)), (max(lo, stub_page + _PAGE), hi)]
         for a, b in pieces:

@@ -174,6 +174,7 @@ class LinuxSnapshot:
                  frozen_limit: int = FROZEN_LIMIT) -> None:
         self._clone: _clone.Clone | None = None  # first: close() must always work
         self._clone_memory: _clone.CloneMemory | None = None
+        self._given_back = False  # a last write released (some of) the clone's memory
         self._readers: list[object] = []
         self._live_regions: set[int] = set()
         self._closed = False
@@ -418,6 +419,9 @@ class LinuxSnapshot:
         from ..writer import SUPPORTED_TYPES, flag_names, write_minidump
 
         self._check_open()
+        if self._given_back:
+            raise ValueError("the snapshot's memory was given back by its last write "
+                             "(write(..., close=True)); take a new snapshot")
         unsupported = dump_type & ~SUPPORTED_TYPES
         if unsupported:
             raise UnsupportedError(
@@ -443,6 +447,7 @@ class LinuxSnapshot:
         clone_mem = self._clone_memory
         if last and clone_mem is not None:
             clone_mem.releasing = True
+            self._given_back = True
         try:
             stats = write_minidump(view, cast(BinaryIO, out), dump_type, policy=policy,
                                    selection=sel)
