@@ -190,9 +190,8 @@ def check(path: StrPath, *, overwrite: bool, numbered: bool = False,
             raise PathIsADirectoryError(errno.EISDIR, f"{show} is a directory", user)
         if not stat.S_ISREG(found.st_mode):
             raise OutputExistsError(
-                errno.EEXIST, f"{show} is {_kind(found.st_mode)}: minidumpkit writes a "
-                "dump only where nothing is or a regular file is, and replaces nothing else",
-                user)
+                errno.EEXIST, f"{show} is {_kind(found.st_mode)}: nothing was written "
+                "(only a regular file is ever replaced)", user)
         if not overwrite:
             raise OutputExistsError(
                 errno.EEXIST, f"{show} already exists: nothing was written ({hint} "
