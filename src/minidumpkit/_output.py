@@ -119,6 +119,18 @@ class Destination:
     """write to this file descriptor (standard output) instead of a path"""
     written: str | None = None
     """where the dump went, once published"""
+    pin: int | None = None
+    """an O_PATH fd of the file to replace (Linux): while it is open the kernel cannot
+    give that inode number to a file planted meanwhile, so the (st_dev, st_ino) check
+    before the rename cannot be fooled by a recycled inode"""
+
+    def close(self) -> None:
+        pin, self.pin = self.pin, None
+        if pin is not None:
+            os.close(pin)
+
+    def __del__(self) -> None:
+        self.close()
 
     def __fspath__(self) -> str:
         return self.path
@@ -201,11 +213,30 @@ def check(path: StrPath, *, overwrite: bool, numbered: bool = False,
                 errno.EACCES, f"{show} is not writable by this user, so it is not replaced",
                 user)
         dest.replaces = (found.st_dev, found.st_ino)
+        dest.pin = _pin(user, dest.replaces)
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PathPermissionError(
             errno.EACCES, f"cannot write {show}: no permission to create files in "
             f"{_show(directory)}", user)
     return dest
+
+
+def _pin(user: str, identity: tuple[int, int]) -> int | None:
+    """An O_PATH fd of the regular file just checked (None where there is no O_PATH)."""
+    flag = getattr(os, "O_PATH", 0)
+    if not flag:
+        return None
+    try:
+        fd = os.open(user, flag | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _error(exc.errno or errno.EIO, f"cannot write {_show(user)}: {exc.strerror}",
+                     user) from None
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != identity or not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise OutputExistsError(errno.EEXIST, f"{_show(user)} changed while it was checked: "
+                                "nothing was written", user)
+    return fd
 
 
 def stream_destination(fd: int, *, name: str = "-") -> Destination:
@@ -278,19 +309,22 @@ def open_output(dest: Destination) -> Iterator[IO[bytes]]:
         with _stream_output(dest) as out:
             yield out
         return
-    publisher = _Publisher(dest)
     try:
-        fd = publisher.create()
-        with os.fdopen(fd, "w+b") as out:
-            yield out
-            out.flush()
-            publisher.run(os.fsync, out.fileno())
-            dest.written = publisher.publish(out.fileno())
-    except BaseException:
-        publisher.discard()
-        raise
+        publisher = _Publisher(dest)
+        try:
+            fd = publisher.create()
+            with os.fdopen(fd, "w+b") as out:
+                yield out
+                out.flush()
+                publisher.run(os.fsync, out.fileno())
+                dest.written = publisher.publish(out.fileno())
+        except BaseException:
+            publisher.discard()
+            raise
+        finally:
+            publisher.close()
     finally:
-        publisher.close()
+        dest.close()
 
 
 @contextlib.contextmanager
@@ -452,7 +486,7 @@ def _hidden_name(name: str) -> str:
 def _named_temp(dir_fd: int | None, directory: str, name: str) -> tuple[int, str]:
     """A new hidden 0600 file in the directory: (fd, its name relative to dir_fd, or
     its path when dir_fd is None)."""
-    flags = (os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    flags = (os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
              | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
              | getattr(os, "O_NOINHERIT", 0))
     while True:
