@@ -715,3 +715,23 @@ def test_the_module_imports_without_linux(monkeypatch: pytest.MonkeyPatch) -> No
                           timeout=60, env={**os.environ, "PYTHONPATH": str(SRC)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "None"
+
+
+# --- the documentation's example -------------------------------------------------------------
+
+def test_the_dumping_docs_output_path_example_runs(scratch: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The code block of docs/dumping.md's "The output path" section, run as written
+    against a live target in an empty directory: its comments say what it prints."""
+    text = (SRC.parent / "docs" / "dumping.md").read_text()
+    section = text.split("## The output path", 1)[1].split("\n## ", 1)[0]
+    [code] = [block.split("\n", 1)[1] for block in section.split("```python")[1:]]
+    code = code.split("```", 1)[0]
+    monkeypatch.chdir(scratch)
+    with sleeper() as pid:
+        exec(compile(code, "docs/dumping.md", "exec"), {"pid": pid})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("app.dmp already exists: nothing was written")
+    assert lines[1] == "no-such-dir/app.dmp"
+    assert os.listdir(scratch) == ["app.dmp"]
