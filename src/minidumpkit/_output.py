@@ -213,11 +213,12 @@ def check(path: StrPath, *, overwrite: bool, numbered: bool = False,
                 errno.EACCES, f"{show} is not writable by this user, so it is not replaced",
                 user)
         dest.replaces = (found.st_dev, found.st_ino)
-        dest.pin = _pin(user, dest.replaces)
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PathPermissionError(
             errno.EACCES, f"cannot write {show}: no permission to create files in "
             f"{_show(directory)}", user)
+    if dest.replaces is not None:
+        dest.pin = _pin(user, dest.replaces)
     return dest
 
 
