@@ -234,9 +234,12 @@ def test_nothing_but_a_regular_file_is_replaced(kind: str, user: str, scratch: P
     before = state(scratch)
     cls, builtin = REFUSED[kind]
     with sleeper(uid) as pid:
-        for overwrite in (True, False):
-            result = run_traced(lambda: minidumpkit.dump(pid, str(path), overwrite=overwrite),
-                                uid=uid, log=tmp_path / f"{overwrite}.log")
+        # dump(MINI) and Dumper.write(FULL), which would go through a VA-clone snapshot
+        for overwrite, write in (
+                (True, lambda: minidumpkit.dump(pid, str(path))),
+                (False, lambda: minidumpkit.Dumper(pid).write(path, minidumpkit.DumpType.FULL,
+                                                              overwrite=False))):
+            result = run_traced(write, uid=uid, log=tmp_path / f"{overwrite}.log")
             assert result["raised"] == cls.__name__, result
             assert builtin.__name__ in result["mro"] and "MinidumpError" in result["mro"]
             assert_one_line_naming(result, str(path))
@@ -368,6 +371,26 @@ def test_cli_refusal_makes_no_ptrace_call(kind: str, scratch: Path, tmp_path: Pa
             assert str(target) in lines[0] and ".partial" not in lines[0]
             assert ptrace_lines(log.read_text()) == []
             assert tracer_of(pid) == 0
+    assert state(scratch) == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "null_device", "symlink_to_file", "directory"])
+def test_a_snapshot_write_refuses_the_same_paths(kind: str, scratch: Path) -> None:
+    path = scratch / "out.dmp"
+    PLANTS[kind](path, scratch)
+    before = state(scratch)
+    cls, builtin = REFUSED[kind]
+    with sleeper() as pid:
+        with minidumpkit.Dumper(pid).snapshot(minidumpkit.PssCaptureFlags.VA_CLONE
+                                              | minidumpkit.PssCaptureFlags.THREADS) as snap:
+            with pytest.raises(cls) as info:
+                snap.write(path, minidumpkit.DumpType.FULL)
+            assert isinstance(info.value, builtin) and info.value.filename == str(path)
+            good = snap.write(scratch / "good.dmp", minidumpkit.DumpType.FULL)
+        with minidumpkit.open_minidump(good) as d:
+            assert d.process_id == pid
+        assert tracer_of(pid) == 0
+    (scratch / "good.dmp").unlink()
     assert state(scratch) == before
 
 
