@@ -198,7 +198,7 @@ def test_the_copy_after_a_refused_link_keeps_holes(tmp_path: Path,
         os.pwrite(src, b"head", 0)
         os.pwrite(src, b"middle", 64 << 20)
         os.ftruncate(src, 256 << 20)  # a trailing hole too
-        copy = _output._copy_to_named(src, None, str(tmp_path), "x.dmp")
+        copy = tmp_path / _output._copy_to_named(src, None, str(tmp_path), "x.dmp")
     finally:
         os.close(src)
     st = os.stat(copy)

@@ -723,6 +723,19 @@ def test_the_windows_code_path_writes_replaces_and_refuses(windows_paths: None,
     assert sorted(os.listdir(scratch)) == ["d", "new.dmp"]
 
 
+def test_the_windows_code_path_with_a_relative_directory(windows_paths: None, scratch: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names joined to a relative directory (no directory fd) land in that directory."""
+    monkeypatch.chdir(scratch)
+    (scratch / "sub").mkdir()
+    with sleeper() as pid:
+        assert minidumpkit.dump(pid, os.path.join("sub", "x.dmp")) == Path("sub/x.dmp")
+        assert minidumpkit.dump(pid, os.path.join("sub", "x.dmp")) == Path("sub/x.dmp")
+        with minidumpkit.open_minidump("sub/x.dmp") as d:
+            assert d.process_id == pid
+    assert os.listdir(scratch / "sub") == ["x.dmp"] and sorted(os.listdir(scratch)) == ["sub"]
+
+
 def test_the_module_imports_without_linux(monkeypatch: pytest.MonkeyPatch) -> None:
     """Imported with sys.platform = "win32" and none of the Linux-only os names, the
     module loads and picks the Windows way (Windows CPython itself runs under Wine)."""

@@ -368,7 +368,7 @@ class _Publisher:
         self.dest = dest
         self.directory = dest.directory
         self.dir_fd: int | None = None
-        self.hidden: str | None = None  # our named temporary file, while it has a name
+        self.hidden: str | None = None  # the name of our file in the directory, if it has one
         if _AT_CALLS:
             flags = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
             self.dir_fd = self.run(os.open, self.directory, flags)
@@ -386,7 +386,7 @@ class _Publisher:
                          self.dest.path) from None
 
     def loc(self, name: str) -> str:
-        return name if self.dir_fd is not None else os.path.join(self.directory, name)
+        return _at(self.dir_fd, self.directory, name)
 
     def close(self) -> None:
         if self.dir_fd is not None:
@@ -484,17 +484,20 @@ def _hidden_name(name: str) -> str:
     return f".{name[:200]}.{os.urandom(6).hex()}.partial"
 
 
+def _at(dir_fd: int | None, directory: str, name: str) -> str:
+    """How to name ``name`` of the directory: relative to its fd, or joined to its path."""
+    return name if dir_fd is not None else os.path.join(directory, name)
+
+
 def _named_temp(dir_fd: int | None, directory: str, name: str) -> tuple[int, str]:
-    """A new hidden 0600 file in the directory: (fd, its name relative to dir_fd, or
-    its path when dir_fd is None)."""
+    """A new hidden 0600 file in the directory: (fd, its name in the directory)."""
     flags = (os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
              | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
              | getattr(os, "O_NOINHERIT", 0))
     while True:
         hidden = _hidden_name(name)
-        where = hidden if dir_fd is not None else os.path.join(directory, hidden)
         try:
-            return os.open(where, flags, 0o600, dir_fd=dir_fd), where
+            return os.open(_at(dir_fd, directory, hidden), flags, 0o600, dir_fd=dir_fd), hidden
         except FileExistsError:
             continue
 
@@ -549,7 +552,7 @@ def _copy_to_named(src: int, dir_fd: int | None, directory: str, name: str) -> s
     except BaseException:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(hidden, dir_fd=dir_fd)
+            os.unlink(_at(dir_fd, directory, hidden), dir_fd=dir_fd)
         raise
     os.close(fd)
     return hidden
