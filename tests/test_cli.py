@@ -218,12 +218,13 @@ def fake_dump(monkeypatch: pytest.MonkeyPatch) -> FakeDump:
     (["--type", "WithFullMemory,WithHandleData"],
      {"type": MiniDumpType.WithFullMemory | MiniDumpType.WithHandleData}),
     (["--type", "0x1824"], {"type": MiniDumpType(0x1824)}),
+    (["--overwrite"], {"overwrite": True}),
 ])
 def test_dump_passes_the_type(args: list[str], expected: dict[str, Any], fake_dump: FakeDump,
                               capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out_file = str(tmp_path / "x.dmp")
     assert main(["dump", "4242", "-o", out_file, *args]) == 0
-    assert fake_dump.calls == [(4242, out_file, expected)]
+    assert fake_dump.calls == [(4242, out_file, {"overwrite": False, **expected})]
     assert capsys.readouterr().out.strip() == out_file
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import minidumpkit
 from minidumpkit._selection import DumpPolicy
-from minidumpkit import DumpType, MiniDumpType, dumper, errors
+from minidumpkit import DumpType, MiniDumpType, _output, dumper, errors
 
 
 class FakeBackend(types.ModuleType):
@@ -54,7 +54,7 @@ def fake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
     backend.directory = tmp_path
     monkeypatch.setattr(dumper, "load_backend", lambda: backend)
     if request.param == "named":
-        monkeypatch.setattr(dumper, "_unnamed_file", lambda directory: None)
+        monkeypatch.setattr(_output, "_unnamed_file", lambda directory, dir_fd: None)
     return backend
 
 
@@ -198,7 +198,7 @@ def test_the_copy_after_a_refused_link_keeps_holes(tmp_path: Path,
         os.pwrite(src, b"head", 0)
         os.pwrite(src, b"middle", 64 << 20)
         os.ftruncate(src, 256 << 20)  # a trailing hole too
-        copy = dumper._copy_to_named(src, tmp_path, "x.dmp")
+        copy = tmp_path / _output._copy_to_named(src, None, str(tmp_path), "x.dmp")
     finally:
         os.close(src)
     st = os.stat(copy)

@@ -17,6 +17,13 @@ from minidumpkit.errors import (
     MemoryNotCaptured,
     MinidumpError,
     MinidumpFormatError,
+    NotARegularFileError,
+    OutputExistsError,
+    PathError,
+    PathIsADirectoryError,
+    PathNotADirectoryError,
+    PathNotFoundError,
+    PathPermissionError,
     ProcessError,
     ProcessNotFound,
     UnsupportedError,
@@ -31,6 +38,13 @@ BUILTIN_BASES = [
     (ProcessNotFound, ProcessLookupError),
     (AccessDenied, PermissionError),
     (AlreadyTraced, PermissionError),
+    (PathError, OSError),
+    (OutputExistsError, FileExistsError),
+    (PathIsADirectoryError, IsADirectoryError),
+    (PathNotADirectoryError, NotADirectoryError),
+    (PathNotFoundError, FileNotFoundError),
+    (PathPermissionError, PermissionError),
+    (NotARegularFileError, OSError),
 ]
 
 
@@ -52,7 +66,9 @@ def test_hierarchy_shape() -> None:
 def test_public_names_are_exported() -> None:
     for cls in (MinidumpError, MinidumpFormatError, MemoryNotCaptured, UnsupportedError,
                 DumpCancelled, InvalidTargetError, ProcessError, ProcessNotFound,
-                AccessDenied, AlreadyTraced):
+                AccessDenied, AlreadyTraced, PathError, OutputExistsError,
+                PathIsADirectoryError, PathNotADirectoryError, PathNotFoundError,
+                PathPermissionError, NotARegularFileError):
         assert getattr(minidumpkit, cls.__name__) is cls
         assert cls.__name__ in minidumpkit.__all__
 
@@ -139,3 +155,15 @@ def test_invalid_target_keeps_pid_through_pickle() -> None:
     back = roundtrip(err)
     assert type(back) is InvalidTargetError and str(back) == str(err)
     assert back.pid == 12  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cls", [PathError, OutputExistsError, PathIsADirectoryError,
+                                 PathNotADirectoryError, PathNotFoundError,
+                                 PathPermissionError, NotARegularFileError])
+def test_path_errors_name_the_path_and_pickle(cls: type[PathError]) -> None:
+    err = cls(errno.EEXIST, "out.dmp is a FIFO: nothing was written", "out.dmp")
+    assert issubclass(cls, PathError) and issubclass(cls, MinidumpError)
+    assert err.filename == "out.dmp" and err.errno == errno.EEXIST
+    assert str(err) == "out.dmp is a FIFO: nothing was written"
+    back = roundtrip(err)
+    assert type(back) is cls and back.filename == "out.dmp" and str(back) == str(err)

@@ -372,9 +372,9 @@ def test_dumper_killed_inside_a_release_injection(target_bins, start_target, tmp
     live.assert_released(t.pid)
     base = t.int("fill")
     assert t.command(f"poke 0x{base:x}") == f"POKED old={pattern_word(base, base)}"
-    from minidumpkit import dumper
+    from minidumpkit import _output
 
-    probe = dumper._unnamed_file(tmp_path)
+    probe = _output._unnamed_file(str(tmp_path), None)
     if probe is not None:  # O_TMPFILE here: the killed dumper's file never had a name
         os.close(probe)
         assert list(tmp_path.iterdir()) == []

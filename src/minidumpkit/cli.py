@@ -1,7 +1,8 @@
 """The ``minidumpkit`` command: ``info FILE`` summarises a minidump, ``dump PID`` writes one.
 
-Exit codes: 0 success; 1 the dump could not be written (the message says why);
-2 bad usage, or a file that cannot be read or is not a valid minidump.
+Exit codes: 0 success; 1 the dump could not be written (the message says why: the
+process, or the output path); 2 bad usage (``-o -`` to a terminal included), or a
+file that cannot be read or is not a valid minidump.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from . import __version__
-from .errors import MinidumpError, MinidumpFormatError
+from .errors import MinidumpError, MinidumpFormatError, PathError
 from .flags import DumpType, MiniDumpType, coerce_dump_type
 
 if TYPE_CHECKING:
@@ -101,7 +102,13 @@ def _parser() -> argparse.ArgumentParser:
                           description="Write a minidump of process PID.")
     dump.add_argument("pid", metavar="PID", type=_pid_arg, help="the process to dump")
     dump.add_argument("-o", "--output", metavar="FILE",
-                      help="where to write (default: <comm>-<pid>-<YYYYmmdd-HHMMSS>.dmp here)")
+                      help="where to write; - writes to standard output (a pipe or a file, "
+                           "not a terminal). Default: <comm>-<pid>-<YYYYmmdd-HHMMSS>.dmp here, "
+                           "-2, -3, ... added if that name is taken")
+    dump.add_argument("--overwrite", action="store_true",
+                      help="replace an existing regular file at FILE (by a new 0600 file); "
+                           "without it an existing FILE is refused. Devices, FIFOs, sockets "
+                           "and symbolic links are never replaced")
     kind = dump.add_mutually_exclusive_group()
     kind.add_argument("--mini", dest="type", action="store_const", const=DumpType.MINI,
                       help="DumpType.MINI: threads, stacks, modules, handles, referenced memory"
@@ -129,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "info":
             return _info(args.file, as_json=args.json, out=sys.stdout, err=sys.stderr)
         return _dump(args.pid, args.output, args.type, progress=args.progress,
-                     out=sys.stdout, err=sys.stderr)
+                     overwrite=args.overwrite, out=sys.stdout, err=sys.stderr)
     except BrokenPipeError:
         # the reader of our output went away (| head): not an error worth a traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -153,12 +160,25 @@ def default_dump_name(pid: int, now: datetime.datetime | None = None) -> str:
 
 
 def _dump(pid: int, output: str | None, dump_type: MiniDumpType | None, *,
-          out: TextIO, err: TextIO, progress: bool = False) -> int:
+          out: TextIO, err: TextIO, progress: bool = False, overwrite: bool = False) -> int:
     import contextlib
+
+    from . import _output
+
+    # The output is checked before the process is touched (or the backend loaded).
+    try:
+        if output == "-":
+            path: _output.Destination = _output.stream_destination(_stream_fd(out))
+        elif output is None:
+            path = _output.check(default_dump_name(pid), overwrite=False, numbered=True)
+        else:
+            path = _output.check(output, overwrite=overwrite, hint="--overwrite")
+    except PathError as exc:
+        print(f"minidumpkit: error: {exc}", file=err)
+        return 2 if exc.filename == "-" else 1
 
     import minidumpkit  # the dumper, and through it the platform backend, load only here
 
-    path = output or default_dump_name(pid)
     kwargs: dict[str, Any] = {} if dump_type is None else {"type": dump_type}
     bar: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if progress:
@@ -167,15 +187,33 @@ def _dump(pid: int, output: str | None, dump_type: MiniDumpType | None, *,
         bar = kwargs["callbacks"] = ProgressBar(f"dumping {pid}", stream=err, force=True)
     try:
         with bar:
-            written = minidumpkit.dump(pid, path, **kwargs)
+            written = minidumpkit.dump(pid, path, overwrite=overwrite, **kwargs)
+    except PathError as exc:
+        print(f"minidumpkit: error: {exc}", file=err)
+        return 1
     except MinidumpError as exc:
         print(f"minidumpkit: cannot dump process {pid}: {exc}", file=err)
+        return 1
+    except OSError as exc:  # writing the file failed: no space, I/O error, ...
+        if isinstance(exc, BrokenPipeError):
+            raise
+        print(f"minidumpkit: error: cannot write {path}: {exc.strerror or exc}", file=err)
         return 1
     except KeyboardInterrupt:
         print("minidumpkit: interrupted", file=err)
         return 130
-    print(os.fspath(written) if isinstance(written, (str, os.PathLike)) else path, file=out)
+    if path.stream is None:
+        print(os.fspath(written), file=out)
     return 0
+
+
+def _stream_fd(stream: TextIO) -> int:
+    """The file descriptor under ``stream`` (flushed), -1 if it has none."""
+    try:
+        stream.flush()
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return -1
 
 
 # --- info ---------------------------------------------------------------------------------
@@ -290,6 +328,9 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO) -> int:
         dump = open_minidump(path)
     except MinidumpFormatError as exc:
         print(f"minidumpkit: {path} is not a valid minidump: {exc}", file=err)
+        return 2
+    except PathError as exc:  # a directory, FIFO, device, socket: the message names it
+        print(f"minidumpkit: error: {exc}", file=err)
         return 2
     except OSError as exc:
         print(f"minidumpkit: cannot read {path}: {exc.strerror or exc}", file=err)

@@ -5,23 +5,20 @@
     mdk.Dumper(pid).write("app.dmp", mdk.DumpType.FULL)
 
 The platform backend is chosen by :func:`minidumpkit._backends.load_backend`.
-The file is written under a temporary name (mode 0600) in the destination
-directory, fsync'd and renamed over ``path`` only when the dump is complete; on
-any failure or interruption the temporary file is removed and nothing appears
-under ``path``.
+The output path is checked before the target is touched, and the file (mode 0600,
+nameless while it is written where the OS allows) appears at ``path`` only when
+the dump is complete; on any failure or interruption nothing appears there. Only a
+regular file the caller may write is ever replaced (see :mod:`minidumpkit._output`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import IO, TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal
 
+from . import _output
 from ._backends import load_backend
 from .callbacks import as_policy
 from .errors import UnsupportedError
@@ -57,108 +54,6 @@ WRITE_SNAPSHOT_FLAGS = (PssCaptureFlags.VA_CLONE | PssCaptureFlags.THREADS
                         | PssCaptureFlags.CREATE_BREAKAWAY_OPTIONAL
                         | PssCaptureFlags.CREATE_USE_VM_ALLOCATIONS
                         | PssCaptureFlags.CREATE_RELEASE_SECTION)
-
-
-def _unnamed_file(directory: Path) -> int | None:
-    """An O_TMPFILE file in ``directory`` (Linux): it has no name until it is linked,
-    so a dumper killed mid-write (SIGKILL, the OOM killer) leaves nothing behind. None
-    where the OS or the file system has no O_TMPFILE."""
-    flag = getattr(os, "O_TMPFILE", 0)
-    if not flag or not os.path.isdir("/proc/self/fd"):  # naming it needs /proc
-        return None
-    try:
-        return os.open(directory, flag | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
-            return None  # e.g. a file system without it: fall back to a named temp file
-        raise
-
-
-@contextlib.contextmanager
-def _atomic_output(path: Path) -> Iterator[IO[bytes]]:
-    """A new 0600 file that appears at ``path`` only if the block succeeds (complete
-    and fsync'd, replacing any file there); nothing is left if it raises anything
-    (KeyboardInterrupt included). Where O_TMPFILE exists the file has no name while it
-    is written, so even a killed process leaves nothing (but for the instant between
-    naming it and the rename)."""
-    directory = path.parent
-    fd = _unnamed_file(directory)
-    tmp: str | None = None
-    if fd is None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-            if tmp is None:
-                try:
-                    tmp = _link_unnamed(f.fileno(), directory, path.name)
-                except OSError as exc:
-                    if exc.errno not in _LINK_REFUSED:
-                        raise
-                    # a file system or security module refusing the link: the dump is
-                    # not lost, it is copied to a named file
-                    tmp = _copy_to_named(f.fileno(), directory, path.name)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        raise
-
-
-# linkat errors that mean "not this way" (a copy can still succeed), unlike ENOSPC & co.
-_LINK_REFUSED = frozenset({errno.EPERM, errno.EACCES, errno.EXDEV, errno.EOPNOTSUPP,
-                           errno.ENOENT, errno.EINVAL, errno.EMLINK})
-
-
-def _copy_to_named(src: int, directory: Path, name: str) -> str:
-    """Copy the complete unnamed file ``src`` into a new named temporary file (holes
-    kept: a dump's all-zero stretches are holes), fsync it and return its path."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=directory)
-    try:
-        size = os.fstat(src).st_size
-        offset = 0
-        while offset < size:
-            try:
-                data = os.lseek(src, offset, os.SEEK_DATA)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:  # only a hole is left
-                    break
-                raise
-            end = os.lseek(src, data, os.SEEK_HOLE)
-            while data < end:
-                piece = os.pread(src, min(end - data, 1 << 20), data)
-                if not piece:
-                    raise OSError(errno.EIO, "the dump file shrank while it was copied")
-                os.pwrite(fd, piece, data)
-                data += len(piece)
-            offset = end
-        os.ftruncate(fd, size)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    return tmp
-
-
-def _link_unnamed(fd: int, directory: Path, name: str) -> str:
-    """Give the O_TMPFILE file ``fd`` a hidden name in ``directory`` and return it (the
-    caller renames it over the final name: a link cannot replace a file)."""
-    hidden = f".{name}.{os.urandom(6).hex()}.partial"
-    dir_fd = os.open(directory, getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY
-                     | os.O_CLOEXEC)
-    try:
-        # linkat(AT_SYMLINK_FOLLOW) through /proc/self/fd, see open(2); a dir_fd makes
-        # CPython call linkat (plain link() would link the /proc symlink itself)
-        os.link(f"/proc/self/fd/{fd}", hidden, dst_dir_fd=dir_fd, follow_symlinks=True)
-    finally:
-        os.close(dir_fd)
-    return os.path.join(directory, hidden)
 
 
 class Dumper:
@@ -206,8 +101,19 @@ class Dumper:
                              ContextFlags(int(context_flags)), **options))
 
     def write(self, path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,
-              callbacks: object = None, snapshot: SnapshotMode = "auto") -> Path:
+              callbacks: object = None, snapshot: SnapshotMode = "auto",
+              overwrite: bool = True) -> Path:
         """Write a minidump of the process to ``path`` and return it as a Path.
+
+        ``path`` is checked before the process is touched: a directory, a missing or
+        unwritable directory, a path under /proc or /sys, and anything there that is
+        not a regular file (device, FIFO, socket, symbolic link) raise a
+        :class:`~minidumpkit.PathError` subclass naming ``path``. An existing regular
+        file is replaced (by a new 0600 file owned by the caller) only if
+        ``overwrite`` and ``os.access(path, os.W_OK)``; with ``overwrite=False`` it
+        raises :class:`~minidumpkit.OutputExistsError`. Whatever appears at ``path``
+        while the dump is written is never replaced (OutputExistsError, no file
+        left).
 
         ``type`` is a preset (``DumpType.MINI``, ``FULL``, ``TRIAGE``) or any
         :class:`~minidumpkit.MiniDumpType` combination or int. The process is paused
@@ -225,6 +131,7 @@ class Dumper:
             raise ValueError(f"snapshot must be 'auto', 'always' or 'never', not {snapshot!r}")
         dump_type = coerce_dump_type(type)
         policy = as_policy(callbacks)  # a wrong type fails here, before any file exists
+        dest = _output.destination(path, overwrite=overwrite)  # before the target is touched
         if self._use_snapshot(snapshot, dump_type):
             from .snapshot import SnapshotRefused
 
@@ -235,13 +142,12 @@ class Dumper:
                     raise
             else:
                 with snap:
-                    final = snap.write(path, dump_type, callbacks=policy, close=True)
+                    final = snap.write(dest, dump_type, callbacks=policy, close=True)
                     self.last_times = snap.last_times
                 return final
-        final = Path(os.fspath(path))
-        with _atomic_output(final) as out:
+        with _output.open_output(dest) as out:
             self.last_times = self._backend.write_dump(self.pid, out, dump_type, policy=policy)
-        return final
+        return Path(dest.written or dest.path)
 
     def _use_snapshot(self, mode: SnapshotMode, dump_type: MiniDumpType) -> bool:
         if mode == "never":
@@ -256,6 +162,10 @@ class Dumper:
 
 
 def dump(pid: int, path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,
-         callbacks: object = None, snapshot: SnapshotMode = "auto") -> Path:
-    """Write a minidump of process ``pid`` to ``path``: ``Dumper(pid).write(path, type)``."""
-    return Dumper(pid).write(path, type, callbacks=callbacks, snapshot=snapshot)
+         callbacks: object = None, snapshot: SnapshotMode = "auto",
+         overwrite: bool = True) -> Path:
+    """Write a minidump of process ``pid`` to ``path``: ``Dumper(pid).write(path, type)``,
+    with ``path`` checked first (see :meth:`Dumper.write`)."""
+    dest = _output.destination(path, overwrite=overwrite)
+    return Dumper(pid).write(dest, type, callbacks=callbacks, snapshot=snapshot,
+                             overwrite=overwrite)

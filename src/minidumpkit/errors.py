@@ -9,10 +9,17 @@ and each also derives from the builtin a caller would naturally catch::
     ├── UnsupportedError (NotImplementedError) not possible on this platform / flag not honoured
     ├── DumpCancelled                         a callback asked to cancel the dump
     ├── InvalidTargetError (ValueError)       the pid names something that cannot be dumped
-    └── ProcessError (OSError)                the OS refused; carries errno / winerror and pid
-        ├── ProcessNotFound (ProcessLookupError)
-        └── AccessDenied (PermissionError)
-            └── AlreadyTraced                 another debugger/tracer holds the target
+    ├── ProcessError (OSError)                the OS refused; carries errno / winerror and pid
+    │   ├── ProcessNotFound (ProcessLookupError)
+    │   └── AccessDenied (PermissionError)
+    │       └── AlreadyTraced                 another debugger/tracer holds the target
+    └── PathError (OSError)                   a path not written to / read from; filename = it
+        ├── OutputExistsError (FileExistsError)      something is (or appeared) at the output path
+        ├── PathIsADirectoryError (IsADirectoryError)
+        ├── PathNotADirectoryError (NotADirectoryError)
+        ├── PathNotFoundError (FileNotFoundError)    e.g. the output's directory does not exist
+        ├── PathPermissionError (PermissionError)
+        └── NotARegularFileError                     the reader's input is a FIFO, device, ...
 """
 
 from __future__ import annotations
@@ -28,6 +35,13 @@ __all__ = [
     "MemoryNotCaptured",
     "MinidumpError",
     "MinidumpFormatError",
+    "NotARegularFileError",
+    "OutputExistsError",
+    "PathError",
+    "PathIsADirectoryError",
+    "PathNotADirectoryError",
+    "PathNotFoundError",
+    "PathPermissionError",
     "ProcessError",
     "ProcessNotFound",
     "UnsupportedError",
@@ -153,3 +167,45 @@ class AccessDenied(ProcessError, PermissionError):
 
 class AlreadyTraced(AccessDenied):
     """Another tracer (a debugger, strace, a running dump) is attached to the target."""
+
+
+class PathError(MinidumpError, OSError):
+    """A path minidumpkit will not write to (or read from), found before anything was
+    done. ``filename`` is the path exactly as the caller gave it (never a temporary
+    name of ours); ``errno`` the matching POSIX code; ``str()`` one line naming it."""
+
+    def __init__(self, code: int, message: str, path: str) -> None:
+        super().__init__(code, message, path)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.errno, self.strerror, self.filename))
+
+
+class OutputExistsError(PathError, FileExistsError):
+    """Something is at the output path that may not be replaced (anything but a regular
+    file, or a regular file without overwrite), or something appeared there while the
+    dump was written: it was left as it was and the dump discarded."""
+
+
+class PathIsADirectoryError(PathError, IsADirectoryError):
+    """The path names a directory."""
+
+
+class PathNotADirectoryError(PathError, NotADirectoryError):
+    """A component of the path that should be a directory is not one."""
+
+
+class PathNotFoundError(PathError, FileNotFoundError):
+    """The directory that should hold the output (or the input file) does not exist."""
+
+
+class PathPermissionError(PathError, PermissionError):
+    """This user may not create the output there, or not replace the file there."""
+
+
+class NotARegularFileError(PathError):
+    """The input is not a regular file (a FIFO, a device, a socket): reading it could
+    block for ever or have side effects, so it is refused."""

@@ -25,10 +25,12 @@ wins); a context too small for its CPU (``context`` is None).
 from __future__ import annotations
 
 import bisect
+import errno
 import io
 import json
 import mmap
 import os
+import stat
 import struct
 import uuid
 from array import array
@@ -58,7 +60,12 @@ from ._streams import (
     ThreadInfo,
     UnloadedModule,
 )
-from .errors import MemoryNotCaptured, MinidumpFormatError
+from .errors import (
+    MemoryNotCaptured,
+    MinidumpFormatError,
+    NotARegularFileError,
+    PathIsADirectoryError,
+)
 from .flags import MiniDumpType, StreamType
 
 __all__ = ["Memory", "Minidump", "Source", "open_minidump"]
@@ -72,11 +79,44 @@ _DESCRIPTOR = struct.Struct("<QII")  # MINIDUMP_MEMORY_DESCRIPTOR
 _DESCRIPTOR64 = struct.Struct("<QQ")  # MINIDUMP_MEMORY_DESCRIPTOR64
 
 
+def _open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file; refuse anything else at once
+    (opening a FIFO for reading waits for a writer; a device may have side effects)."""
+    user = os.fspath(path)
+    st = os.stat(user)  # follows a symlink; FileNotFoundError & co. as open() gives them
+    _require_regular(st.st_mode, user)
+    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+             | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    fd = os.open(user, flags)  # O_NONBLOCK: never wait, should a FIFO be swapped in
+    try:
+        _require_regular(os.fstat(fd).st_mode, user)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _require_regular(mode: int, path: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise PathIsADirectoryError(errno.EISDIR, f"{path} is a directory, not a minidump",
+                                    path)
+    what = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+            "a character device" if stat.S_ISCHR(mode) else
+            "a block device" if stat.S_ISBLK(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise NotARegularFileError(errno.EINVAL, f"{path} is {what}, not a minidump file", path)
+
+
 def open_minidump(source: Source) -> Minidump:
     """Open a minidump from a path, bytes-like object or binary file object.
 
     Raises :class:`~minidumpkit.MinidumpFormatError` if it is not a minidump (bad
     signature or version, directory outside the file) and OSError if it cannot be read.
+    A path must name a regular file (a symbolic link to one is fine): a directory
+    raises :class:`~minidumpkit.PathIsADirectoryError`, a FIFO, device or socket
+    :class:`~minidumpkit.NotARegularFileError` at once, without reading from it.
     Use it as a context manager, or call :meth:`Minidump.close`.
     """
     return Minidump(source)
@@ -134,7 +174,7 @@ class Minidump(Closeable):
         if isinstance(source, (bytearray, memoryview)):
             return bytes(source)  # a private copy: the caller may mutate theirs
         if isinstance(source, (str, os.PathLike)):
-            with open(source, "rb") as f:
+            with _open_regular_file(source) as f:
                 return self._map(f)
         if hasattr(source, "read"):
             try:
@@ -149,7 +189,13 @@ class Minidump(Closeable):
                         "pass a path, bytes or a binary file object")
 
     def _map(self, f: BinaryIO) -> mmap.mmap | bytes:
-        if os.fstat(f.fileno()).st_size == 0:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):  # a pipe the caller opened: read it to the end
+            data = f.read()
+            if not isinstance(data, bytes):
+                raise TypeError("the file object must be opened in binary mode")
+            return data
+        if st.st_size == 0:
             return b""  # mmap refuses empty files; the header check reports it
         self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         return self._mmap

@@ -221,8 +221,11 @@ class Snapshot(Closeable):
         return self._live().process_info()
 
     def write(self, path: str | os.PathLike[str], type: int | MiniDumpType = DumpType.MINI, *,
-              callbacks: object = None, close: bool = False) -> Path:
+              callbacks: object = None, close: bool = False, overwrite: bool = True) -> Path:
         """Write a minidump of the snapshot to ``path`` (atomically) and return it.
+
+        ``path`` and ``overwrite`` follow :meth:`minidumpkit.Dumper.write`: the path is
+        checked first, only a regular file the caller may write is replaced.
 
         ``close=True`` makes this the snapshot's last dump: it is freed when the write
         returns or raises, and on Linux a VA-clone snapshot gives each part of its
@@ -230,15 +233,15 @@ class Snapshot(Closeable):
         pages already dumped no longer copy them (less memory, no scattering of the
         target's pages; see docs/snapshots.md). Use it for a single big dump.
         """
+        from . import _output
         from .callbacks import as_policy
-        from .dumper import _atomic_output
 
         impl = self._live()
         try:
             dump_type = coerce_dump_type(type)
             policy = as_policy(callbacks)
-            final = Path(os.fspath(path))
-            with _atomic_output(final) as out:
+            dest = _output.destination(path, overwrite=overwrite)
+            with _output.open_output(dest) as out:
                 # (``last`` only when asked: a backend written to the older protocol
                 # still works for every other write)
                 self.last_times = (impl.write(out, dump_type, policy, last=True) if close
@@ -246,7 +249,7 @@ class Snapshot(Closeable):
         finally:
             if close:
                 self.close()
-        return final
+        return Path(dest.written or dest.path)
 
     def close(self) -> None:
         """Free the snapshot (Linux: kill and reap the clone). Idempotent."""

@@ -286,21 +286,22 @@ class WindowsSnapshot(Closeable):
         return self._hpss
 
     def write(self, path: str | Path, type: int | MiniDumpType = DumpType.MINI, *,
-              callbacks: DumpCallbacks | None = None) -> Path:
+              callbacks: DumpCallbacks | None = None, overwrite: bool = True) -> Path:
         """Write a minidump of the snapshot to ``path`` (atomically: nothing is left
-        there on failure) and return it. ``callbacks`` never see
+        there on failure) and return it. ``path`` and ``overwrite`` follow
+        :meth:`minidumpkit.Dumper.write`. ``callbacks`` never see
         IsProcessSnapshotCallback: it is answered S_FALSE here."""
-        from ..dumper import _atomic_output
+        from .. import _output
 
         if callbacks is not None and not isinstance(callbacks, DumpCallbacks):
             raise TypeError(f"callbacks must be a minidumpkit.DumpCallbacks instance, not "
                             f"{callbacks.__class__.__name__}")
         dump_type = coerce_dump_type(type)
         self._check_open()
-        final = Path(path)
-        with _atomic_output(final) as out:
+        dest = _output.destination(path, overwrite=overwrite)
+        with _output.open_output(dest) as out:
             self.write_to(out, dump_type, callbacks)
-        return final
+        return Path(dest.written or dest.path)
 
     def write_to(self, out: IO[bytes], dump_type: MiniDumpType,
                  callbacks: DumpCallbacks | None) -> windows.WindowsDumpTimes:

@@ -5,7 +5,7 @@ this module is imported; :func:`load` parses the declarations and opens libc
 (``ffi.dlopen(None)``) on first use.
 
 Man pages: ptrace(2), waitpid(2), process_vm_readv(2), kill(2), tgkill(2),
-prctl(2). Constants are the x86_64 values of glibc's and the kernel's headers
+prctl(2), renameat2(2). Constants are the x86_64 values of glibc's and the kernel's headers
 (checked in /work/shared/reference/linux-writers.md §4.9).
 """
 
@@ -48,6 +48,9 @@ PR_SET_PTRACER_ANY = -1
 
 SYS_TGKILL = 234
 
+# renameat2(2) flags (linux/fs.h)
+RENAME_NOREPLACE = 1
+
 CDEF = """
 typedef int pid_t;
 typedef long ssize_t;
@@ -80,6 +83,10 @@ long syscall(long number, ...);
 
 /* prctl(2) is variadic in glibc */
 int prctl(int option, ...);
+
+/* renameat2(2), glibc 2.28+: RENAME_NOREPLACE publishes a file without replacing one */
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags);
 
 /* sys/user.h (x86_64): what PTRACE_GETREGSET NT_PRSTATUS / NT_PRFPREG return */
 struct user_regs_struct {
