@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS_BIN = Path(os.environ.get("MDK_TOOLS_DIR", REPO / ".tools")) / "bin"
+TOOLS_DIR = Path(os.environ.get("MDK_TOOLS_DIR", REPO / ".tools"))
+TOOLS_BIN = TOOLS_DIR / "bin"
 FIXTURES = Path(os.environ.get("MDK_FIXTURES", REPO.parent / "shared" / "fixtures"))
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oracles import REPO, run
+from oracles import TOOLS_DIR, run
 from test_writer import (
     EXE,
     EXE_BUILD_ID,
@@ -194,7 +194,7 @@ def test_breakpad_stackwalk(mini_file: Path) -> None:
 @pytest.fixture(scope="session")
 def md2core(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Breakpad's minidump-2-core, built from the sources the npm minidump package ships."""
-    deps = REPO / ".tools" / "npm" / "node_modules" / "minidump" / "deps"
+    deps = TOOLS_DIR / "npm" / "node_modules" / "minidump" / "deps"
     src = deps / "breakpad" / "src"
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None or not (src / "tools/linux/md2core/minidump-2-core.cc").exists():
