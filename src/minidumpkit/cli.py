@@ -216,7 +216,10 @@ class _Report:
         pid = self.section("process id", lambda: d.process_id, None)
         threads: list[Thread] = self.section("ThreadList", lambda: d.threads, [])
         modules: list[Module] = self.section("ModuleList", lambda: d.modules, [])
-        crashed = exc.thread_id if exc is not None else None
+        # A dump taken on request (DUMP_REQUESTED) names the requesting thread, which
+        # did not crash; stack walkers call it "crashed", we call it what it is.
+        requested = exc is not None and exc.requested
+        blamed = exc.thread_id if exc is not None else None
         ours = self.section("MinidumpkitInfo", lambda: d.minidumpkit_info, None)
 
         def regs(ctx: Context | None) -> dict[str, str | None]:
@@ -227,11 +230,14 @@ class _Report:
 
         thread_rows = []
         for t in threads:
-            # The crashing thread is shown at the fault, as debuggers and stackwalkers do.
-            use_exc = exc is not None and t.thread_id == crashed and exc.context is not None
+            # The crashing (requesting) thread is shown with the exception's registers, as
+            # debuggers and stackwalkers do.
+            use_exc = exc is not None and t.thread_id == blamed and exc.context is not None
             ctx = exc.context if use_exc and exc is not None else t.context
             thread_rows.append({
-                "thread_id": t.thread_id, "name": t.name, "crashed": t.thread_id == crashed,
+                "thread_id": t.thread_id, "name": t.name,
+                "crashed": t.thread_id == blamed and not requested,
+                "requesting": t.thread_id == blamed and requested,
                 "context": "exception" if use_exc else ("thread" if ctx is not None else None),
                 **regs(ctx),
                 "stack_start": _hex(t.stack_start), "stack_size": t.stack_size,
@@ -255,11 +261,15 @@ class _Report:
                 "capture": ours.capture_name, "pause_ns": ours.pause_ns,
                 "writer": ours.details.get("writer"),
             },
-            "crash": None if exc is None else {
+            "crash": None if exc is None or requested else {
                 "reason": exc.reason, "address": _hex(exc.crash_address),
                 "exception_address": _hex(exc.address), "code": _hex(exc.code),
                 "flags": _hex(exc.flags), "thread_id": exc.thread_id,
                 "parameters": [_hex(p) for p in exc.parameters],
+            },
+            "requested": None if exc is None or not requested else {
+                "reason": exc.reason, "address": _hex(exc.address), "code": _hex(exc.code),
+                "thread_id": exc.thread_id,
             },
             "threads": thread_rows,
             "modules": [{
@@ -326,8 +336,11 @@ def _print_text(data: dict[str, Any], out: TextIO) -> None:
     if ours is not None:
         w(f"  written by {ours['writer']}, capture {ours['capture']}, "
           f"target paused {ours['pause_ns'] / 1e6:.1f} ms")
-    crash = data["crash"]
-    if crash is None:
+    crash, requested = data["crash"], data["requested"]
+    if requested is not None:
+        w(f"  crash      none: dump requested by thread {requested['thread_id']} at "
+          f"{requested['address']} ({requested['reason']}, code {requested['code']})")
+    elif crash is None:
         w("  crash      none (no exception stream)")
     else:
         w(f"  crash      {crash['reason']} at {crash['address']} in thread {crash['thread_id']}"
@@ -336,7 +349,7 @@ def _print_text(data: dict[str, Any], out: TextIO) -> None:
     w()
     w(f"Threads ({len(data['threads'])}):")
     for t in data["threads"]:
-        mark = "*" if t["crashed"] else " "
+        mark = "*" if t["crashed"] else ">" if t["requesting"] else " "
         name = t["name"] or ""
         regs = "  ".join(f"{r} {t[r]}" for r in ("pc", "sp", "fp") if t[r] is not None)
         w(f"  {mark} {t['thread_id']:<8} {name:<20} {regs or '(no context)'}")
