@@ -109,10 +109,17 @@ def _parser() -> argparse.ArgumentParser:
     kind.add_argument("--triage", dest="type", action="store_const", const=DumpType.TRIAGE,
                       help="DumpType.TRIAGE: MINI reduced to what is safe to upload")
     kind.add_argument("--full", dest="type", action="store_const", const=DumpType.FULL,
-                      help="DumpType.FULL: all readable memory and the memory map (ProcDump -ma)")
+                      help="DumpType.FULL (ProcDump -ma): the memory map and, on Linux, the "
+                           "memory the kernel's core dump would hold (the target's "
+                           "coredump_filter; no MADV_DONTDUMP memory; by default no code or "
+                           "unwritten file mappings); with --all-memory every readable page")
     kind.add_argument("--type", dest="type", type=_dump_type_arg, metavar="NAME[,NAME...]",
                       help="any MiniDumpType combination, e.g. WithFullMemory,WithHandleData "
                            "or 0x1824")
+    dump.add_argument("--all-memory", action="store_true",
+                      help="WithFullMemory copies every readable page, code, file mappings and "
+                           "MADV_DONTDUMP memory included (all_memory=True); implies --full "
+                           "when no type is given")
     dump.add_argument("--progress", action="store_true",
                       help="draw a progress bar of the memory copied on stderr")
     return parser
@@ -123,13 +130,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "dump" and args.all_memory:
+            if args.type is None:
+                args.type = DumpType.FULL
+            elif not args.type & MiniDumpType.WithFullMemory:
+                parser.error("--all-memory widens WithFullMemory: use it with --full or a "
+                             "--type that includes WithFullMemory")
     except SystemExit as stop:  # argparse's way of reporting usage errors and --help
         return stop.code if isinstance(stop.code, int) else 2
     try:
         if args.command == "info":
             return _info(args.file, as_json=args.json, out=sys.stdout, err=sys.stderr)
         return _dump(args.pid, args.output, args.type, progress=args.progress,
-                     out=sys.stdout, err=sys.stderr)
+                     all_memory=args.all_memory, out=sys.stdout, err=sys.stderr)
     except BrokenPipeError:
         # the reader of our output went away (| head): not an error worth a traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -153,13 +166,15 @@ def default_dump_name(pid: int, now: datetime.datetime | None = None) -> str:
 
 
 def _dump(pid: int, output: str | None, dump_type: MiniDumpType | None, *,
-          out: TextIO, err: TextIO, progress: bool = False) -> int:
+          out: TextIO, err: TextIO, progress: bool = False, all_memory: bool = False) -> int:
     import contextlib
 
     import minidumpkit  # the dumper, and through it the platform backend, load only here
 
     path = output or default_dump_name(pid)
     kwargs: dict[str, Any] = {} if dump_type is None else {"type": dump_type}
+    if all_memory:
+        kwargs["all_memory"] = True
     bar: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if progress:
         from .progress import ProgressBar
