@@ -23,6 +23,7 @@ import minidumpkit
 from conftest import Target
 from minidumpkit import DumpType, MiniDumpType
 from minidumpkit.cli import main
+from minidumpkit.dumper import SnapshotMode
 from oracles import run
 
 pytestmark = pytest.mark.validators
@@ -129,11 +130,11 @@ def target(target_bins: dict[str, Path], start_target: Callable[..., Target],
 
 @pytest.mark.parametrize("snapshot", ["never", "always"])
 def test_all_memory_holds_every_readable_mapping(target: tuple[Target, Path], tmp_path: Path,
-                                                 snapshot: str) -> None:
+                                                 snapshot: SnapshotMode) -> None:
     t, data = target
     pid = t.pid
-    core = minidumpkit.dump(pid, tmp_path / "core.dmp", DumpType.FULL, snapshot=snapshot)  # type: ignore[arg-type]
-    every = minidumpkit.dump(pid, tmp_path / "all.dmp", DumpType.FULL, snapshot=snapshot,  # type: ignore[arg-type]
+    core = minidumpkit.dump(pid, tmp_path / "core.dmp", DumpType.FULL, snapshot=snapshot)
+    every = minidumpkit.dump(pid, tmp_path / "all.dmp", DumpType.FULL, snapshot=snapshot,
                              all_memory=True)
     code, ro_private, ro_shared = t.int("code"), t.int("ro_private"), t.int("ro_shared")
     dontdump = t.int("dontdump")
