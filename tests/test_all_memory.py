@@ -139,11 +139,15 @@ def test_all_memory_holds_every_readable_mapping(target: tuple[Target, Path], tm
     code, ro_private, ro_shared = t.int("code"), t.int("ro_private"), t.int("ro_shared")
     dontdump = t.int("dontdump")
     with minidumpkit.open_minidump(core) as d:
+        info = d.minidumpkit_info
+        assert info is not None and info.details["full_memory"] == "core_dump"
         # the kernel's rules: no program code, no unwritten file mapping, no DONTDUMP
         for address in (code, ro_private, ro_shared, dontdump):
             assert address not in d.memory, hex(address)
 
     with minidumpkit.open_minidump(every) as d:
+        info = d.minidumpkit_info
+        assert info is not None and info.details["full_memory"] == "all_readable"
         ours = [(r.start, r.start + r.size) for r in d.memory.ranges]
         checked = 0
         written = written_mappings(pid)

@@ -13,8 +13,9 @@ are picked up by themselves):
   ``python -m minidumpkit``, ``PID`` replaced by the target's pid) and must exit 0; the
   lines after it are its output, each of which must appear in order (``...`` lines
   stand for anything).
-* ```` ```sh ````: each ``&&``-separated command is run (exit 0), but for the install
-  and test-suite commands of :data:`SETUP_COMMANDS`, which ``.ci/run`` runs verbatim.
+* ```` ```sh ````: each ``&&``-separated command is run (exit 0), but for those that
+  install packages or run a test suite (:data:`NOT_RUN_PREFIXES`: ``.ci/run`` runs
+  README's verbatim) and the benchmarks (never run by tests); those are printed.
 * Other languages (or none) are text, not examples.
 
 A block preceded by ``<!-- doc-example: windows-only -->`` needs Windows; it is not run
@@ -56,14 +57,12 @@ WINDOWS_ONLY = {
     ("docs/windows.md", "from minidumpkit._backends._win_snapshot import WindowsSnapshot"),
     ("docs/windows.md", "with mdk.Dumper(pid).snapshot(F.VA_CLONE | F.THREADS | F.THREAD_CONTEXT | F.HANDLES"),
 }
-# Commands of sh blocks that install packages or run this whole suite: .ci/run runs
-# README's test command verbatim on a fresh machine; a test cannot run them inside itself.
-SETUP_COMMANDS = {
-    "python3 -m pip install .",
-    "bash .ci/install-validators.sh",
-    "python3 -m pip install -q -e '.[test]'",
-    "python3 -m pytest -q",
-}
+# Commands of sh blocks a test cannot run inside itself: installs and test-suite runs
+# (.ci/run runs README's test command verbatim on a fresh machine) and benchmarks
+# (measured by their own command, never in tests).
+NOT_RUN_PREFIXES = ("python3 -m pip ", "python -m pip ", "pip ", "bash .ci/", ".ci/",
+                    "python3 -m pytest", "python -m pytest", "pytest",
+                    "python3 benchmarks/", "python benchmarks/")
 CRASH_FIXTURE = "generated-crashpad-linux-x86_64-3threads-segv.dmp"
 
 
@@ -114,6 +113,12 @@ def test_every_example_is_run_or_listed() -> None:
     for b in ALL_BLOCKS:
         if b.marker == "windows-only":
             print(f"  {b.where}  {b.first_line}")
+    print("sh commands not run (installs, test suites: .ci/run; benchmarks):")
+    for b in ALL_BLOCKS:
+        if b.lang == "sh" and b.marker is None:
+            for cmd in sh_commands(b):
+                if cmd.startswith(NOT_RUN_PREFIXES):
+                    print(f"  {b.where}  {cmd}")
 
 
 # --- the namespace -------------------------------------------------------------------------
@@ -220,14 +225,16 @@ def run_console(block: Block, ws: dict[str, Any]) -> None:
     assert ran, f"{block.where}: a console block without a `$ command` line"
 
 
-def run_sh(block: Block, ws: dict[str, Any]) -> None:
+def sh_commands(block: Block) -> Iterator[str]:
     for line in block.code.splitlines():
         line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        for cmd in (c.strip() for c in line.split("&&")):
-            if cmd in SETUP_COMMANDS:
-                continue
+        if line and not line.startswith("#"):
+            yield from (c.strip() for c in line.split("&&"))
+
+
+def run_sh(block: Block, ws: dict[str, Any]) -> None:
+    for cmd in sh_commands(block):
+        if not cmd.startswith(NOT_RUN_PREFIXES):
             _run(cmd, ws, block.where)
 
 

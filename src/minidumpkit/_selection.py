@@ -515,6 +515,9 @@ class Selection:
     memory64: list[MemoryRange] = dataclasses.field(default_factory=list)
     # modules a stack word points into (ScanMemory), by base address
     referenced_modules: frozenset[int] = frozenset()
+    # what WithFullMemory copied: "core_dump" (the OS's core-dump rules), "all_readable"
+    # (all_memory=True), None without WithFullMemory; recorded in the MinidumpkitInfo stream
+    full_memory: str | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -666,6 +669,8 @@ def select(capture: ProcessCapture, dump_type: MiniDumpType, policy: DumpPolicy,
         planned = normalize([*planned, *indirect])
     selection.memory, more = cap_bytes(planned, policy.max_memory_bytes)
     selection.dropped += more
+    if dump_type & MiniDumpType.WithFullMemory:
+        selection.full_memory = "all_readable" if all_memory else "core_dump"
     if dump_type & BULK_TYPES:
         bulk = _bulk_memory(index, module_choices, dump_type, policy, all_memory)
         checkpoint()
