@@ -209,3 +209,32 @@ def test_cli_all_memory_implies_full(target: tuple[Target, Path], tmp_path: Path
         assert d.header.flags & MiniDumpType.WithFullMemory
         assert d.memory.read(t.int("ro_private"), 3 * PAGE) == data.read_bytes()
         assert d.memory.read(t.int("dontdump"), 4 * PAGE) == dontdump_bytes()
+
+
+SELF_DUMP = """
+import os, sys, minidumpkit
+code = next(line for line in open("/proc/self/maps") if " r-xp " in line and "/" in line)
+start = int(code.split("-")[0], 16)
+with open("/proc/self/mem", "rb") as mem:
+    mem.seek(start)
+    head = mem.read(32)
+minidumpkit.dump(os.getpid(), sys.argv[1], minidumpkit.DumpType.FULL, all_memory=True)
+print(hex(start), head.hex(), code.split()[-1])
+"""
+
+
+def test_self_dump_all_memory(tmp_path: Path) -> None:
+    """A process dumping itself (through the helper process) gets all_memory too."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "self.dmp"
+    proc = subprocess.run([sys.executable, "-c", SELF_DUMP, str(path)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    start, head, mapped = proc.stdout.split()
+    with minidumpkit.open_minidump(path) as d:
+        info = d.minidumpkit_info
+        assert info is not None and info.details["full_memory"] == "all_readable"
+        assert d.memory.read(int(start, 16), 32) == bytes.fromhex(head), mapped
+    assert lldb_read(path, int(start, 16), 32) == bytes.fromhex(head)
