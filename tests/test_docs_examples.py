@@ -50,6 +50,9 @@ MARKER = re.compile(r"<!--\s*doc-example:\s*([\w-]+)\s*-->")
 FENCE = re.compile(r"^(?P<indent>[ ]{0,3})```(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$",
                    re.S | re.M)
 RUN_LANGS = ("python", "console", "sh")
+# the start of a block that is an example whatever its label says
+CODE_LIKE = re.compile(r"\s*(import minidumpkit|from minidumpkit|mdk\.|\$ |minidumpkit |"
+                       r"python3? -m minidumpkit)")
 
 # Blocks that need Windows: (file, first line of code). The Wine suite runs them.
 WINDOWS_ONLY = {
@@ -107,6 +110,10 @@ def test_every_example_is_run_or_listed() -> None:
         assert b.marker in (None, "windows-only"), f"{b.where}: unknown marker {b.marker!r}"
         if b.marker == "windows-only":
             assert b.lang in RUN_LANGS, f"{b.where}: only code blocks are marked"
+    for b in ALL_BLOCKS:  # code in a block without a language would escape the run
+        if b.lang not in RUN_LANGS:
+            assert not CODE_LIKE.match(b.code), \
+                f"{b.where}: this looks like code; label the block python, console or sh"
     runnable = [b for b in ALL_BLOCKS if b.lang in RUN_LANGS and b.marker is None]
     assert len(runnable) >= 15, [b.where for b in runnable]
     print("\nnot run on Linux (the Wine suite runs them):")
