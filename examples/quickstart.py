@@ -43,8 +43,10 @@ def main() -> int:
             with mdk.open_minidump(path) as dump:
                 info = dump.system_info
                 print(f"system: {info.os} {info.cpu} ({info.csd_version})")
-                if dump.exception is not None:
-                    print(f"reason: {dump.exception.reason}")
+                exc = dump.exception
+                if exc is not None:  # a dump of a running process: requested, no crash
+                    why = f"requested by thread {exc.thread_id}" if exc.requested else "crash"
+                    print(f"reason: {exc.reason} ({why})")
                 for thread in dump.threads:
                     regs = thread.registers
                     print(f"thread {thread.thread_id:>7} {thread.name or '':<16} "

@@ -48,20 +48,29 @@ def test_info_json_matches_rust_minidump(name: str, capsys: pytest.CaptureFixtur
     assert data["process"]["pid"] == rust["pid"]
     crash = rust["crash_info"]
     if crash["type"] is None:
+        assert data["crash"] is None and data["requested"] is None
+    elif crash["type"] == "DUMP_REQUESTED":  # rust-minidump's "crashing" thread requested it
         assert data["crash"] is None
+        assert data["requested"]["reason"] == crash["type"]
+        assert h(data["requested"]["address"]) == h(crash["address"])
+        requesting = rust["threads"][crash["crashing_thread"]]["thread_id"]
+        assert data["requested"]["thread_id"] == requesting
+        assert [t["thread_id"] for t in data["threads"] if t["requesting"]] == [requesting]
+        assert not any(t["crashed"] for t in data["threads"])
     else:
         assert data["crash"]["reason"] == crash["type"]
         assert h(data["crash"]["address"]) == h(crash["address"])
         crashed = rust["threads"][crash["crashing_thread"]]["thread_id"]
         assert data["crash"]["thread_id"] == crashed
         assert [t["thread_id"] for t in data["threads"] if t["crashed"]] == [crashed]
+        assert data["requested"] is None and not any(t["requesting"] for t in data["threads"])
     assert [(t["thread_id"], t["name"]) for t in data["threads"]] == [
         (t["thread_id"], t["thread_name"]) for t in rust["threads"]]
     # top registers: the thread list's context, the exception's for the crashing thread
     contexts, exc = rust_contexts(name)
     pcs = {"rip", "eip"}
     for row, ctx in zip(data["threads"], contexts):
-        use = exc if row["crashed"] and exc is not None else ctx
+        use = exc if (row["crashed"] or row["requesting"]) and exc is not None else ctx
         pc_name = next(k for k in use if k in pcs)
         sp_name, fp_name = ("rsp", "rbp") if pc_name == "rip" else ("esp", "ebp")
         assert (h(row["pc"]), h(row["sp"]), h(row["fp"])) == (
@@ -94,12 +103,16 @@ def test_info_text(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert f"Threads ({rust['thread_count']})" in out
     assert f"Modules ({len(rust['modules'])})" in out
     for t in rust["threads"]:
-        assert re.search(rf"^  [* ] {t['thread_id']}\s", out, re.M), t["thread_id"]
+        assert re.search(rf"^  [*> ] {t['thread_id']}\s", out, re.M), t["thread_id"]
         if t["thread_name"]:
             assert t["thread_name"] in out
     for m in rust["modules"]:
         assert m["filename"] in out
-    if rust["crash_info"]["type"] is not None:
+    if rust["crash_info"]["type"] == "DUMP_REQUESTED":
+        requesting = rust["threads"][rust["crash_info"]["crashing_thread"]]["thread_id"]
+        assert f"crash      none: dump requested by thread {requesting} at " in out
+        assert re.search(rf"^  > {requesting}\s", out, re.M)
+    elif rust["crash_info"]["type"] is not None:
         assert f"crash      {rust['crash_info']['type']} at " in out
     else:
         assert "crash      none" in out

@@ -247,6 +247,22 @@ def test_dump_end_to_end(world: World, tmp_path: Path) -> None:
     assert 16 not in {k for k, _r, _o in dbg.answers}  # a live process: not asked
 
 
+def test_all_memory_is_dbghelps_full_memory(world: World, tmp_path: Path) -> None:
+    """all_memory=True asks dbghelp for exactly DumpType.FULL: its WithFullMemory already
+    copies every committed readable page; without WithFullMemory it is refused before
+    the process is opened."""
+    written = minidumpkit.Dumper(PID).write(tmp_path / "all.dmp", DumpType.FULL,
+                                            snapshot="never", all_memory=True)
+    assert written.read_bytes() == DUMP_BYTES
+    (call,) = world.dbg.calls
+    assert call["type"] == int(DumpType.FULL)
+    opened = len(world.k32.opened)
+    with pytest.raises(ValueError, match="WithFullMemory"):
+        minidumpkit.Dumper(PID).write(tmp_path / "mini.dmp", DumpType.MINI, all_memory=True)
+    assert len(world.k32.opened) == opened + 1  # Dumper() checked the target; write did not
+    assert leftovers(tmp_path) == ["all.dmp"]
+
+
 def test_default_answers_keep_prefilled_flags(world: World, tmp_path: Path) -> None:
     """Without callbacks, every thread and module keeps dbghelp's pre-filled flags."""
     minidumpkit.dump(PID, tmp_path / "b.dmp")

@@ -37,6 +37,7 @@ __all__ = [
     "Selection",
     "ThreadChoice",
     "VmArea",
+    "check_all_memory",
     "default_module_flags",
     "default_thread_flags",
     "select",
@@ -286,6 +287,24 @@ def bulk_copyable(region: Region) -> bool:
     return True
 
 
+def kernel_readable(region: Region) -> bool:
+    """Whether the kernel lets a debugger read ``region`` without side effects: readable,
+    not a device, [vvar] or [vsyscall], not VM_IO / VM_PFNMAP memory (which
+    /proc/PID/mem refuses). MADV_DONTDUMP does not matter here."""
+    if not dumpable(region):
+        return False
+    return not (isinstance(region, VmArea) and region.vm_flags & {"io", "pf"})
+
+
+def check_all_memory(all_memory: bool, dump_type: MiniDumpType) -> None:
+    """Refuse ``all_memory=True`` for a dump type it cannot widen (no WithFullMemory)."""
+    if not isinstance(all_memory, bool):
+        raise TypeError(f"all_memory must be True or False, not {all_memory!r}")
+    if all_memory and not dump_type & MiniDumpType.WithFullMemory:
+        raise ValueError(f"all_memory=True widens WithFullMemory, which dump type "
+                         f"0x{int(dump_type):x} does not have: use DumpType.FULL")
+
+
 def existing_pages(region: Region, start: int | None = None,
                    end: int | None = None) -> list[tuple[int, int]]:
     """The runs of pages of ``region`` (within ``[start, end)``) that exist."""
@@ -496,6 +515,9 @@ class Selection:
     memory64: list[MemoryRange] = dataclasses.field(default_factory=list)
     # modules a stack word points into (ScanMemory), by base address
     referenced_modules: frozenset[int] = frozenset()
+    # what WithFullMemory copied: "core_dump" (the OS's core-dump rules), "all_readable"
+    # (all_memory=True), None without WithFullMemory; recorded in the MinidumpkitInfo stream
+    full_memory: str | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -580,11 +602,13 @@ def _scan_pointers(memory: MemorySource, start: int, end: int, targets: _Pointer
 
 
 def select(capture: ProcessCapture, dump_type: MiniDumpType, policy: DumpPolicy,
-           checkpoint: Callable[[], None]) -> Selection:
+           checkpoint: Callable[[], None], *, all_memory: bool = False) -> Selection:
     """Ask ``policy`` every question, in dbghelp's order, and plan the dump.
 
     ``checkpoint`` polls cancellation (raising DumpCancelled); it runs before the
     first question, after the last one, and per chunk while stacks are scanned.
+    ``all_memory``: WithFullMemory copies every page the kernel can read, not only
+    what the OS's core dumper would write (see :func:`check_all_memory`).
     """
     policy.begin(capture)
     checkpoint()
@@ -645,8 +669,10 @@ def select(capture: ProcessCapture, dump_type: MiniDumpType, policy: DumpPolicy,
         planned = normalize([*planned, *indirect])
     selection.memory, more = cap_bytes(planned, policy.max_memory_bytes)
     selection.dropped += more
+    if dump_type & MiniDumpType.WithFullMemory:
+        selection.full_memory = "all_readable" if all_memory else "core_dump"
     if dump_type & BULK_TYPES:
-        bulk = _bulk_memory(index, module_choices, dump_type, policy)
+        bulk = _bulk_memory(index, module_choices, dump_type, policy, all_memory)
         checkpoint()
         selection.memory64 = subtract(normalize(bulk), normalize([*selection.memory, *holes]))
     return selection
@@ -667,9 +693,11 @@ def _file_backed(region: Region) -> bool:
 
 
 def _bulk_memory(index: RegionIndex, modules: Sequence[ModuleChoice], dump_type: MiniDumpType,
-                 policy: DumpPolicy) -> list[MemoryRange]:
+                 policy: DumpPolicy, all_memory: bool = False) -> list[MemoryRange]:
     """What the whole-region flags copy, region by region (IncludeVmRegionCallback asked
-    for each region with something to copy), only pages that exist."""
+    for each region with something to copy), only pages that exist. With ``all_memory``
+    WithFullMemory takes every region the kernel can read whole, MADV_DONTDUMP ones
+    and file mappings included, whatever the core-dump rules say."""
     data_spans: list[tuple[int, int]] = []
     code_spans: list[tuple[int, int]] = []
     for mc in modules:
@@ -684,12 +712,15 @@ def _bulk_memory(index: RegionIndex, modules: Sequence[ModuleChoice], dump_type:
     write_copy = dump_type & MiniDumpType.WithPrivateWriteCopyMemory
     out: list[MemoryRange] = []
     for r in index.regions:
-        if not bulk_copyable(r):
+        everything = bool(full) and all_memory and kernel_readable(r)
+        if not everything and not bulk_copyable(r):
             continue
         wanted: list[tuple[int, int]] = []
         file_backed = _file_backed(r)
         in_module = any(lo <= r.start < hi for lo, hi in data_spans + code_spans)
-        if full:
+        if everything:
+            wanted += existing_pages(r)
+        elif full:
             size = r.size
             if isinstance(r, VmArea) and r.core_dump_size is not None:
                 size = r.core_dump_size

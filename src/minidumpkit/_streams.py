@@ -499,6 +499,18 @@ class ExceptionInfo:
     reason: str
     crash_address: int
 
+    @property
+    def requested(self) -> bool:
+        """True when the dump was taken on request, not at a crash: Breakpad's
+        DUMP_REQUESTED convention (code 0xFFFFFFFF in a Linux/Android dump), which
+        minidumpkit, Breakpad and Crashpad write for a dump of a running process.
+        ``thread_id`` then names the requesting thread (a process dumping itself: the
+        thread that called ``dump``; another process: its main thread) and ``context``
+        its registers when the dump was taken. Stack walkers still label it
+        "crashed" (rust-minidump's minidump-stackwalk, Breakpad's minidump_stackwalk:
+        ``Crash reason: DUMP_REQUESTED``)."""
+        return self.reason == "DUMP_REQUESTED"
+
 
 # --- handles --------------------------------------------------------------------------
 

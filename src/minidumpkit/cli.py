@@ -116,10 +116,17 @@ def _parser() -> argparse.ArgumentParser:
     kind.add_argument("--triage", dest="type", action="store_const", const=DumpType.TRIAGE,
                       help="DumpType.TRIAGE: MINI reduced to what is safe to upload")
     kind.add_argument("--full", dest="type", action="store_const", const=DumpType.FULL,
-                      help="DumpType.FULL: all readable memory and the memory map (ProcDump -ma)")
+                      help="DumpType.FULL (ProcDump -ma): the memory map and, on Linux, the "
+                           "memory the kernel's core dump would hold (the target's "
+                           "coredump_filter; no MADV_DONTDUMP memory; by default no code or "
+                           "unwritten file mappings); with --all-memory every readable page")
     kind.add_argument("--type", dest="type", type=_dump_type_arg, metavar="NAME[,NAME...]",
                       help="any MiniDumpType combination, e.g. WithFullMemory,WithHandleData "
                            "or 0x1824")
+    dump.add_argument("--all-memory", action="store_true",
+                      help="WithFullMemory copies every readable page, code, file mappings and "
+                           "MADV_DONTDUMP memory included (all_memory=True); implies --full "
+                           "when no type is given")
     dump.add_argument("--progress", action="store_true",
                       help="draw a progress bar of the memory copied on stderr")
     return parser
@@ -130,13 +137,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "dump" and args.all_memory:
+            if args.type is None:
+                args.type = DumpType.FULL
+            elif not args.type & MiniDumpType.WithFullMemory:
+                parser.error("--all-memory widens WithFullMemory: use it with --full or a "
+                             "--type that includes WithFullMemory")
     except SystemExit as stop:  # argparse's way of reporting usage errors and --help
         return stop.code if isinstance(stop.code, int) else 2
     try:
         if args.command == "info":
             return _info(args.file, as_json=args.json, out=sys.stdout, err=sys.stderr)
         return _dump(args.pid, args.output, args.type, progress=args.progress,
-                     overwrite=args.overwrite, out=sys.stdout, err=sys.stderr)
+                     overwrite=args.overwrite, all_memory=args.all_memory,
+                     out=sys.stdout, err=sys.stderr)
     except BrokenPipeError:
         # the reader of our output went away (| head): not an error worth a traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -160,7 +174,8 @@ def default_dump_name(pid: int, now: datetime.datetime | None = None) -> str:
 
 
 def _dump(pid: int, output: str | None, dump_type: MiniDumpType | None, *,
-          out: TextIO, err: TextIO, progress: bool = False, overwrite: bool = False) -> int:
+          out: TextIO, err: TextIO, progress: bool = False, overwrite: bool = False,
+          all_memory: bool = False) -> int:
     import contextlib
 
     from . import _output
@@ -180,6 +195,8 @@ def _dump(pid: int, output: str | None, dump_type: MiniDumpType | None, *,
     import minidumpkit  # the dumper, and through it the platform backend, load only here
 
     kwargs: dict[str, Any] = {} if dump_type is None else {"type": dump_type}
+    if all_memory:
+        kwargs["all_memory"] = True
     bar: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if progress:
         from .progress import ProgressBar
@@ -254,7 +271,10 @@ class _Report:
         pid = self.section("process id", lambda: d.process_id, None)
         threads: list[Thread] = self.section("ThreadList", lambda: d.threads, [])
         modules: list[Module] = self.section("ModuleList", lambda: d.modules, [])
-        crashed = exc.thread_id if exc is not None else None
+        # A dump taken on request (DUMP_REQUESTED) names the requesting thread, which
+        # did not crash; stack walkers call it "crashed", we call it what it is.
+        requested = exc is not None and exc.requested
+        blamed = exc.thread_id if exc is not None else None
         ours = self.section("MinidumpkitInfo", lambda: d.minidumpkit_info, None)
 
         def regs(ctx: Context | None) -> dict[str, str | None]:
@@ -265,11 +285,14 @@ class _Report:
 
         thread_rows = []
         for t in threads:
-            # The crashing thread is shown at the fault, as debuggers and stackwalkers do.
-            use_exc = exc is not None and t.thread_id == crashed and exc.context is not None
+            # The crashing (requesting) thread is shown with the exception's registers, as
+            # debuggers and stackwalkers do.
+            use_exc = exc is not None and t.thread_id == blamed and exc.context is not None
             ctx = exc.context if use_exc and exc is not None else t.context
             thread_rows.append({
-                "thread_id": t.thread_id, "name": t.name, "crashed": t.thread_id == crashed,
+                "thread_id": t.thread_id, "name": t.name,
+                "crashed": t.thread_id == blamed and not requested,
+                "requesting": t.thread_id == blamed and requested,
                 "context": "exception" if use_exc else ("thread" if ctx is not None else None),
                 **regs(ctx),
                 "stack_start": _hex(t.stack_start), "stack_size": t.stack_size,
@@ -293,11 +316,15 @@ class _Report:
                 "capture": ours.capture_name, "pause_ns": ours.pause_ns,
                 "writer": ours.details.get("writer"),
             },
-            "crash": None if exc is None else {
+            "crash": None if exc is None or requested else {
                 "reason": exc.reason, "address": _hex(exc.crash_address),
                 "exception_address": _hex(exc.address), "code": _hex(exc.code),
                 "flags": _hex(exc.flags), "thread_id": exc.thread_id,
                 "parameters": [_hex(p) for p in exc.parameters],
+            },
+            "requested": None if exc is None or not requested else {
+                "reason": exc.reason, "address": _hex(exc.address), "code": _hex(exc.code),
+                "thread_id": exc.thread_id,
             },
             "threads": thread_rows,
             "modules": [{
@@ -367,8 +394,11 @@ def _print_text(data: dict[str, Any], out: TextIO) -> None:
     if ours is not None:
         w(f"  written by {ours['writer']}, capture {ours['capture']}, "
           f"target paused {ours['pause_ns'] / 1e6:.1f} ms")
-    crash = data["crash"]
-    if crash is None:
+    crash, requested = data["crash"], data["requested"]
+    if requested is not None:
+        w(f"  crash      none: dump requested by thread {requested['thread_id']} at "
+          f"{requested['address']} ({requested['reason']}, code {requested['code']})")
+    elif crash is None:
         w("  crash      none (no exception stream)")
     else:
         w(f"  crash      {crash['reason']} at {crash['address']} in thread {crash['thread_id']}"
@@ -377,7 +407,7 @@ def _print_text(data: dict[str, Any], out: TextIO) -> None:
     w()
     w(f"Threads ({len(data['threads'])}):")
     for t in data["threads"]:
-        mark = "*" if t["crashed"] else " "
+        mark = "*" if t["crashed"] else ">" if t["requesting"] else " "
         name = t["name"] or ""
         regs = "  ".join(f"{r} {t[r]}" for r in ("pc", "sp", "fp") if t[r] is not None)
         w(f"  {mark} {t['thread_id']:<8} {name:<20} {regs or '(no context)'}")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from . import _output
 from ._backends import load_backend
+from ._selection import check_all_memory
 from .callbacks import as_policy
 from .errors import UnsupportedError
 from .flags import (
@@ -102,7 +103,7 @@ class Dumper:
 
     def write(self, path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,
               callbacks: object = None, snapshot: SnapshotMode = "auto",
-              overwrite: bool = True) -> Path:
+              overwrite: bool = True, all_memory: bool = False) -> Path:
         """Write a minidump of the process to ``path`` and return it as a Path.
 
         ``path`` is checked before the process is touched: a directory, a missing or
@@ -126,12 +127,23 @@ class Dumper:
         raises :class:`~minidumpkit.snapshot.SnapshotRefused` (or AlreadyTraced) when
         it cannot; ``"never"`` always stops. The dump's MinidumpkitInfo stream
         records which was used.
+
+        ``all_memory``: with WithFullMemory (``DumpType.FULL``), copy every page the
+        kernel lets a debugger read, not only what the OS's own core dump would hold.
+        On Linux WithFullMemory alone follows the kernel's core-dump rules (the
+        target's coredump_filter, MADV_DONTDUMP: by default code and unwritten file
+        mappings are left out); ``all_memory=True`` adds them. On Windows dbghelp's
+        WithFullMemory already copies everything, so it changes nothing there. A dump
+        type without WithFullMemory raises ValueError. See docs/dump-types.md.
         """
         if snapshot not in ("auto", "always", "never"):
             raise ValueError(f"snapshot must be 'auto', 'always' or 'never', not {snapshot!r}")
         dump_type = coerce_dump_type(type)
+        check_all_memory(all_memory, dump_type)
         policy = as_policy(callbacks)  # a wrong type fails here, before any file exists
         dest = _output.destination(path, overwrite=overwrite)  # before the target is touched
+        # (only when asked: backends written to the older protocol keep working)
+        options: dict[str, bool] = {"all_memory": True} if all_memory else {}
         if self._use_snapshot(snapshot, dump_type):
             from .snapshot import SnapshotRefused
 
@@ -142,11 +154,13 @@ class Dumper:
                     raise
             else:
                 with snap:
-                    final = snap.write(dest, dump_type, callbacks=policy, close=True)
+                    final = snap.write(dest, dump_type, callbacks=policy, close=True,
+                                       all_memory=all_memory)
                     self.last_times = snap.last_times
                 return final
         with _output.open_output(dest) as out:
-            self.last_times = self._backend.write_dump(self.pid, out, dump_type, policy=policy)
+            self.last_times = self._backend.write_dump(self.pid, out, dump_type, policy=policy,
+                                                       **options)
         return Path(dest.written or dest.path)
 
     def _use_snapshot(self, mode: SnapshotMode, dump_type: MiniDumpType) -> bool:
@@ -163,9 +177,9 @@ class Dumper:
 
 def dump(pid: int, path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,
          callbacks: object = None, snapshot: SnapshotMode = "auto",
-         overwrite: bool = True) -> Path:
+         overwrite: bool = True, all_memory: bool = False) -> Path:
     """Write a minidump of process ``pid`` to ``path``: ``Dumper(pid).write(path, type)``,
     with ``path`` checked first (see :meth:`Dumper.write`)."""
     dest = _output.destination(path, overwrite=overwrite)
     return Dumper(pid).write(dest, type, callbacks=callbacks, snapshot=snapshot,
-                             overwrite=overwrite)
+                             overwrite=overwrite, all_memory=all_memory)

@@ -69,8 +69,15 @@ class DumpType:
         handles, with module paths reduced to file names, stack words that are not
         pointers zeroed and optional memory dropped (dbghelp's FilterTriage idea).
     FULL
-        Every readable byte of the process plus the full memory map, handles,
-        thread info and unloaded modules: ProcDump ``-ma``.
+        WithFullMemory plus the full memory map, handles, thread info and unloaded
+        modules: ProcDump ``-ma``. On Windows dbghelp copies every committed readable
+        page. On Linux WithFullMemory copies what the kernel's own core dump of the
+        process would hold: the target's ``/proc/PID/coredump_filter`` applied as the
+        kernel does (by default anonymous and shared memory, file mappings that were
+        written, the first page of each ELF file; no program or library code, no
+        unwritten file mappings) and nothing marked ``MADV_DONTDUMP``. Pass
+        ``all_memory=True`` to ``dump``/``Dumper.write``/``Snapshot.write`` (CLI
+        ``--all-memory``) for every readable page; see docs/dump-types.md.
     """
 
     MINI = (MiniDumpType.Normal | MiniDumpType.WithThreadInfo | MiniDumpType.WithHandleData

@@ -158,7 +158,7 @@ class SnapshotBackend(Protocol):
     def va_space(self) -> list[SnapshotVaRegion]: ...
     def process_info(self) -> SnapshotProcessInfo: ...
     def write(self, out: IO[bytes], dump_type: MiniDumpType, policy: Any, *,
-              last: bool = False) -> object: ...
+              last: bool = False, all_memory: bool = False) -> object: ...
     def close(self) -> None: ...
 
 
@@ -188,7 +188,8 @@ class Snapshot(Closeable):
 
     def _live(self) -> SnapshotBackend:
         if self._impl is None:
-            raise ValueError("the snapshot is closed")
+            raise ValueError("the snapshot is closed (by close(), the end of its `with` "
+                             "block, or write(..., close=True)): take a new one")
         return self._impl
 
     @property
@@ -221,11 +222,14 @@ class Snapshot(Closeable):
         return self._live().process_info()
 
     def write(self, path: str | os.PathLike[str], type: int | MiniDumpType = DumpType.MINI, *,
-              callbacks: object = None, close: bool = False, overwrite: bool = True) -> Path:
+              callbacks: object = None, close: bool = False, overwrite: bool = True,
+              all_memory: bool = False) -> Path:
         """Write a minidump of the snapshot to ``path`` (atomically) and return it.
 
         ``path`` and ``overwrite`` follow :meth:`minidumpkit.Dumper.write`: the path is
         checked first, only a regular file the caller may write is replaced.
+        ``all_memory=True`` (with WithFullMemory): every readable page, as
+        :meth:`minidumpkit.Dumper.write`.
 
         ``close=True`` makes this the snapshot's last dump: it is freed when the write
         returns or raises, and on Linux a VA-clone snapshot gives each part of its
@@ -234,18 +238,22 @@ class Snapshot(Closeable):
         target's pages; see docs/snapshots.md). Use it for a single big dump.
         """
         from . import _output
+        from ._selection import check_all_memory
         from .callbacks import as_policy
 
         impl = self._live()
         try:
             dump_type = coerce_dump_type(type)
+            check_all_memory(all_memory, dump_type)
             policy = as_policy(callbacks)
             dest = _output.destination(path, overwrite=overwrite)
+            # (``last`` and ``all_memory`` only when asked: a backend written to the older
+            # protocol still works for every other write)
+            options: dict[str, bool] = {"last": True} if close else {}
+            if all_memory:
+                options["all_memory"] = True
             with _output.open_output(dest) as out:
-                # (``last`` only when asked: a backend written to the older protocol
-                # still works for every other write)
-                self.last_times = (impl.write(out, dump_type, policy, last=True) if close
-                                   else impl.write(out, dump_type, policy))
+                self.last_times = impl.write(out, dump_type, policy, **options)
         finally:
             if close:
                 self.close()

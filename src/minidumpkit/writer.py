@@ -513,6 +513,7 @@ class _Job:
             "writer": f"minidumpkit {__version__}",
             "dump_type": flag_names(self.dump_type),
             "capture": _CAPTURE_NAMES.get(c.capture_method, str(c.capture_method)),
+            "full_memory": sel.full_memory,
             "memory": {
                 "ranges": len(self.descriptors),
                 "bytes": sum(d.size for d in self.descriptors),

@@ -413,9 +413,11 @@ class LinuxSnapshot:
         }
 
     def write(self, out: IO[bytes], dump_type: MiniDumpType,
-              policy: DumpPolicy | None, *, last: bool = False) -> linux.DumpTimes:
+              policy: DumpPolicy | None, *, last: bool = False,
+              all_memory: bool = False) -> linux.DumpTimes:
         """Write a dump of the snapshot to ``out``. ``last``: no dump will follow, so
-        the clone's pages are given back as the bulk memory is written."""
+        the clone's pages are given back as the bulk memory is written. ``all_memory``:
+        WithFullMemory copies every readable page (see ``_selection.select``)."""
         from ..writer import SUPPORTED_TYPES, flag_names, write_minidump
 
         self._check_open()
@@ -443,7 +445,7 @@ class LinuxSnapshot:
         if policy is None:
             policy = DumpPolicy()
         checkpoint = linux._Planned(policy).checkpoint
-        sel = select(view, dump_type, policy, checkpoint)
+        sel = select(view, dump_type, policy, checkpoint, all_memory=all_memory)
         clone_mem = self._clone_memory
         if last and clone_mem is not None:
             clone_mem.releasing = True

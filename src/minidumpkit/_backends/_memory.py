@@ -196,7 +196,10 @@ def annotate(pid: int, regions: Iterable[Region], *, elf_starts: frozenset[int] 
             written: tuple[tuple[int, int], ...] | None = None
             readable = r.readable and "io" not in flags
             file_pages = maps_regular_file(r)
-            if readable and not file_pages and entry is not None and fd is not None:
+            # the vDSO's pages always exist (the kernel's own code and data), but a
+            # clone's page tables do not show them: fork copies none for it
+            whole = file_pages or r.path == "[vdso]"
+            if readable and not whole and entry is not None and fd is not None:
                 resident = entry.rss + entry.swap
                 if resident == 0:
                     pages = ()

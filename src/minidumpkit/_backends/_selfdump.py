@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -72,8 +73,10 @@ def _package_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def dump_self(out: BinaryIO, dump_type: MiniDumpType) -> DumpTimes:
-    """Write a minidump of the calling process to ``out`` through a helper process."""
+def dump_self(out: BinaryIO, dump_type: MiniDumpType, *, all_memory: bool = False) -> DumpTimes:
+    """Write a minidump of the calling process to ``out`` through a helper process.
+
+    The calling thread is recorded as the one that requested the dump."""
     from .linux import DumpTimes
 
     out.flush()
@@ -82,7 +85,7 @@ def dump_self(out: BinaryIO, dump_type: MiniDumpType) -> DumpTimes:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "minidumpkit._backends._selfdump", str(os.getpid()), str(fd),
-         str(int(dump_type))],
+         str(int(dump_type)), str(threading.get_native_id()), str(int(all_memory))],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         pass_fds=(fd,), env=env)
     told_yama = False
@@ -143,6 +146,7 @@ def _rebuild(report: dict[str, object]) -> BaseException:
 
 def _helper_main(argv: list[str]) -> int:
     pid, fd, dump_type = int(argv[0]), int(argv[1]), MiniDumpType(int(argv[2]))
+    requesting_tid, all_memory = int(argv[3]), argv[4] == "1"
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # unwinds through ProcessStop, which detaches
@@ -154,7 +158,8 @@ def _helper_main(argv: list[str]) -> int:
         from .linux import write_dump
 
         with os.fdopen(fd, "r+b", closefd=False) as out:
-            times = write_dump(pid, out, dump_type)
+            times = write_dump(pid, out, dump_type, all_memory=all_memory,
+                               requesting_tid=requesting_tid)
             out.flush()
         report = {"threads": times.threads, "stop_ns": times.stop_ns, "pause_ns": times.pause_ns}
     except KeyboardInterrupt:

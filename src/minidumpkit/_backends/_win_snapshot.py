@@ -458,11 +458,12 @@ class WindowsSnapshotBackend:
         return self.snapshot.process_info()
 
     def write(self, out: IO[bytes], dump_type: MiniDumpType, policy: Any, *,
-              last: bool = False) -> windows.WindowsDumpTimes:
+              last: bool = False, all_memory: bool = False) -> windows.WindowsDumpTimes:
         """``policy`` is what Snapshot.write made of ``callbacks=``; dbghelp asks the
         user's DumpCallbacks itself (a bare Linux DumpPolicy is refused). ``last``
         changes nothing here: dbghelp reads the snapshot whole, and Snapshot.write
-        frees it (PssFreeSnapshot) afterwards."""
+        frees it (PssFreeSnapshot) afterwards. Nor does ``all_memory``: dbghelp's
+        WithFullMemory already copies every committed readable page."""
         return self.snapshot.write_to(out, dump_type, windows.callbacks_from_policy(policy))
 
     def close(self) -> None:

@@ -741,10 +741,13 @@ def _raw_streams(pid: int, maps: bytes, auxv: bytes,
 
 
 def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
-            dump_type: MiniDumpType, machine: dict[int, bytes] | None = None) -> ProcessCapture:
+            dump_type: MiniDumpType, machine: dict[int, bytes] | None = None, *,
+            requesting_tid: int | None = None) -> ProcessCapture:
     """Fill a ProcessCapture of ``pid``, whose threads ``stop`` holds stopped.
 
-    ``machine`` is :func:`machine_streams` read beforehand (read now if None)."""
+    ``machine`` is :func:`machine_streams` read beforehand (read now if None).
+    ``requesting_tid``: the thread that asked for the dump (a process dumping itself);
+    the exception stream names it (Breakpad's DUMP_REQUESTED). Default: the main thread."""
     maps = _procfs.read_bytes(f"/proc/{pid}/maps", pid)
     regions = _procfs.parse_maps(maps.decode("utf-8", "surrogateescape"))
     auxv_raw = _procfs.read_bytes(f"/proc/{pid}/auxv", pid)
@@ -764,7 +767,7 @@ def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
         threads = [dataclasses.replace(t, xstate=_xstate(stop, t.tid)) for t in threads]
     proc_stat = _procfs.read_stat(pid)
     ticks = _procfs.clock_ticks()
-    blamed = threads[0]
+    blamed = next((t for t in threads if t.tid == requesting_tid), threads[0])
     pages = _PageReader(memory)
     modules = _modules(regions, auxv, pages)
     if dump_type & BULK_TYPES:  # which pages exist, what the kernel would dump (smaps, pagemap)
@@ -811,7 +814,8 @@ SNAPSHOT_LIMIT = 64 << 20
 
 
 def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
-               policy: DumpPolicy | None = None) -> DumpTimes:
+               policy: DumpPolicy | None = None, all_memory: bool = False,
+               requesting_tid: int | None = None) -> DumpTimes:
     """Write a minidump of ``pid`` to ``out`` (a seekable binary file).
 
     The target is stopped while its threads, /proc state and memory are captured and
@@ -820,6 +824,8 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     read into a snapshot during the stop and the file is written after the release;
     otherwise the file is written while the target is held. ``pid`` may name a
     thread; its process is dumped. ``policy`` answers the writer's questions.
+    ``all_memory``: WithFullMemory copies every readable page, not only what the
+    kernel's core dump would hold. ``requesting_tid``: see :func:`capture`.
     """
     from ..writer import SUPPORTED_TYPES, flag_names, write_minidump
 
@@ -842,7 +848,7 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
                 "by a helper process); dump from another process, or pass callbacks=None")
         from . import _selfdump
 
-        return _selfdump.dump_self(out, dump_type)
+        return _selfdump.dump_self(out, dump_type, all_memory=all_memory)
     try:
         stat: _procfs.Stat | None = _procfs.read_stat(pid)
     except ProcessError:
@@ -858,11 +864,11 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     stats: object = None
     with ProcessMemory(pid) as memory:
         with stop:
-            cap = capture(pid, stop, memory, dump_type, machine)
+            cap = capture(pid, stop, memory, dump_type, machine, requesting_tid=requesting_tid)
             job = _Planned(policy)
             recording = _RecordingMemory(memory)
             cap.memory = recording
-            sel = select(cap, dump_type, policy, job.checkpoint)
+            sel = select(cap, dump_type, policy, job.checkpoint, all_memory=all_memory)
             if sel.total_bytes <= SNAPSHOT_LIMIT:
                 cap.memory = snapshot_selection(memory, sel, recording.blocks)
                 cap.pause_ns = time.perf_counter_ns() - stop.stop_started_ns

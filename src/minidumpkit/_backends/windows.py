@@ -185,8 +185,12 @@ def write_from_handle(api: WinApi, hprocess: Any, pid: int, out: IO[bytes],
 
 
 def write_dump(pid: int, out: IO[bytes], dump_type: int | MiniDumpType, *,
-               policy: object = None, api: WinApi | None = None) -> WindowsDumpTimes:
-    """Write a minidump of ``pid`` into ``out`` (an open, seekable binary file)."""
+               policy: object = None, api: WinApi | None = None,
+               all_memory: bool = False) -> WindowsDumpTimes:
+    """Write a minidump of ``pid`` into ``out`` (an open, seekable binary file).
+
+    ``all_memory`` changes nothing: dbghelp's WithFullMemory already copies every
+    committed readable page, image and mapped-file memory included."""
     if isinstance(pid, bool) or not isinstance(pid, int):
         raise TypeError(f"pid must be an int, not {type(pid).__name__}")
     dump_type = coerce_dump_type(dump_type)
