@@ -52,8 +52,9 @@ def module_names(path: Path) -> list[str]:
 
 def test_dump_a_child(child: subprocess.Popen[bytes], tmp_path: Path) -> None:
     """MINI and FULL dumps of a child: readable, its threads and ntdll/python present."""
-    for kind in (DumpType.MINI, DumpType.FULL):
-        path = mdk.dump(child.pid, tmp_path / f"{kind.name}.dmp", kind)
+    # not kind.name: a combined flag's name holds "|", which Windows file names refuse
+    for label, kind in (("mini", DumpType.MINI), ("full", DumpType.FULL)):
+        path = mdk.dump(child.pid, tmp_path / f"{label}.dmp", kind)
         dump = mdk.open_minidump(path)
         assert len(dump.threads) >= 4
         names = module_names(path)
