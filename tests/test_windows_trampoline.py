@@ -346,8 +346,15 @@ def test_every_callback_type_through_c(harness: Any, placement: str) -> None:
         # IncludeVmRegion: the pre-filled region is read, Continue answers
         region = meminfo(BaseAddress=0x20000, AllocationBase=0x10000, AllocationProtect=0x40,
                          RegionSize=0x3000, State=0x1000, Protect=0x04, Type=0x20000)
+        # include_vm_region False: RegionSize = 0 leaves it out, Continue = TRUE goes on
+        # (Continue = FALSE would fail the dump: MINIDUMP_CALLBACK_OUTPUT's documentation)
+        left_out = meminfo(BaseAddress=0x20000, AllocationBase=0x10000, AllocationProtect=0x40,
+                           RegionSize=0, State=0x1000, Protect=0x04, Type=0x20000)
         assert run(ins.make(CT.IncludeVmRegionCallback), expect(VmRegion=region)) == (
-            1, expect(VmRegion=region, Continue=0))
+            1, expect(VmRegion=left_out, Continue=1))
+        # dbghelp asks twice per region: the same answer, the user asked once
+        assert run(ins.make(CT.IncludeVmRegionCallback), expect(VmRegion=region)) == (
+            1, expect(VmRegion=left_out, Continue=1))
         # ReadMemoryFailure: S_OK, go on
         assert run(ins.make(CT.ReadMemoryFailureCallback, {
             "ReadMemoryFailure.Offset": 0x30000, "ReadMemoryFailure.Bytes": 4096,

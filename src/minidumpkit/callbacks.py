@@ -341,7 +341,10 @@ class DumpCallbacks:
         WithPrivateReadWriteMemory ...) is copied. Default: True.
 
         Not called for dump types that copy no whole region (DumpType.MINI on
-        Linux); stacks and :meth:`memory` ranges never go through it.
+        Linux); stacks and :meth:`memory` ranges never go through it. On Windows
+        it is asked once per region (dbghelp asks twice; the second question gets
+        the same answer), and False sets the proposed region's size to 0, which is
+        how dbghelp leaves a region out.
         """
         return True
 

@@ -86,8 +86,9 @@ DEFAULT_ANSWERS: dict[CallbackType, str] = {
     CallbackType.WriteKernelMinidumpCallback: "Handle = NULL; FALSE (no kernel minidump)",
     CallbackType.KernelMinidumpStatusCallback: "output untouched; FALSE",
     CallbackType.RemoveMemoryCallback: "one remove_memory() range per call; FALSE when none left",
-    CallbackType.IncludeVmRegionCallback: "VmRegion as pre-filled, Continue = include_vm_region(); "
-                                          "TRUE",
+    CallbackType.IncludeVmRegionCallback: "Continue = TRUE; VmRegion as pre-filled if "
+                                          "include_vm_region(), else its RegionSize = 0 (left "
+                                          "out); TRUE. Asked once per region",
     CallbackType.IoStartCallback: "Status untouched (S_FALSE would hand the file I/O to "
                                   "the callback); TRUE",
     CallbackType.IoWriteAllCallback: "Status untouched; FALSE (only sent after IoStart S_FALSE)",
@@ -116,7 +117,7 @@ STOP_ANSWERS: dict[CallbackType, str] = {
     CallbackType.ModuleCallback: "ModuleWriteFlags = 0; TRUE",
     CallbackType.MemoryCallback: "MemoryBase = MemorySize = 0; FALSE",
     CallbackType.RemoveMemoryCallback: "MemoryBase = MemorySize = 0; FALSE",
-    CallbackType.IncludeVmRegionCallback: "Continue = FALSE; TRUE",
+    CallbackType.IncludeVmRegionCallback: "Continue = FALSE (the dump stops); TRUE",
     CallbackType.ReadMemoryFailureCallback: "Status = HRESULT_FROM_WIN32(ERROR_CANCELLED); TRUE",
 }
 
@@ -146,6 +147,7 @@ class Trampoline:
         self.counts: dict[int, int] = {}
         self._memory: deque[tuple[int, int]] | None = None
         self._remove: deque[tuple[int, int]] | None = None
+        self._regions: dict[tuple[int, int], bool] = {}  # include_vm_region's answers
         self._keep: tuple[Any, Any, Any] | None = None
 
     # --- lifetime ----------------------------------------------------------------------
@@ -255,11 +257,19 @@ class Trampoline:
                 self._remove = _pieces(_answer_ranges(cb.remove_memory(), "remove_memory"))
             return _next_range(self._remove, out)
         if kind == CallbackType.IncludeVmRegionCallback:
+            # Microsoft's documentation: RegionSize = 0 leaves the region out, while
+            # Continue = FALSE stops the dump (MiniDumpWriteDump fails). dbghelp asks
+            # twice per region in its full-memory pass: the user is asked once.
             info = md.MemoryInfo.unpack_from(bytes(ffi.buffer(ffi.addressof(out, "VmRegion"),
                                                               md.MemoryInfo.SIZE)))
-            keep = _answer_bool(cb.include_vm_region(VmRegion.from_memory_info(info)),
-                                "include_vm_region")
-            out.Continue = int(keep)
+            key = (info.base_address, info.region_size)
+            keep = self._regions.get(key)
+            if keep is None:
+                keep = self._regions[key] = _answer_bool(
+                    cb.include_vm_region(VmRegion.from_memory_info(info)), "include_vm_region")
+            if not keep:
+                out.VmRegion.RegionSize = 0
+            out.Continue = 1
             return 1
         if kind == CallbackType.ReadMemoryFailureCallback:
             r = inp.ReadMemoryFailure
