@@ -18,9 +18,14 @@ Consequences of the answers:
 * IoStart answered TRUE with Status = S_FALSE: the file I/O goes through
   IoWriteAll (12) / IoFinish (13) callbacks; one not answered TRUE + S_OK fails the
   dump (measured: the dump fails, E_FAIL).
-* VmStart answered TRUE with S_FALSE: every memory read goes to VmPreRead (19);
-  unanswered, the read fails: a MINI "succeeds" with 0 memory ranges, a FULL fails
-  with HRESULT_FROM_WIN32(ERROR_PARTIAL_COPY) (measured).
+* VmStart answered TRUE with S_FALSE: every memory read goes to VmPreRead (19), then
+  VmPostRead (20), whose input Status is the pre-read's (E_NOTIMPL when it was not
+  answered). VmPostRead answered TRUE: its output Status decides, and a failure drops
+  the range from a MINI (which then "succeeds" with 0 memory ranges) and fails a FULL
+  with HRESULT_FROM_WIN32(ERROR_PARTIAL_COPY) (measured with the trampoline's old
+  answers: pre-read untouched + FALSE, post-read TRUE with Status = its input's).
+  VmPostRead answered FALSE: dbgcore reads the memory itself and the dump is right
+  (measured with S_FALSE to VmStart only and today's answers).
 * IsProcessSnapshot S_FALSE: hProcess is read as an HPSS (documented; Microsoft's
   snapshot example).
 * Cancel TRUE with Cancel = TRUE: fails with HRESULT_FROM_WIN32(ERROR_CANCELLED)
@@ -58,7 +63,7 @@ import minidumpkit
 from minidumpkit import dumper as dumper_mod
 from minidumpkit._backends import _win_snapshot, windows
 from minidumpkit._backends import _win_trampoline as tr
-from minidumpkit.callbacks import CallbackModule, CallbackThread, DumpCallbacks
+from minidumpkit.callbacks import CallbackModule, CallbackThread, DumpCallbacks, VmRegion
 from minidumpkit.errors import DumpCancelled, ProcessError
 from minidumpkit.flags import CallbackType as CT
 from minidumpkit.flags import DumpType, ModuleWriteFlags, ThreadWriteFlags
@@ -236,12 +241,21 @@ class FakeDbgCore:
                 ret, out = self.ask(info, ins.make(CT.VmPreReadCallback, {
                     "VmPreRead.Offset": base, "VmPreRead.Size": size}, placement="msvc"),
                     _out(Status=E_NOTIMPL))
-                if not (ret and _u32(out, "VmReadStatus") == S_OK
-                        and _u32(out, "VmReadBytesCompleted") == size):
+                status = _u32(out, "VmReadStatus") if ret else E_NOTIMPL
+                done = _u32(out, "VmReadBytesCompleted") if ret else 0
+                ret, out = self.ask(info, ins.make(CT.VmPostReadCallback, {
+                    "VmPostRead.Offset": base, "VmPostRead.Size": size,
+                    "VmPostRead.Completed": done, "VmPostRead.Status": status},
+                    placement="msvc"), _out(Status=E_NOTIMPL))
+                if ret and _u32(out, "Status") != S_OK:
                     if full:
                         raise Failed(PARTIAL_COPY)
                     continue  # a MINI drops the range and "succeeds"
-            elif UNREADABLE[0] <= base < UNREADABLE[0] + UNREADABLE[1]:
+                if ret:
+                    memory.append([base, size])
+                    continue
+                # FALSE: dbgcore reads it itself, below
+            if UNREADABLE[0] <= base < UNREADABLE[0] + UNREADABLE[1]:
                 ret, out = self.ask(info, ins.make(CT.ReadMemoryFailureCallback, {
                     "ReadMemoryFailure.Offset": base, "ReadMemoryFailure.Bytes": size,
                     "ReadMemoryFailure.FailureStatus": PARTIAL_COPY}, placement="msvc"),
@@ -351,7 +365,7 @@ def test_callbacks_filter_add_cancel(ms: MsWorld, tmp_path: Path) -> None:
         def memory(self) -> list[tuple[int, int]]:
             return [(0x4000_0000, 0x100), (UNREADABLE[0], 0x10)]
 
-        def include_vm_region(self, region: Any) -> bool:
+        def include_vm_region(self, region: VmRegion) -> bool:
             return region.base != REGIONS[1][0]
 
     dump = read(minidumpkit.dump(PID, tmp_path / "f.dmp", DumpType.MINI, callbacks=Filter()))
@@ -437,23 +451,32 @@ def test_snapshot_write_answers_s_false(ms: MsWorld, tmp_path: Path) -> None:
 # --- the stand-in tells the old (wrong) answers apart -----------------------------------------
 
 def _old_system_answer(self: tr.Trampoline, kind: int, inp: Any, out: Any) -> int:
-    """What the trampoline answered before issue 12: S_FALSE to IoStart and VmStart."""
+    """What the trampoline answered before issue 12 (the parts that matter here)."""
     if kind == CT.IsProcessSnapshotCallback:
         out.Status = S_FALSE if self.snapshot else S_OK
         return 1
     if kind in (CT.IoStartCallback, CT.VmStartCallback):
         out.Status = S_FALSE
         return 1
+    if kind in (CT.IoWriteAllCallback, CT.IoFinishCallback):
+        out.Status = E_NOTIMPL - (1 << 32)
+        return 0
+    if kind == CT.VmPreReadCallback:
+        out.VmReadStatus = E_NOTIMPL - (1 << 32)
+        return 0
+    if kind == CT.VmPostReadCallback:
+        out.Status = inp.VmPostRead.Status
+        return 1
     return 0
 
 
 @pytest.mark.parametrize("which", [CT.IoStartCallback, CT.VmStartCallback])
-def test_s_false_to_a_takeover_question_breaks_the_dump(ms: MsWorld, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch,
-                                                        which: CT) -> None:
+def test_the_old_answers_break_the_dump(ms: MsWorld, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch, which: CT) -> None:
     """Proof that the stand-in discriminates: with S_FALSE to IoStart the dump fails
-    (E_FAIL, IoWriteAll unanswered); with S_FALSE to VmStart only, a MINI 'succeeds'
-    with no memory at all and a FULL fails with ERROR_PARTIAL_COPY, as dbgcore did."""
+    (E_FAIL, IoWriteAll unanswered); with S_FALSE to VmStart and the old VmPostRead
+    answer, a MINI 'succeeds' with no memory at all and a FULL fails with
+    ERROR_PARTIAL_COPY, as dbgcore did."""
     def old(self: tr.Trampoline, kind: int, inp: Any, out: Any) -> int:
         if kind in (CT.IoStartCallback, CT.VmStartCallback) and kind != which:
             return 1  # only the one under test answered the old way
@@ -473,3 +496,21 @@ def test_s_false_to_a_takeover_question_breaks_the_dump(ms: MsWorld, tmp_path: P
         assert getattr(caught.value, "hresult", None) == PARTIAL_COPY
         assert caught.value.winerror == 299  # type: ignore[attr-defined]
     assert not (tmp_path / "io.dmp").exists() and not (tmp_path / "vmfull.dmp").exists()
+
+
+def test_vm_start_s_false_with_todays_read_answers_falls_back(ms: MsWorld, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """Even if VmStart were answered S_FALSE, today's FALSE to VmPreRead/VmPostRead lets
+    dbgcore read the memory itself (as measured on the real one): the dump is whole."""
+    real = tr.Trampoline._system_answer
+
+    def vm_start_s_false(self: tr.Trampoline, kind: int, inp: Any, out: Any) -> int:
+        if kind == CT.VmStartCallback:
+            out.Status = S_FALSE
+            return 1
+        return real(self, kind, inp, out)
+
+    monkeypatch.setattr(tr.Trampoline, "_system_answer", vm_start_s_false)
+    assert read(minidumpkit.dump(PID, tmp_path / "vm.dmp"))["memory"] == STACKS
+    assert ms.types().count(CT.VmPostReadCallback) == len(THREADS)
