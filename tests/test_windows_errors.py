@@ -11,7 +11,10 @@ OSError with that winerror carries on Windows.
 from __future__ import annotations
 
 import errno
+import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -155,23 +158,64 @@ def test_filename_appears_in_the_message() -> None:
     assert "'C:\\\\out.dmp'" in str(exc)
 
 
-def test_errno_table_follows_cpython() -> None:
-    """Spot checks against PC/errmap.h (CPython's winerror_to_errno)."""
-    assert w.winerror_to_errno(2) == errno.ENOENT
-    assert w.winerror_to_errno(5) == errno.EACCES
-    assert w.winerror_to_errno(6) == errno.EBADF
-    assert w.winerror_to_errno(8) == errno.ENOMEM
-    assert w.winerror_to_errno(87) == errno.EINVAL
-    assert w.winerror_to_errno(112) == errno.ENOSPC
-    assert w.winerror_to_errno(183) == errno.EEXIST
-    assert w.winerror_to_errno(0x80070005) == errno.EACCES  # FACILITY_WIN32 unwrapped
-    assert w.winerror_to_errno(1223) == errno.EINVAL  # unlisted
+ERRMAP = json.loads((Path(__file__).parent / "data" / "cpython-errmap.json").read_text())
 
 
-def test_last_error_needs_windows() -> None:
-    """The default getter reads cffi's saved GetLastError, which exists on Windows only."""
-    with pytest.raises(AttributeError):
-        w.last_error()
+def errmap_errno(code: int) -> int:
+    """PC/errmap.h's winerror_to_errno, evaluated from the data file (tests/data)."""
+    code &= 0xFFFFFFFF
+    if (code & 0xFFFF0000) == 0x80070000:
+        code &= 0xFFFF
+    low, high = ERRMAP["winsock"]["range"]
+    if low <= code < high:
+        return code - 10000 if code in ERRMAP["winsock"]["minus_10000"] else code
+    values = ERRMAP["errno_values_msvc"]
+    for name, codes in ERRMAP["cases"].items():
+        if code in codes:
+            return int(values[name])
+    return int(values[ERRMAP["default"]])
+
+
+ALL_CODES = [*range(0, 0x10000), *(0x80070000 | c for c in range(0, 0x10000, 7)),
+             0x80004005, 0x80004001, 0x8007FFFF, 0xC0000005, -2147024891, -2147467259]
+
+
+def test_errno_table_equals_cpython_errmap() -> None:
+    """winerror_to_errno equals CPython's PC/errmap.h (tests/data/cpython-errmap.json) for
+    every 16-bit code, FACILITY_WIN32 HRESULTs (unsigned and signed) and other HRESULTs:
+    the Microsoft C runtime's errno numbers, e.g. WAIT_TIMEOUT (258) -> 138, not
+    errno.ETIMEDOUT (110 on Linux, WSAETIMEDOUT 10060 in Windows CPython's errno module)."""
+    bad = [(c, w.winerror_to_errno(c), errmap_errno(c)) for c in ALL_CODES
+           if w.winerror_to_errno(c) != errmap_errno(c)]
+    assert bad == []
+    assert (w.winerror_to_errno(258), w.winerror_to_errno(145), w.winerror_to_errno(1113)) == (
+        138, 41, 42)
+    assert (w.winerror_to_errno(10060), w.winerror_to_errno(10013)) == (10060, 13)
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="compares with Windows CPython's OSError")
+def test_errno_table_equals_windows_cpython() -> None:  # pragma: no cover - Windows only
+    """On Windows: the errno CPython itself computes from winerror, for every code."""
+    codes = [c if c < 0x80000000 else c - (1 << 32) for c in ALL_CODES if c >= 0]
+    bad = [(c, w.winerror_to_errno(c), OSError(None, "x", None, c).errno) for c in codes
+           if w.winerror_to_errno(c) != OSError(None, "x", None, c).errno]
+    assert bad == []
+
+
+def test_last_error_reads_cffis_saved_last_error() -> None:
+    """The default getter reads cffi's saved GetLastError: off Windows cffi has no
+    getwinerror (AttributeError); on Windows it is the last error of the latest cffi call."""
+    if sys.platform != "win32":
+        with pytest.raises(AttributeError):
+            w.last_error()
+        return
+    from minidumpkit._ffi import kernel32  # pragma: no cover - Windows only
+
+    lib = kernel32.load()
+    lib.SetLastError(1234)
+    assert w.last_error() == 1234
+    assert not lib.DeleteFileW("C:\\minidumpkit-no-such-dir\\x.dmp")
+    assert w.last_error() == 3  # ERROR_PATH_NOT_FOUND
 
 
 class _Lib:

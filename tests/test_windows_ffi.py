@@ -22,6 +22,7 @@ What runs here and what it proves (docs/windows.md has the long version):
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import subprocess
@@ -1028,6 +1029,38 @@ def test_dbghelp_load_message() -> None:
     with pytest.raises(UnsupportedError, match="dbghelp.dll is a Windows library; on Linux "
                                                "minidumpkit uses its own writer"):
         dbghelp.load()
+
+
+@pytest.mark.parametrize("tag,opens", [("win-amd64", True), ("win32", True),
+                                       ("win-arm64", False), ("win-arm32", False)])
+def test_dbghelp_load_checks_the_process_architecture_without_wmi(
+        tag: str, opens: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows, load() asks sysconfig for the interpreter's own build (the process's
+    architecture, the one its dbghelp.dll fills CONTEXT for), never platform.machine():
+    that is a WMI query on CPython 3.12+ (Wine aborts the interpreter on it)."""
+    import platform
+    import sysconfig
+
+    def no_wmi() -> str:
+        raise AssertionError("platform.machine() called")
+
+    opened: list[str] = []
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(platform, "machine", no_wmi)
+    monkeypatch.setattr(sysconfig, "get_platform", lambda: tag)
+    monkeypatch.setenv("SystemRoot", "C:\\Windows")
+    monkeypatch.setattr(dbghelp.ffi, "dlopen", lambda path: opened.append(path) or "lib")
+    dbghelp.load.cache_clear()
+    try:
+        if opens:
+            assert dbghelp.load() == "lib"
+            assert opened == [os.path.join("C:\\Windows", "System32", "dbghelp.dll")]
+        else:
+            with pytest.raises(UnsupportedError, match=f"x64 and x86 processes only, not {tag}"):
+                dbghelp.load()
+            assert opened == []
+    finally:
+        dbghelp.load.cache_clear()
 
 
 def test_pss_function_rejects_unknown_names() -> None:

@@ -65,14 +65,17 @@ class CallbackThread:
     name          ``/proc/PID/task/TID/comm``            ``""`` (dbghelp passes no name)
     context       its registers (CONTEXT_AMD64)          ``Context`` (Thread/ThreadEx callbacks);
                                                          None for IncludeThreadCallback
-    stack_base    lowest stack address the dump copies   ``StackBase``; 0 for IncludeThread
-                  (``rsp - 128``, or 0: no stack found)
-    stack_end     one past the highest copied address    ``StackEnd``; 0 for IncludeThread
+    stack_base    lowest stack address the dump copies   the lower of ``StackBase`` and
+                  (``rsp - 128``, or 0: no stack found)  ``StackEnd``; 0 for IncludeThread
+    stack_end     one past the highest copied address    the higher of the two; 0 for
+                                                         IncludeThread
     teb           fs_base (the TLS pointer)              0 (not in the callback input)
     ============  =====================================  ==========================================
 
     ``stack_base .. stack_end`` is the range the dump will copy for this thread's
-    stack if its ThreadWriteFlags keep ``Stack`` (within the stack size limit).
+    stack if its ThreadWriteFlags keep ``Stack`` (within the stack size limit),
+    always low to high: Microsoft's dbghelp sends ``StackBase`` as the top of the
+    stack and ``StackEnd`` as the stack pointer, Wine's the other way round.
     """
 
     tid: int
@@ -260,7 +263,7 @@ class DumpCallbacks:
     """The questions dbghelp asks its ``MINIDUMP_CALLBACK_ROUTINE``, one method each.
 
     Override what you need; every default writes exactly what the dump type asks
-    for. Order of the calls on Linux (dbghelp's): :meth:`cancel`;
+    for. Order of the calls on Linux: :meth:`cancel`;
     :meth:`include_thread` for every thread; :meth:`include_module` for every
     module; :meth:`thread` for every included thread; :meth:`module` for every
     included module; :meth:`memory`; :meth:`remove_memory`; :meth:`include_vm_region`
@@ -268,6 +271,15 @@ class DumpCallbacks:
     file is written :meth:`cancel` before every stream and memory chunk,
     :meth:`progress` after every chunk, :meth:`read_memory_failure` when target
     memory cannot be read.
+
+    On Windows the order is the DLL's own, and DLLs differ: Microsoft's dbghelp
+    asks every :meth:`include_thread`, then every :meth:`include_module`, then
+    :meth:`module` for every module *before* :meth:`thread` for every thread; Wine's
+    asks :meth:`thread` first and sends no include_*, memory or cancel questions.
+    Write callbacks that do not depend on the order of :meth:`thread` and
+    :meth:`module` (decide each from its own argument). A full-memory dump
+    (WithFullMemory) asks :meth:`include_vm_region` per region and never
+    :meth:`memory`.
 
     Return values are checked: a method that should return a bool and returns
     something else (a forgotten ``return`` gives None) raises TypeError, which stops
@@ -329,7 +341,10 @@ class DumpCallbacks:
         WithPrivateReadWriteMemory ...) is copied. Default: True.
 
         Not called for dump types that copy no whole region (DumpType.MINI on
-        Linux); stacks and :meth:`memory` ranges never go through it.
+        Linux); stacks and :meth:`memory` ranges never go through it. On Windows
+        it is asked once per region (dbghelp asks twice; the second question gets
+        the same answer), and False sets the proposed region's size to 0, which is
+        how dbghelp leaves a region out.
         """
         return True
 
@@ -390,7 +405,7 @@ CALLBACK_TABLE: Mapping[CallbackType, CallbackRole] = MappingProxyType({
     CallbackType.WriteKernelMinidumpCallback: CallbackRole(
         None, "no kernel minidump (Handle NULL)", "never sent: there is no kernel dump"),
     CallbackType.KernelMinidumpStatusCallback: CallbackRole(
-        None, "ignored (S_OK)", "never sent"),
+        None, "ignored (FALSE, output untouched)", "never sent"),
     CallbackType.RemoveMemoryCallback: CallbackRole(
         "remove_memory", "no range removed", "called once, after memory()"),
     CallbackType.IncludeVmRegionCallback: CallbackRole(
@@ -398,7 +413,7 @@ CALLBACK_TABLE: Mapping[CallbackType, CallbackRole] = MappingProxyType({
         "asked for each region a full/private memory type copies whole; "
         "never with DumpType.MINI (no such region)"),
     CallbackType.IoStartCallback: CallbackRole(
-        None, "S_FALSE: dbghelp writes the file itself",
+        None, "Status untouched (dbghelp's E_NOTIMPL): dbghelp writes the file itself",
         "never sent: minidumpkit writes the file"),
     CallbackType.IoWriteAllCallback: CallbackRole(
         None, "never sent after IoStart is declined", "never sent"),
@@ -408,12 +423,13 @@ CALLBACK_TABLE: Mapping[CallbackType, CallbackRole] = MappingProxyType({
         "read_memory_failure", "True (S_OK): skip the unreadable bytes, go on",
         "called for each range cut short by unreadable memory"),
     CallbackType.SecondaryFlagsCallback: CallbackRole(
-        None, "0: no MINIDUMP_SECONDARY_FLAGS", "never sent: no power information exists"),
+        None, "untouched: dbghelp's default MINIDUMP_SECONDARY_FLAGS", "never sent: no power information exists"),
     CallbackType.IsProcessSnapshotCallback: CallbackRole(
-        None, "S_OK (not a snapshot); Snapshot.write answers S_FALSE itself",
+        None, "Status untouched (not a snapshot); Snapshot.write answers S_FALSE itself",
         "never sent: Linux snapshots are read directly"),
     CallbackType.VmStartCallback: CallbackRole(
-        None, "S_FALSE: no virtual-memory redirection", "never sent"),
+        None, "Status untouched (dbghelp's E_NOTIMPL): dbghelp reads memory itself",
+        "never sent"),
     CallbackType.VmQueryCallback: CallbackRole(
         None, "never sent after VmStart is declined", "never sent"),
     CallbackType.VmPreReadCallback: CallbackRole(

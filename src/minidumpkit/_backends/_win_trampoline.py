@@ -33,7 +33,6 @@ from typing import Any
 from .. import format as md
 from .._ffi import dbghelp
 from .._ffi._winerror import (
-    E_NOTIMPL,
     ERROR_CANCELLED,
     hresult_from_win32,
     winerror_exception,
@@ -71,7 +70,10 @@ _MAX_MEMORY_SIZE = 0xFFFFF000
 _THREAD_INPUT_BYTES = dbghelp.MSVC_X64.backing_store_end + 8
 
 #: What the trampoline answers for each callback type when the method is not
-#: overridden or minidumpkit answers itself (docs/windows.md repeats it).
+#: overridden or minidumpkit answers itself (docs/windows.md repeats it). "Untouched"
+#: leaves the output as dbghelp pre-filled it: Microsoft's dbgcore pre-fills
+#: ``Status = E_NOTIMPL`` for the types it lets a callback take over (11, 16, 17, 19,
+#: 20), which is its "the callback does not implement this" (measured, issue 12).
 DEFAULT_ANSWERS: dict[CallbackType, str] = {
     CallbackType.ModuleCallback: "ModuleWriteFlags = module() & pre-filled flags; TRUE",
     CallbackType.ThreadCallback: "ThreadWriteFlags = thread() & pre-filled flags; TRUE",
@@ -84,20 +86,25 @@ DEFAULT_ANSWERS: dict[CallbackType, str] = {
     CallbackType.WriteKernelMinidumpCallback: "Handle = NULL; FALSE (no kernel minidump)",
     CallbackType.KernelMinidumpStatusCallback: "output untouched; FALSE",
     CallbackType.RemoveMemoryCallback: "one remove_memory() range per call; FALSE when none left",
-    CallbackType.IncludeVmRegionCallback: "VmRegion as pre-filled, Continue = include_vm_region(); "
-                                          "TRUE",
-    CallbackType.IoStartCallback: "Status = S_FALSE (dbghelp writes the file itself); TRUE",
-    CallbackType.IoWriteAllCallback: "Status = E_NOTIMPL; FALSE (never sent after IoStart S_FALSE)",
-    CallbackType.IoFinishCallback: "Status = E_NOTIMPL; FALSE (never sent after IoStart S_FALSE)",
+    CallbackType.IncludeVmRegionCallback: "Continue = TRUE; VmRegion as pre-filled if "
+                                          "include_vm_region(), else its RegionSize = 0 (left "
+                                          "out); TRUE. Asked once per region",
+    CallbackType.IoStartCallback: "Status untouched (S_FALSE would hand the file I/O to "
+                                  "the callback); TRUE",
+    CallbackType.IoWriteAllCallback: "Status untouched; FALSE (only sent after IoStart S_FALSE)",
+    CallbackType.IoFinishCallback: "Status untouched; FALSE (only sent after IoStart S_FALSE)",
     CallbackType.ReadMemoryFailureCallback: "Status = S_OK if read_memory_failure() (default) "
                                             "else the failure HRESULT, and the dump stops; TRUE",
-    CallbackType.SecondaryFlagsCallback: "SecondaryFlags = 0; TRUE",
-    CallbackType.IsProcessSnapshotCallback: "Status = S_FALSE for Snapshot.write, S_OK otherwise; "
-                                            "TRUE; never reaches the user",
-    CallbackType.VmStartCallback: "Status = S_FALSE (no virtual-memory redirection); TRUE",
-    CallbackType.VmQueryCallback: "VmQueryStatus = E_NOTIMPL; FALSE (never sent after VmStart)",
-    CallbackType.VmPreReadCallback: "VmReadStatus = E_NOTIMPL; FALSE (never sent after VmStart)",
-    CallbackType.VmPostReadCallback: "Status = the input's Status (unchanged); TRUE",
+    CallbackType.SecondaryFlagsCallback: "SecondaryFlags untouched (dbghelp's default); TRUE",
+    CallbackType.IsProcessSnapshotCallback: "Status = S_FALSE for Snapshot.write, untouched "
+                                            "otherwise; TRUE; never reaches the user",
+    CallbackType.VmStartCallback: "Status untouched (S_FALSE would send every memory read "
+                                  "to the callback); TRUE",
+    CallbackType.VmQueryCallback: "VmQueryStatus untouched; FALSE (only sent after VmStart "
+                                  "S_FALSE)",
+    CallbackType.VmPreReadCallback: "VmReadStatus untouched; FALSE (only sent after VmStart "
+                                    "S_FALSE)",
+    CallbackType.VmPostReadCallback: "Status untouched; FALSE (only sent after VmStart S_FALSE)",
 }
 
 #: The answers once a callback has raised (or read_memory_failure() said stop).
@@ -110,7 +117,7 @@ STOP_ANSWERS: dict[CallbackType, str] = {
     CallbackType.ModuleCallback: "ModuleWriteFlags = 0; TRUE",
     CallbackType.MemoryCallback: "MemoryBase = MemorySize = 0; FALSE",
     CallbackType.RemoveMemoryCallback: "MemoryBase = MemorySize = 0; FALSE",
-    CallbackType.IncludeVmRegionCallback: "Continue = FALSE; TRUE",
+    CallbackType.IncludeVmRegionCallback: "Continue = FALSE (the dump stops); TRUE",
     CallbackType.ReadMemoryFailureCallback: "Status = HRESULT_FROM_WIN32(ERROR_CANCELLED); TRUE",
 }
 
@@ -140,6 +147,7 @@ class Trampoline:
         self.counts: dict[int, int] = {}
         self._memory: deque[tuple[int, int]] | None = None
         self._remove: deque[tuple[int, int]] | None = None
+        self._regions: dict[tuple[int, int], bool] = {}  # include_vm_region's answers
         self._keep: tuple[Any, Any, Any] | None = None
 
     # --- lifetime ----------------------------------------------------------------------
@@ -249,11 +257,19 @@ class Trampoline:
                 self._remove = _pieces(_answer_ranges(cb.remove_memory(), "remove_memory"))
             return _next_range(self._remove, out)
         if kind == CallbackType.IncludeVmRegionCallback:
+            # Microsoft's documentation: RegionSize = 0 leaves the region out, while
+            # Continue = FALSE stops the dump (MiniDumpWriteDump fails). dbghelp asks
+            # twice per region in its full-memory pass: the user is asked once.
             info = md.MemoryInfo.unpack_from(bytes(ffi.buffer(ffi.addressof(out, "VmRegion"),
                                                               md.MemoryInfo.SIZE)))
-            keep = _answer_bool(cb.include_vm_region(VmRegion.from_memory_info(info)),
-                                "include_vm_region")
-            out.Continue = int(keep)
+            key = (info.base_address, info.region_size)
+            keep = self._regions.get(key)
+            if keep is None:
+                keep = self._regions[key] = _answer_bool(
+                    cb.include_vm_region(VmRegion.from_memory_info(info)), "include_vm_region")
+            if not keep:
+                out.VmRegion.RegionSize = 0
+            out.Continue = 1
             return 1
         if kind == CallbackType.ReadMemoryFailureCallback:
             r = inp.ReadMemoryFailure
@@ -275,32 +291,31 @@ class Trampoline:
         raise AssertionError(f"unhandled callback type {kind}")  # pragma: no cover
 
     def _system_answer(self, kind: int, inp: Any, out: Any) -> int:
-        """The answers minidumpkit gives itself; the user never sees these types."""
+        """The answers minidumpkit gives itself; the user never sees these types.
+
+        Microsoft's documentation (MINIDUMP_CALLBACK_TYPE): a callback that returns
+        TRUE with ``Status = S_FALSE`` takes over the file I/O (IoStartCallback) or
+        every memory read (VmStartCallback); dbghelp pre-fills E_NOTIMPL, and a
+        callback that leaves it there keeps dbghelp's own I/O and reads, which is
+        what Microsoft's snapshot example does (it answers only type 16 and returns
+        TRUE for everything else). So nothing here writes ``Status`` except
+        IsProcessSnapshotCallback for a snapshot.
+        """
         if kind == CallbackType.IsProcessSnapshotCallback:
-            out.Status = dbghelp.S_FALSE if self.snapshot else dbghelp.S_OK
+            if self.snapshot:
+                out.Status = dbghelp.S_FALSE  # hProcess is an HPSS
             return 1
-        if kind in (CallbackType.IoStartCallback, CallbackType.VmStartCallback):
-            out.Status = dbghelp.S_FALSE
-            return 1
-        if kind in (CallbackType.IoWriteAllCallback, CallbackType.IoFinishCallback):
-            out.Status = _signed(E_NOTIMPL)
-            return 0
-        if kind == CallbackType.SecondaryFlagsCallback:
-            out.SecondaryFlags = 0
-            return 1
-        if kind == CallbackType.VmQueryCallback:
-            out.VmQueryStatus = _signed(E_NOTIMPL)
-            return 0
-        if kind == CallbackType.VmPreReadCallback:
-            out.VmReadStatus = _signed(E_NOTIMPL)
-            return 0
-        if kind == CallbackType.VmPostReadCallback:
-            out.Status = inp.VmPostRead.Status if inp is not None else _signed(CANCEL_HRESULT)
+        if kind in (CallbackType.IoStartCallback, CallbackType.VmStartCallback,
+                    CallbackType.SecondaryFlagsCallback):
             return 1
         if kind == CallbackType.WriteKernelMinidumpCallback:
             out.Handle = ffi.NULL
             return 0
-        return 0  # KernelMinidumpStatusCallback, and types newer than this module
+        # IoWriteAll/IoFinish and VmQuery/VmPreRead/VmPostRead follow only an S_FALSE
+        # this trampoline never gives: FALSE, output untouched (an I/O or read this
+        # callback cannot do fails, as documented). KernelMinidumpStatusCallback and
+        # types newer than this module: FALSE, untouched.
+        return 0
 
 
 _USER_TYPES = frozenset({
@@ -346,18 +361,29 @@ def _read_error(status: int, address: int, size: int, pid: int | None) -> OSErro
 
 def thread_from_input(inp: Any) -> CallbackThread:
     """The CallbackThread of a Thread/ThreadEx callback input, at whichever placement
-    dbghelp used (``dbghelp.thread_callback_layout``)."""
+    dbghelp used (``dbghelp.thread_callback_layout``).
+
+    The stack range is given low to high whatever order the DLL sends: Wine's
+    dbghelp sends StackBase = the low end (just below the stack pointer) and
+    StackEnd = the top, while Microsoft's sends StackBase = the top (the stack's
+    base, from which it grows down) and StackEnd = the stack pointer (measured,
+    issue 12).
+    """
     raw = bytes(ffi.buffer(inp, _THREAD_INPUT_BYTES))
     tid = int(inp.Thread.ThreadId)
     layout = dbghelp.thread_callback_layout(raw)
     if layout is None:
         # No x64 CONTEXT at either place (an x86 dbghelp, or garbage): the declared
         # (compiler-independent on x86) stack fields, no register set.
-        return CallbackThread(tid=tid, stack_base=int(inp.Thread.StackBase),
-                              stack_end=int(inp.Thread.StackEnd))
+        low, high = _low_high(int(inp.Thread.StackBase), int(inp.Thread.StackEnd))
+        return CallbackThread(tid=tid, stack_base=low, stack_end=high)
     context = md.ContextAMD64.unpack_from(raw, layout.context)
-    return CallbackThread(tid=tid, context=context, stack_base=_u(raw, layout.stack_base, 8),
-                          stack_end=_u(raw, layout.stack_end, 8))
+    low, high = _low_high(_u(raw, layout.stack_base, 8), _u(raw, layout.stack_end, 8))
+    return CallbackThread(tid=tid, context=context, stack_base=low, stack_end=high)
+
+
+def _low_high(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a <= b else (b, a)
 
 
 def module_from_input(inp: Any) -> CallbackModule:

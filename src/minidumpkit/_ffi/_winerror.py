@@ -33,7 +33,6 @@ Windows, after a failed call).
 
 from __future__ import annotations
 
-import errno as _errno
 import sys
 from collections.abc import Callable, Collection
 
@@ -114,35 +113,67 @@ _ADVICE = {
     ERROR_NOT_ENOUGH_MEMORY: "free memory or dump less (a smaller MiniDumpType)",
 }
 
-# CPython's PC/errmap.h (winerror_to_errno), as data: errno -> Win32 codes.
-# Codes not listed map to EINVAL.
+# errno values of the Microsoft C runtime (ucrt errno.h), which is what Windows
+# CPython's errmap.h returns. Not the errno module's: on Linux ENOTEMPTY, EILSEQ and
+# ETIMEDOUT differ (39, 84, 110), and on Windows errno.ETIMEDOUT is WSAETIMEDOUT
+# (10060) while OSError(None, msg, None, 258).errno is the CRT's 138.
+_CRT_ENOENT = 2
+_CRT_E2BIG = 7
+_CRT_ENOEXEC = 8
+_CRT_EBADF = 9
+_CRT_ECHILD = 10
+_CRT_EAGAIN = 11
+_CRT_ENOMEM = 12
+_CRT_EACCES = 13
+_CRT_EEXIST = 17
+_CRT_EXDEV = 18
+_CRT_ENOTDIR = 20
+_CRT_EINVAL = 22
+_CRT_EMFILE = 24
+_CRT_ENOSPC = 28
+_CRT_EPIPE = 32
+_CRT_ENOTEMPTY = 41
+_CRT_EILSEQ = 42
+_CRT_ETIMEDOUT = 138
+
+# CPython's PC/errmap.h (winerror_to_errno), as data: CRT errno -> Win32 codes.
+# Codes not listed (outside the Winsock range) map to EINVAL.
 _ERRNO_OF: dict[int, tuple[int, ...]] = {
-    _errno.ENOENT: (2, 3, 15, 18, 53, 67, 161, 206),
-    _errno.E2BIG: (10,),
-    _errno.ENOEXEC: (11, *range(188, 203)),
-    _errno.EBADF: (6, 114, 130),
-    _errno.ECHILD: (128, 129),
-    _errno.EAGAIN: (89, 164, 215),
-    _errno.ENOMEM: (7, 8, 9, 1816),
-    _errno.EACCES: (5, 16, *range(19, 37), 65, 82, 83, 108, 132, 158, 167),
-    _errno.EEXIST: (80, 183),
-    _errno.EXDEV: (17,),
-    _errno.ENOTDIR: (267,),
-    _errno.EMFILE: (4,),
-    _errno.ENOSPC: (112,),
-    _errno.EPIPE: (109, 232),
-    _errno.ENOTEMPTY: (145,),
-    _errno.EILSEQ: (1113,),
-    _errno.ETIMEDOUT: (258,),
+    _CRT_ENOENT: (2, 3, 15, 18, 53, 67, 161, 206),
+    _CRT_E2BIG: (10,),
+    _CRT_ENOEXEC: (11, *range(188, 203)),
+    _CRT_EBADF: (6, 114, 130),
+    _CRT_ECHILD: (128, 129),
+    _CRT_EAGAIN: (89, 164, 215),
+    _CRT_ENOMEM: (7, 8, 9, 1816),
+    _CRT_EACCES: (5, 16, *range(19, 37), 65, 82, 83, 108, 132, 158, 167),
+    _CRT_EEXIST: (80, 183),
+    _CRT_EXDEV: (17,),
+    _CRT_ENOTDIR: (267,),
+    _CRT_EMFILE: (4,),
+    _CRT_ENOSPC: (112,),
+    _CRT_EPIPE: (109, 232),
+    _CRT_ENOTEMPTY: (145,),
+    _CRT_EILSEQ: (1113,),
+    _CRT_ETIMEDOUT: (258,),
 }
 _WINERROR_TO_ERRNO = {code: err for err, codes in _ERRNO_OF.items() for code in codes}
+# Winsock codes (10000-11999) are errno values themselves, except the six Winsock
+# restates from the C runtime (WSAEINTR, WSAEBADF, WSAEACCES, WSAEFAULT, WSAEINVAL,
+# WSAEMFILE), which map to the CRT's number.
+_WINSOCK = range(10000, 12000)
+_WINSOCK_CRT = frozenset({10004, 10009, 10013, 10014, 10022, 10024})
 
 
 def winerror_to_errno(code: int) -> int:
-    """The errno CPython gives an OSError with this winerror (EINVAL if unlisted)."""
+    """The errno Windows CPython gives an OSError with this winerror (PC/errmap.h):
+    a Microsoft C runtime value, EINVAL (22) if unlisted."""
+    code &= 0xFFFFFFFF  # a negative (signed HRESULT) winerror, as C sees it
     if (code & 0xFFFF0000) == 0x80070000:
         code &= 0xFFFF
-    return _WINERROR_TO_ERRNO.get(code, _errno.EINVAL)
+    if code in _WINSOCK:
+        return code - 10000 if code in _WINSOCK_CRT else code
+    return _WINERROR_TO_ERRNO.get(code, _CRT_EINVAL)
 
 
 def hresult_from_win32(code: int) -> int:
@@ -231,7 +262,7 @@ def winerror_exception(code: int, func: str, *, pid: int | None = None,
         if win32 is not None and win32 in not_found:
             cls = ProcessNotFound
             message = f"{what}: no such process ({codes})"
-        elif err == _errno.EACCES:
+        elif err == _CRT_EACCES:
             cls = AccessDenied
         else:
             cls = ProcessError

@@ -49,9 +49,11 @@ __all__ = [
     "MSVC_X64",
     "S_FALSE",
     "S_OK",
+    "SUPPORTED_PLATFORMS",
     "DbgHelp",
     "MiniSecondaryFlags",
     "ThreadCallbackLayout",
+    "check_process_machine",
     "ffi",
     "load",
     "thread_callback_layout",
@@ -302,23 +304,44 @@ class DbgHelp(Protocol):
                                StreamPointer: Any, StreamSize: Any, /) -> int: ...
 
 
+#: What ``sysconfig.get_platform()`` says on the Windows interpreters whose
+#: CONTEXT is declared here (the interpreter's own build, so the architecture of
+#: this process and of the dbghelp.dll it loads).
+SUPPORTED_PLATFORMS = ("win-amd64", "win32")
+
+
+def check_process_machine(platform_tag: str | None = None) -> None:
+    """Raise UnsupportedError unless this process is x64 or x86.
+
+    What matters is the architecture of the calling process (its dbghelp.dll fills
+    the CONTEXT in the callback input), not the machine's: an x64 Python emulated
+    on Windows on ARM64 is fine. ``sysconfig.get_platform()`` reads it from
+    ``sys.version`` (the compiler's tag), with no system call; ``platform.machine()``
+    is avoided on purpose: on CPython 3.12+ it is a WMI query (a COM round trip on
+    Windows, an aborted interpreter under Wine).
+    """
+    if platform_tag is None:
+        import sysconfig
+
+        platform_tag = sysconfig.get_platform()
+    if platform_tag not in SUPPORTED_PLATFORMS:
+        raise UnsupportedError(
+            f"dbghelp bindings are declared for x64 and x86 processes only, not "
+            f"{platform_tag}: the CONTEXT inside MINIDUMP_CALLBACK_INPUT differs on this "
+            "architecture")
+
+
 @functools.cache
 def load() -> DbgHelp:
     """Open dbghelp.dll from the system directory (Windows only, once per process).
 
-    Raises :class:`~minidumpkit.errors.UnsupportedError` on any other OS, and on
-    Windows architectures whose CONTEXT is not declared here (ARM64).
+    Raises :class:`~minidumpkit.errors.UnsupportedError` on any other OS, and in
+    Windows processes whose CONTEXT is not declared here (ARM64).
     """
     if sys.platform != "win32":
         raise UnsupportedError(
             "dbghelp.dll is a Windows library; on Linux minidumpkit uses its own writer")
-    import platform  # only here: it imports subprocess
-
-    machine = platform.machine().upper()
-    if machine not in ("AMD64", "X86", "I386", "I686"):
-        raise UnsupportedError(
-            f"dbghelp bindings are declared for x64 and x86 only, not {machine}: "
-            "the CONTEXT inside MINIDUMP_CALLBACK_INPUT differs on this architecture")
+    check_process_machine()
     # The system copy, not whatever dbghelp.dll the DLL search order finds first.
     system_root = os.environ.get("SystemRoot", r"C:\Windows")
     return cast(DbgHelp, ffi.dlopen(os.path.join(system_root, "System32", "dbghelp.dll")))
