@@ -108,7 +108,7 @@ def measure(mib: int = 1024, runs: int = 3, directory: str | None = None) -> dic
             t0 = time.perf_counter()
             dumper.write(dump, DumpType.FULL, snapshot="never")
             ours = time.perf_counter() - t0
-            pause = dumper.last_times.pause_ns / 1e9  # type: ignore[union-attr]
+            pause = getattr(dumper.last_times, "pause_ns") / 1e9  # DumpTimes
             with minidumpkit.open_minidump(dump) as d:
                 ranges = [(r.start, r.size) for r in d.memory.ranges]
                 nbytes = sum(n for _, n in ranges)

@@ -11,7 +11,8 @@ Each command is a new ``python -c`` process, run in turn with the baseline (A B 
   built here with the records of minidumpkit.format);
 * ``python -m minidumpkit info F``: the command line.
 
-Figures are whole-process wall and CPU (user + system, from ``wait4``) milliseconds;
+Figures are whole-process wall and CPU (user + system, from ``wait4``) milliseconds,
+from compiled ``.pyc`` files as an installed package runs (the warm-up writes them);
 the interpreter's own start-up is in every figure, so ``extra`` = ours − baseline is
 what the import adds. Also reported: ``-X importtime``'s cumulative figure for
 ``minidumpkit.format``. Goal (issue 11): the format module at most 20 ms over
@@ -51,6 +52,9 @@ def commands(dump: Path) -> dict[str, list[str]]:
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
+    # An installed package runs from compiled .pyc files: let the warm-up write them
+    # (an environment with PYTHONDONTWRITEBYTECODE would time the compiler instead).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     src = str(REPO / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
