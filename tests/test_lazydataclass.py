@@ -195,3 +195,23 @@ def test_generic_init_without_dataclasses_imported() -> None:
     assert "takes 2 positional arguments but 3 were given" in out["errors"][1]
     assert "multiple values for argument 'data_size'" in out["errors"][2]
     assert "unexpected keyword argument 'nope'" in out["errors"][3]
+
+
+def test_a_subclass_without_fields_of_its_own_is_the_same_dataclass() -> None:
+    pair, _, _ = fresh_lazy_classes()
+
+    class Sub(pair):  # type: ignore[misc,valid-type]
+        def total(self) -> int:
+            return int(self.low + self.high)
+
+    @dataclasses.dataclass(frozen=True)
+    class RefSub(RefPair):
+        pass
+
+    sub = Sub(1, 2)
+    assert sub.total() == 3 and sub.pack() == pair(1, 2).pack()
+    assert repr(sub) == repr(RefSub(1, 2)).replace("test_a_subclass_without_fields_of_its_own_is_"
+                                                   "the_same_dataclass.<locals>.RefSub",
+                                                   Sub.__qualname__)
+    assert [f.name for f in dataclasses.fields(Sub)] == ["low", "high"]
+    assert dataclasses.replace(sub, high=5).total() == 6

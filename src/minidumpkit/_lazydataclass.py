@@ -53,21 +53,32 @@ class LazySpec:
         self.annotations = annotations
 
 
+def _spec_owner(cls: type) -> type | None:
+    """The class whose fields ``cls`` has: itself, or the nearest base that declared
+    fields (a subclass that adds none is the same dataclass)."""
+    for klass in cls.__mro__:
+        if "__lazy_spec__" in klass.__dict__:
+            return klass
+    return None
+
+
 def make_dataclass_now(cls: type) -> None:
-    """Generate ``cls``'s dataclass methods (and its lazy bases') if not done yet."""
-    if "__dataclass_fields__" in cls.__dict__:
-        return
-    spec = cls.__dict__.get("__lazy_spec__")
-    if spec is None:
+    """Generate the dataclass methods of ``cls`` (of the class whose fields it has)
+    if not done yet."""
+    owner = _spec_owner(cls)
+    if owner is None:
         raise TypeError(f"{cls.__qualname__} has no dataclass fields")
+    if "__dataclass_fields__" in owner.__dict__:
+        return
     import dataclasses
 
+    spec: LazySpec = owner.__dict__["__lazy_spec__"]
     with _lock:
-        if "__dataclass_fields__" in cls.__dict__:
+        if "__dataclass_fields__" in owner.__dict__:
             return
         namespace: dict[str, Any] = {
-            "__module__": cls.__module__, "__qualname__": cls.__qualname__,
-            "__annotations__": spec.annotations, "__doc__": cls.__doc__,
+            "__module__": owner.__module__, "__qualname__": owner.__qualname__,
+            "__annotations__": spec.annotations, "__doc__": owner.__doc__,
         }
         for name in spec.names:
             default = spec.defaults.get(name, _NO_DEFAULT)
@@ -76,10 +87,11 @@ def make_dataclass_now(cls: type) -> None:
                 namespace[name] = dataclasses.field(default=default, repr=repr_)
             elif not repr_:
                 namespace[name] = dataclasses.field(repr=False)
-        twin: type = dataclasses.dataclass(frozen=True, eq=spec.eq)(type(cls.__name__, (), namespace))
+        make = dataclasses.dataclass(frozen=True, eq=spec.eq)
+        twin: type = make(type(owner.__name__, (), namespace))
         for attr in _GENERATED:
             if attr in twin.__dict__:
-                setattr(cls, attr, twin.__dict__[attr])
+                setattr(owner, attr, twin.__dict__[attr])
 
 
 class _LazyDataclassType(type):
@@ -87,9 +99,10 @@ class _LazyDataclassType(type):
 
     if not TYPE_CHECKING:  # to type checkers these are plain dataclasses
         def __getattr__(cls, name: str) -> Any:
-            if name in _DATACLASS_ATTRS and "__lazy_spec__" in cls.__dict__:
-                make_dataclass_now(cls)
-                return cls.__dict__[name]
+            owner = _spec_owner(cls) if name in _DATACLASS_ATTRS else None
+            if owner is not None:
+                make_dataclass_now(owner)
+                return owner.__dict__[name]
             raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
 
 
@@ -148,7 +161,7 @@ class LazyDataclass(metaclass=_LazyDataclassType):
             make_dataclass_now(cls)
             cls.__init__(self, *args, **kwargs)
             return
-        spec = cls.__lazy_spec__
+        spec: LazySpec = cls.__lazy_spec__
         if len(args) > len(spec.names):
             raise TypeError(f"{cls.__name__}() takes {len(spec.names)} positional arguments "
                             f"but {len(args)} were given")
