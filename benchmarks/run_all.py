@@ -7,7 +7,7 @@ Each entry of :data:`BENCHMARKS` is a function returning a list of
 table shows medians, the baseline's median and the ratio ours/baseline, under the
 date and a description of the machine. The generated part of the output file sits
 between two marker comments; text outside them is kept, so the page can explain the
-figures. ``--quick`` uses small sizes and few runs (a few minutes): a smoke run,
+figures. ``--quick`` uses small sizes and few runs (under a minute here): a smoke run,
 not figures to quote.
 
 Adding a comparison: write a function ``run(quick: bool = False) -> list[Comparison]``
@@ -165,7 +165,7 @@ def write_page(path: Path, table: str, entries: list[Entry]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="small sizes and few runs (a few minutes): a smoke run")
+                    help="small sizes and few runs (under a minute here): a smoke run")
     ap.add_argument("--only", help="comma-separated entry names: "
                     + ", ".join(e.name for e in BENCHMARKS))
     ap.add_argument("--output", type=Path, help="the markdown page to write "
