@@ -35,14 +35,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
-import minidumpkit
-from minidumpkit import DumpType
-from minidumpkit._ffi import libc
+import minidumpkit  # noqa: E402
+from _common import Comparison  # noqa: E402
+from minidumpkit import DumpType  # noqa: E402
+from minidumpkit._ffi import libc  # noqa: E402
 
 CHUNK = 4 << 20
 
@@ -84,16 +86,12 @@ def raw_copy(pid: int, ranges: list[tuple[int, int]], path: Path, sync: bool = T
     return total
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--mib", type=int, default=1024)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--dir", default=tempfile.gettempdir())
-    ap.add_argument("--json")
-    args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mdk-bench-full-", dir=args.dir))
+def measure(mib: int = 1024, runs: int = 3, directory: str | None = None) -> dict[str, Any]:
+    """Every sample (seconds) and their medians, as ``--json`` writes them."""
+    directory = directory or tempfile.gettempdir()
+    work = Path(tempfile.mkdtemp(prefix="mdk-bench-full-", dir=directory))
     exe = build_target(work)
-    proc = subprocess.Popen([str(exe), "fill", str(args.mib)], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([str(exe), "fill", str(mib)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     ready = proc.stdout.readline()
@@ -104,13 +102,13 @@ def main() -> None:
                                        "ours_nosync": [], "raw_nosync": []}
     nbytes = 0
     try:
-        for run in range(args.runs + 1):
+        for run in range(runs + 1):
             dump = work / "full.dmp"
             dumper = minidumpkit.Dumper(proc.pid)
             t0 = time.perf_counter()
             dumper.write(dump, DumpType.FULL, snapshot="never")
             ours = time.perf_counter() - t0
-            pause = dumper.last_times.pause_ns / 1e9  # type: ignore[union-attr]
+            pause = getattr(dumper.last_times, "pause_ns") / 1e9  # DumpTimes
             with minidumpkit.open_minidump(dump) as d:
                 ranges = [(r.start, r.size) for r in d.memory.ranges]
                 nbytes = sum(n for _, n in ranges)
@@ -147,8 +145,8 @@ def main() -> None:
 
     med = {k: statistics.median(v) for k, v in results.items()}
     gib = nbytes / (1 << 30)
-    summary = {
-        "memory_bytes": nbytes, "runs": args.runs, "dir": args.dir,
+    return {
+        "memory_bytes": nbytes, "runs": runs, "dir": directory,
         "ours_s": med["ours"], "ours_pause_s": med["pause"], "raw_s": med["raw"],
         "gcore_s": med["gcore"], "ours_gib_per_s": gib / med["ours"],
         "raw_gib_per_s": gib / med["raw"], "ratio_ours_to_raw": med["raw"] / med["ours"],
@@ -157,6 +155,47 @@ def main() -> None:
         "ratio_nosync": med["raw_nosync"] / med["ours_nosync"],
         "gcore_over_ours_nosync": med["gcore"] / med["ours_nosync"], "all": results,
     }
+
+
+def comparisons(summary: dict[str, Any]) -> list[Comparison]:
+    r = summary["all"]
+    gib = summary["memory_bytes"] / (1 << 30)
+    size = f"{gib:.2f} GiB of a live C target"
+
+    def rate(xs: list[float]) -> list[float]:
+        return [gib / x for x in xs]
+    return [
+        Comparison("bench_full_memory", f"FULL stop-and-dump throughput, fsync'd, {size}",
+                   "minidumpkit", rate(r["ours"]), "GiB/s",
+                   "process_vm_readv copy to a file", rate(r["raw"]), higher_is_better=True),
+        Comparison("bench_full_memory", f"FULL stop-and-dump throughput, no fsync, {size}",
+                   "minidumpkit", rate(r["ours_nosync"]), "GiB/s",
+                   "process_vm_readv copy to a file", rate(r["raw_nosync"]),
+                   higher_is_better=True),
+        Comparison("bench_full_memory", f"full-memory dump wall time, no fsync, {size}",
+                   "minidumpkit FULL", r["ours_nosync"], "s", "gdb gcore", r["gcore"]),
+        Comparison("bench_full_memory", f"FULL stop-and-dump pause (tracer side), {size}",
+                   "minidumpkit", r["pause"], "s"),
+    ]
+
+
+def run(quick: bool = False, **options: Any) -> list[Comparison]:
+    """The structured results (run_all.py); ``quick``: 128 MiB, 2 runs."""
+    if quick:
+        options = {"mib": 128, "runs": 2, **options}
+    return comparisons(measure(**options))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--dir", default=tempfile.gettempdir())
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    summary = measure(args.mib, args.runs, args.dir)
+    med = {k: statistics.median(v) for k, v in summary["all"].items()}
+    gib = summary["memory_bytes"] / (1 << 30)
     print(f"memory in dump: {gib:.3f} GiB, {args.runs} runs (medians), files in {args.dir}")
     print(f"  minidumpkit FULL : {med['ours']:.3f} s  ({summary['ours_gib_per_s']:.2f} GiB/s), "
           f"pause {med['pause']:.3f} s")

@@ -39,6 +39,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
 import minidumpkit  # noqa: E402
+from _common import Comparison  # noqa: E402
 from minidumpkit import DumpType, MiniDumpType  # noqa: E402
 
 
@@ -110,17 +111,13 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.median(values):8.2f} ({min(values):.2f}–{max(values):.2f})"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=9)
-    ap.add_argument("--threads", default="4,50")
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args(argv)
-
+def measure_all(runs: int, thread_counts: list[int]) -> dict[str, object]:
+    """Every measurement of this benchmark: {"rows": [(group, tool, samples)], ...}."""
     results: dict[str, object] = {"machine": os.uname().release, "cpus": os.cpu_count(),
-                                  "runs": args.runs}
+                                  "runs": runs}
     work = Path(tempfile.mkdtemp(prefix="mdk-bench-"))
     harness: Proc | None = None
+    rows: list[tuple[str, str, dict[str, list[float]]]] = []
     try:
         exe = build_target(work)
         bp_path, bp_error = build_breakpad()
@@ -129,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Breakpad harness unavailable: {bp_error}", file=sys.stderr)
         else:
             harness = Proc([str(bp_path)])
-        rows: list[tuple[str, str, dict[str, list[float]]]] = []
-        for n in [int(x) for x in args.threads.split(",")]:
+        for n in thread_counts:
             target = Proc([str(exe), str(n)])
             try:
                 ready = target.readline()
@@ -159,14 +155,14 @@ def main(argv: list[str] | None = None) -> int:
                     return int(reply[2]) / 1e6, None
 
                 rows.append((f"{n} threads", "noise floor (no dump, 50 ms)",
-                             {"target_pause_ms": noise_floor(target, args.runs, 0.05)}))
+                             {"target_pause_ms": noise_floor(target, runs, 0.05)}))
                 rows.append((f"{n} threads", "minidumpkit MINI",
-                             measure(target, args.runs, ours(int(DumpType.MINI)))))
+                             measure(target, runs, ours(int(DumpType.MINI)))))
                 rows.append((f"{n} threads", "minidumpkit Normal",
-                             measure(target, args.runs, ours(int(MiniDumpType.Normal)))))
+                             measure(target, runs, ours(int(MiniDumpType.Normal)))))
                 if harness is not None:
-                    rows.append((f"{n} threads", "Breakpad WriteMinidumpForChild",
-                                 measure(target, args.runs, breakpad)))
+                    rows.append((f"{n} threads", BREAKPAD,
+                                 measure(target, runs, breakpad)))
                 sizes = {name: os.path.getsize(next(out.glob(pattern)))
                          for name, pattern in (("ours MINI", f"ours-{int(DumpType.MINI)}-0.dmp"),
                                                ("ours Normal", "ours-0-0.dmp"),
@@ -175,35 +171,71 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"sizes_{n}"] = sizes
             finally:
                 target.close()
-
-        print(f"{'target':<11} {'tool':<32} {'wall ms':>24} {'target pause ms':>24} "
-              f"{'tracer pause ms':>24}")
-        for group, tool, data in rows:
-            print(f"{group:<11} {tool:<32} {fmt(data.get('wall_ms', [])):>24} "
-                  f"{fmt(data.get('target_pause_ms', [])):>24} "
-                  f"{fmt(data.get('tracer_pause_ms', [])):>24}")
-        ratios = {}
-        for group in sorted({g for g, _, _ in rows}):
-            by_tool = {tool: data for g, tool, data in rows if g == group}
-            bp = by_tool.get("Breakpad WriteMinidumpForChild")
-            if not bp:
-                continue
-            for tool in ("minidumpkit MINI", "minidumpkit Normal"):
-                for key in ("wall_ms", "target_pause_ms"):
-                    ratio = statistics.median(by_tool[tool][key]) / statistics.median(bp[key])
-                    ratios[f"{group} {tool} {key}"] = round(ratio, 2)
-                    print(f"ratio ours/Breakpad  {group:<11} {tool:<20} {key:<16} {ratio:5.2f}x")
-        for key, value in results.items():
-            if key.startswith("sizes_"):
-                print(f"dump sizes ({key[6:]} threads, bytes): {value}")
-        results["rows"] = [{"target": g, "tool": t, **d} for g, t, d in rows]
-        results["ratios"] = ratios
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=2))
     finally:
         if harness is not None:
             harness.close()
         shutil.rmtree(work, ignore_errors=True)
+    results["rows"] = rows
+    return results
+
+
+BREAKPAD = "Breakpad WriteMinidumpForChild"
+
+
+def comparisons(results: dict[str, object]) -> list[Comparison]:
+    """Ours against Breakpad, per thread count, dump type and figure."""
+    rows: list[tuple[str, str, dict[str, list[float]]]] = results["rows"]  # type: ignore[assignment]
+    out = []
+    for group in dict.fromkeys(g for g, _, _ in rows):
+        by_tool = {tool: data for g, tool, data in rows if g == group}
+        bp = by_tool.get(BREAKPAD)
+        for tool in ("minidumpkit MINI", "minidumpkit Normal"):
+            for key, what in (("wall_ms", "dump wall time"),
+                              ("target_pause_ms", "target pause (heartbeat gap)")):
+                out.append(Comparison(
+                    "bench_linux_dump", f"{what}, live C target, {group}", tool,
+                    by_tool[tool][key], "ms", BREAKPAD if bp else None,
+                    bp[key] if bp else None,
+                    note="" if bp else str(results.get("breakpad", ""))))
+    return out
+
+
+def run(quick: bool = False, runs: int | None = None,
+        threads: list[int] | None = None) -> list[Comparison]:
+    """The structured results (run_all.py): ``quick`` takes fewer runs."""
+    results = measure_all(runs or (3 if quick else 9), threads or ([4] if quick else [4, 50]))
+    return comparisons(results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--threads", default="4,50")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+
+    results = measure_all(args.runs, [int(x) for x in args.threads.split(",")])
+    rows: list[tuple[str, str, dict[str, list[float]]]] = results["rows"]  # type: ignore[assignment]
+    print(f"{'target':<11} {'tool':<32} {'wall ms':>24} {'target pause ms':>24} "
+          f"{'tracer pause ms':>24}")
+    for group, tool, data in rows:
+        print(f"{group:<11} {tool:<32} {fmt(data.get('wall_ms', [])):>24} "
+              f"{fmt(data.get('target_pause_ms', [])):>24} "
+              f"{fmt(data.get('tracer_pause_ms', [])):>24}")
+    ratios = {}
+    for c in comparisons(results):
+        if c.ratio is not None:
+            group = c.what.rsplit(", ", 1)[1]
+            key = "wall_ms" if c.what.startswith("dump wall") else "target_pause_ms"
+            ratios[f"{group} {c.ours_label} {key}"] = round(c.ratio, 2)
+            print(f"ratio ours/Breakpad  {group:<11} {c.ours_label:<20} {key:<16} {c.ratio:5.2f}x")
+    for key, value in results.items():
+        if key.startswith("sizes_"):
+            print(f"dump sizes ({key[6:]} threads, bytes): {value}")
+    results["rows"] = [{"target": g, "tool": t, **d} for g, t, d in rows]
+    results["ratios"] = ratios
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
     return 0
 
 

@@ -32,6 +32,9 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from _common import Comparison
 
 import minidumpkit
 from minidumpkit import DumpType, StreamType
@@ -140,19 +143,13 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-gib", type=float, default=1.0)
-    parser.add_argument("--range-kib", type=int, default=64)
-    parser.add_argument("--reads", type=int, default=10_000)
-    parser.add_argument("--opens", type=int, default=20)
-    parser.add_argument("--dir", default=tempfile.gettempdir())
-    parser.add_argument("--keep", action="store_true", help="keep the generated dump")
-    args = parser.parse_args(argv)
-
-    total = int(args.size_gib * (1 << 30))
-    range_size = args.range_kib * 1024
-    fd, name = tempfile.mkstemp(suffix=".dmp", prefix="mdk-bench-", dir=args.dir)
+def measure(size_gib: float = 1.0, range_kib: int = 64, reads: int = 10_000, opens: int = 20,
+            directory: str | None = None, keep: bool = False) -> dict[str, object]:
+    """Build the dump, time it; every sample (seconds or ns) in a dict."""
+    total = int(size_gib * (1 << 30))
+    range_size = range_kib * 1024
+    fd, name = tempfile.mkstemp(suffix=".dmp", prefix="mdk-bench-",
+                                dir=directory or tempfile.gettempdir())
     os.close(fd)
     path = Path(name)
     try:
@@ -164,13 +161,13 @@ def main(argv: list[str] | None = None) -> int:
 
         with minidumpkit.open_minidump(path) as warm:  # imports and page cache
             warm.threads, warm.modules, warm.system_info
-        opens = []
-        for _ in range(args.opens):
+        open_s = []
+        for _ in range(opens):
             t = time.perf_counter()
             with minidumpkit.open_minidump(path) as d:
                 threads, modules = d.threads, d.modules
                 d.system_info
-            opens.append(time.perf_counter() - t)
+            open_s.append(time.perf_counter() - t)
         assert len(threads) == 8 and len(modules) == 24
 
         d = minidumpkit.open_minidump(path)
@@ -182,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             assert t_.stack[:8] == marker(t_.stack_start)
 
         picks = []
-        for _ in range(args.reads):
+        for _ in range(reads):
             a, sz, off = ranges[rng.randrange(len(ranges))]
             delta = rng.randrange(0, sz - 64)
             picks.append((a + delta, off + delta))
@@ -215,34 +212,70 @@ def main(argv: list[str] | None = None) -> int:
         # spanning reads: across the seam of two abutting ranges
         seams = [(ranges[i][0] + range_size - 32) for i in range(0, len(ranges) - 1, 4)]
         for _ in range(2):
-            span = timed(lambda a: read(a, 64), seams[: args.reads // 10])
+            span = timed(lambda a: read(a, 64), seams[: reads // 10])
         d.close()
-
-        med_ours, med_raw = statistics.median(ours), statistics.median(raw)
-        rows = [
-            ("dump file", f"{size / (1 << 30):.2f} GiB, {len(ranges)} Memory64 ranges "
-                          f"of {args.range_kib} KiB (built in {build_s:.1f} s)"),
-            ("open + threads + modules", f"median {statistics.median(opens) * 1e3:.2f} ms, "
-                                         f"max {max(opens) * 1e3:.2f} ms ({args.opens} runs)"),
-            ("memory index (first use)", f"{index_s * 1e3:.1f} ms for {len(ranges)} ranges"),
-            ("memory.read(addr, 64)", f"median {med_ours / 1e3:.2f} us, "
-                                      f"p99 {percentile(ours, 99) / 1e3:.2f} us ({len(ours)} reads)"),
-            ("raw mmap slice, 64 B", f"median {med_raw / 1e3:.2f} us, "
-                                     f"p99 {percentile(raw, 99) / 1e3:.2f} us"),
-            ("ours / raw (median)", f"{med_ours / med_raw:.1f}x"),
-            ("read across a seam, 64 B", f"median {statistics.median(span) / 1e3:.2f} us, "
-                                         f"p99 {percentile(span, 99) / 1e3:.2f} us "
-                                         f"({len(span)} reads)"),
-        ]
-        width = max(len(k) for k, _ in rows)
-        print(f"minidumpkit reader benchmark (Python {sys.version.split()[0]})")
-        for key, value in rows:
-            print(f"  {key:<{width}}  {value}")
     finally:
-        if args.keep:
+        if keep:
             print(f"kept {path}")
         else:
             path.unlink(missing_ok=True)
+    return {"size": size, "ranges": len(ranges), "range_kib": range_kib, "build_s": build_s,
+            "open_s": open_s, "index_s": index_s, "read_ns": ours, "mmap_ns": raw,
+            "span_ns": span}
+
+
+def comparisons(r: dict[str, Any]) -> list[Comparison]:
+    dump = f"{r['size'] / (1 << 30):.2f} GiB dump, {r['ranges']} Memory64 ranges"
+    return [
+        Comparison("bench_reader", f"memory.read(address, 64), {dump}", "minidumpkit",
+                   [n / 1e3 for n in r["read_ns"]], "us", "raw mmap slice at a known offset",
+                   [n / 1e3 for n in r["mmap_ns"]]),
+        Comparison("bench_reader", f"open + threads + modules + system_info, {dump}",
+                   "minidumpkit", [x * 1e3 for x in r["open_s"]], "ms"),
+        Comparison("bench_reader", f"memory index, first use, {dump}", "minidumpkit",
+                   [r["index_s"] * 1e3], "ms"),
+    ]
+
+
+def run(quick: bool = False, **options: Any) -> list[Comparison]:
+    """The structured results (run_all.py); ``quick``: a 0.25 GiB dump, fewer reads."""
+    if quick:
+        options = {"size_gib": 0.25, "reads": 2000, "opens": 5, **options}
+    return comparisons(measure(**options))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-gib", type=float, default=1.0)
+    parser.add_argument("--range-kib", type=int, default=64)
+    parser.add_argument("--reads", type=int, default=10_000)
+    parser.add_argument("--opens", type=int, default=20)
+    parser.add_argument("--dir", default=tempfile.gettempdir())
+    parser.add_argument("--keep", action="store_true", help="keep the generated dump")
+    args = parser.parse_args(argv)
+    r: dict[str, Any] = measure(args.size_gib, args.range_kib, args.reads, args.opens,
+                                args.dir, args.keep)
+    opens, ours, raw, span = r["open_s"], r["read_ns"], r["mmap_ns"], r["span_ns"]
+    med_ours, med_raw = statistics.median(ours), statistics.median(raw)
+    rows = [
+        ("dump file", f"{r['size'] / (1 << 30):.2f} GiB, {r['ranges']} Memory64 ranges "
+                      f"of {args.range_kib} KiB (built in {r['build_s']:.1f} s)"),
+        ("open + threads + modules", f"median {statistics.median(opens) * 1e3:.2f} ms, "
+                                     f"max {max(opens) * 1e3:.2f} ms ({args.opens} runs)"),
+        ("memory index (first use)", f"{r['index_s'] * 1e3:.1f} ms for {r['ranges']} ranges"),
+        ("memory.read(addr, 64)", f"median {med_ours / 1e3:.2f} us, "
+                                  f"p99 {percentile(ours, 99) / 1e3:.2f} us ({len(ours)} reads)"),
+        ("raw mmap slice, 64 B", f"median {med_raw / 1e3:.2f} us, "
+                                 f"p99 {percentile(raw, 99) / 1e3:.2f} us"),
+        ("ours / raw (median)", f"{med_ours / med_raw:.1f}x"),
+        ("read across a seam, 64 B", f"median {statistics.median(span) / 1e3:.2f} us, "
+                                     f"p99 {percentile(span, 99) / 1e3:.2f} us "
+                                     f"({len(span)} reads)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(f"minidumpkit reader benchmark (Python {sys.version.split()[0]})")
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
     return 0
 
 

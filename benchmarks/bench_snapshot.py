@@ -42,12 +42,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-import minidumpkit as mdk
-from minidumpkit.flags import PssCaptureFlags as F
+import minidumpkit as mdk  # noqa: E402
+from _common import Comparison  # noqa: E402
+from minidumpkit.flags import PssCaptureFlags as F  # noqa: E402
 
 ALL = F.VA_CLONE | F.THREADS | F.THREAD_CONTEXT | F.HANDLES | F.VA_SPACE
 
@@ -128,18 +130,18 @@ def build(out: Path) -> Path:
     return exe
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="256,1024,4096")
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--out", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
-    ap.add_argument("--no-gcore", action="store_true")
-    args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench_snapshot.", dir=args.out))
+DEFAULT_OUT = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+Row = tuple[int, list[float], dict[str, list[float]]]  # heap MiB, fork ms, samples
+
+
+def measure(sizes: list[int], reps: int = 5, out: str = DEFAULT_OUT,
+            gcore: bool = True) -> list[Row]:
+    """Every sample, per heap size."""
+    work = Path(tempfile.mkdtemp(prefix="bench_snapshot.", dir=out))
+    rows: list[Row] = []
     try:
         exe = build(work)
-        rows = []
-        for mib in (int(s) for s in args.sizes.split(",")):
+        for mib in sizes:
             forks: list[float] = []
             server = ForkServer(mib)
             t = Target(exe, mib)
@@ -147,7 +149,7 @@ def main() -> None:
                 "snap_obs", "snap_pause", "snap_clone", "snap_fatal", "snap_wall",
                 "stop_obs", "stop_pause", "stop_wall", "gcore_obs", "gcore_wall")}
             try:
-                for i in range(args.reps):
+                for i in range(reps):
                     path = work / "d.dmp"
 
                     def snap(t: Target = t, path: Path = path) -> tuple[float, float, float, float]:
@@ -180,13 +182,13 @@ def main() -> None:
                     r["stop_pause"].append(pause)
                     r["stop_wall"].append(wall)
 
-                    if not args.no_gcore:
-                        def gcore(t: Target = t) -> float:
+                    if gcore:
+                        def gcore_run(t: Target = t) -> float:
                             t0 = time.perf_counter()
                             subprocess.run(["gcore", "-o", str(work / "core"), str(t.pid)],
                                            check=True, capture_output=True)
                             return time.perf_counter() - t0
-                        obs, wall = t.observe(gcore)
+                        obs, wall = t.observe(gcore_run)
                         for c in work.glob("core*"):
                             c.unlink()
                         r["gcore_obs"].append(obs)
@@ -196,25 +198,61 @@ def main() -> None:
                 server.close()
             rows.append((mib, forks, r))
             print(f"{mib} MiB done", file=sys.stderr, flush=True)
-        print("\n| heap | tracer pause (ms) | clone() | bare os.fork() | pause − fork | "
-              "fatal window | snapshot observed | stop observed | gcore observed | gcore/snapshot |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for mib, forks, r in rows:
-            # each pause against the fork measured right after it
-            diff = [p - f for p, f in zip(r["snap_pause"], forks, strict=True)]
-            ratio = (statistics.median(r["gcore_obs"]) / statistics.median(r["snap_obs"])
-                     if r["gcore_obs"] else float("nan"))
-            print(f"| {mib} MiB | {med(r['snap_pause'])} | {med(r['snap_clone'])} | {med(forks)} | "
-                  f"{med(diff)} | {med(r['snap_fatal'])} | {med(r['snap_obs'])} | "
-                  f"{med(r['stop_obs'])} | {med(r['gcore_obs']) if r['gcore_obs'] else '-'} | "
-                  f"{ratio:.0f}× |")
-        print("\n| heap | snapshot wall (s) | stop wall (s) | stop tracer pause (ms) | gcore wall (s) |")
-        print("|---|---|---|---|---|")
-        for mib, _forks, r in rows:
-            print(f"| {mib} MiB | {med(r['snap_wall'])} | {med(r['stop_wall'])} | "
-                  f"{med(r['stop_pause'])} | {med(r['gcore_wall']) if r['gcore_wall'] else '-'} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def comparisons(rows: list[Row]) -> list[Comparison]:
+    out = []
+    for mib, forks, r in rows:
+        heap = f"{mib} MiB heap, live C target"
+        out.append(Comparison("bench_snapshot", f"VA-clone snapshot pause (tracer side), {heap}",
+                              "snapshot (clone + capture)", r["snap_pause"], "ms",
+                              "bare os.fork() of as big a process", forks))
+        out.append(Comparison("bench_snapshot", f"FULL dump, pause the target observed, {heap}",
+                              "snapshot (Dumper.write default)", r["snap_obs"], "ms",
+                              "stop-and-dump (snapshot='never')", r["stop_obs"]))
+        if r["gcore_obs"]:
+            out.append(Comparison("bench_snapshot", f"full dump, pause the target observed, {heap}",
+                                  "snapshot (Dumper.write default)", r["snap_obs"], "ms",
+                                  "gdb gcore", r["gcore_obs"]))
+    return out
+
+
+def run(quick: bool = False, sizes: list[int] | None = None, reps: int | None = None,
+        **options: Any) -> list[Comparison]:
+    """The structured results (run_all.py); ``quick``: one 256 MiB heap, 3 reps."""
+    return comparisons(measure(sizes or ([256] if quick else [256, 1024, 4096]),
+                               reps or (3 if quick else 5), **options))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="256,1024,4096")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--no-gcore", action="store_true")
+    args = ap.parse_args()
+    rows = measure([int(s) for s in args.sizes.split(",")], args.reps, args.out,
+                   gcore=not args.no_gcore)
+    print("\n| heap | tracer pause (ms) | clone() | bare os.fork() | pause − fork | "
+          "fatal window | snapshot observed | stop observed | gcore observed | gcore/snapshot |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for mib, forks, r in rows:
+        # each pause against the fork measured right after it
+        diff = [p - f for p, f in zip(r["snap_pause"], forks, strict=True)]
+        ratio = (statistics.median(r["gcore_obs"]) / statistics.median(r["snap_obs"])
+                 if r["gcore_obs"] else float("nan"))
+        print(f"| {mib} MiB | {med(r['snap_pause'])} | {med(r['snap_clone'])} | {med(forks)} | "
+              f"{med(diff)} | {med(r['snap_fatal'])} | {med(r['snap_obs'])} | "
+              f"{med(r['stop_obs'])} | {med(r['gcore_obs']) if r['gcore_obs'] else '-'} | "
+              f"{ratio:.0f}× |")
+    print("\n| heap | snapshot wall (s) | stop wall (s) | stop tracer pause (ms) | gcore wall (s) |")
+    print("|---|---|---|---|---|")
+    for mib, _forks, r in rows:
+        print(f"| {mib} MiB | {med(r['snap_wall'])} | {med(r['stop_wall'])} | "
+              f"{med(r['stop_pause'])} | {med(r['gcore_wall']) if r['gcore_wall'] else '-'} |")
 
 
 if __name__ == "__main__":

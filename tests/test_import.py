@@ -95,3 +95,41 @@ def test_import_is_lazy_about_the_reader() -> None:
         print(json.dumps({"before": before, "after": "minidumpkit.reader" in sys.modules}))
     """)
     assert result == {"before": False, "after": True}
+
+
+def test_format_and_first_read_import_only_what_they_need() -> None:
+    """``import minidumpkit.format`` (and a first read) stays cheap: it imports no cffi,
+    and neither :mod:`dataclasses` nor :mod:`inspect` (which dataclasses imports), whose
+    class generation made the format module cost 75-130 ms (see docs/performance.md for
+    the timing; this checks what is imported, not how long it takes). Records and views
+    are still dataclasses to anyone who asks."""
+    result = run_python("""
+        import json, sys
+        import minidumpkit
+        base = set(sys.modules)
+        import minidumpkit.format as md
+        by_format = sorted(set(sys.modules) - base)
+        with minidumpkit.open_minidump(sys.argv[1]) as d:
+            threads = [t.thread_id for t in d.threads]
+            pc = d.threads[0].pc
+            d.modules, d.exception, d.system_info, d.memory.ranges
+        by_read = sorted(set(sys.modules) - base)
+        import dataclasses
+        ctx = d.threads[0].context
+        moved = dataclasses.replace(ctx, rip=0x1234)
+        print(json.dumps({
+            "by_format": by_format, "by_read": by_read, "threads": threads, "pc": pc,
+            "is_dataclass": [dataclasses.is_dataclass(x) for x in (ctx, d.threads[0], md.Header)],
+            "fields": [f.name for f in dataclasses.fields(md.Location)],
+            "replaced": [moved.rip, moved.rsp == ctx.rsp, moved != ctx],
+            "repr": repr(md.Location(1, 2)),
+        }))
+    """, str(FIXTURE))
+    assert result["by_format"] == ["minidumpkit._lazydataclass", "minidumpkit.format"]
+    heavy = {"dataclasses", "inspect", "cffi", "_cffi_backend"}
+    assert heavy.isdisjoint(result["by_read"]), result["by_read"]  # type: ignore[arg-type]
+    assert result["threads"] == [4031, 4032, 4033]  # README: crashpad_crasher + 2 workers
+    assert result["is_dataclass"] == [True, True, True]
+    assert result["fields"] == ["data_size", "rva"]
+    assert result["replaced"] == [0x1234, True, True]
+    assert result["repr"] == "Location(data_size=1, rva=2)"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import format as md
+from ._lazydataclass import lazy_dataclass
 from .flags import StreamType
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def platform(value: int) -> md.PlatformId | int:
 
 # --- directory ------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class StreamInfo:
     """One stream directory entry. ``type`` is a StreamType when known, else an int."""
 
@@ -117,7 +117,7 @@ _WINDOWS_PLATFORMS = (md.PlatformId.WIN32_NT, md.PlatformId.WIN32_WINDOWS)
 _LINUX_PLATFORMS = (md.PlatformId.LINUX, md.PlatformId.ANDROID)
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(hidden=("raw",))
 class SystemInfo:
     """SystemInfoStream: operating system and CPU of the machine that was dumped."""
 
@@ -133,7 +133,7 @@ class SystemInfo:
     csd_version: str | None
     suite_mask: int
     cpu_vendor: str | None
-    raw: md.SystemInfo = field(repr=False)
+    raw: md.SystemInfo
 
     @property
     def os(self) -> str:
@@ -194,7 +194,7 @@ class SystemInfo:
 
 # --- misc info ------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(hidden=("raw",))
 class MiscInfo:
     """MiscInfoStream, versions 1 to 5 (picked by the stream's size).
 
@@ -218,12 +218,12 @@ class MiscInfo:
     build_string: str | None
     dbg_bld_str: str | None
     process_cookie: int | None
-    raw: md.Record = field(repr=False)
+    raw: md.Record
 
 
 # --- threads --------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True, eq=False)
+@lazy_dataclass(eq=False, hidden=("_stack_rva", "_dump"))
 class Thread:
     """One entry of ThreadList (or ThreadExList).
 
@@ -242,8 +242,8 @@ class Thread:
     name: str | None
     context: Context | None
     context_size: int
-    _stack_rva: int = field(repr=False)
-    _dump: Minidump = field(repr=False)
+    _stack_rva: int
+    _dump: Minidump
 
     @property
     def stack(self) -> bytes:
@@ -277,7 +277,7 @@ class Thread:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class ThreadInfo:
     """ThreadInfoListStream entry (MINIDUMP_THREAD_INFO). Times are 100 ns units."""
 
@@ -295,7 +295,7 @@ class ThreadInfo:
 
 # --- modules --------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class CodeViewPdb70:
     """'RSDS' record: a PDB 7.0 GUID, age and PDB file name."""
 
@@ -304,7 +304,7 @@ class CodeViewPdb70:
     pdb_file: str
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class CodeViewPdb20:
     """'NB10' record: a PDB 2.0 timestamp signature, age and PDB file name."""
 
@@ -313,14 +313,14 @@ class CodeViewPdb20:
     pdb_file: str
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class CodeViewElf:
     """Breakpad's 'BpEL' record: the ELF build id (any length)."""
 
     build_id: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class CodeViewUnknown:
     """A CodeView record in a format this reader does not decode."""
 
@@ -374,7 +374,7 @@ def version_of(vs: md.VsFixedFileInfo, windows_style: bool) -> str | None:
             f"{vs.product_version_hi}.{vs.product_version_lo}")
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(hidden=("version_info", "misc_record"))
 class Module:
     """One ModuleList entry with its CodeView identity decoded.
 
@@ -387,10 +387,10 @@ class Module:
     size: int
     checksum: int
     timestamp: int
-    version_info: md.VsFixedFileInfo = field(repr=False)
+    version_info: md.VsFixedFileInfo
     version: str | None
     cv_record: CodeView | None
-    misc_record: bytes | None = field(repr=False)
+    misc_record: bytes | None
     debug_id: str | None
     code_id: str | None
 
@@ -426,7 +426,7 @@ class Module:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class UnloadedModule:
     """UnloadedModuleList entry."""
 
@@ -447,7 +447,7 @@ class UnloadedModule:
 
 # --- memory ---------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class MemoryRange:
     """A captured range: ``size`` bytes of process memory at ``start``, stored at file offset ``rva``."""
 
@@ -460,7 +460,7 @@ class MemoryRange:
         return self.start + self.size
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class MemoryRegionInfo:
     """MemoryInfoList entry (VirtualQuery's MEMORY_BASIC_INFORMATION)."""
 
@@ -479,7 +479,7 @@ class MemoryRegionInfo:
 
 # --- exception ------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class ExceptionInfo:
     """ExceptionStream: why the dump was written.
 
@@ -514,7 +514,7 @@ class ExceptionInfo:
 
 # --- handles --------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class Handle:
     """HandleData descriptor (MINIDUMP_HANDLE_DESCRIPTOR or _2)."""
 
@@ -530,7 +530,7 @@ class Handle:
 
 # --- Linux streams --------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class LinuxMapping:
     """One line of /proc/PID/maps (LinuxMaps stream)."""
 
@@ -583,7 +583,7 @@ def parse_key_values(text: str, sep: str) -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class LinkMap:
     """One ``struct link_map`` entry of the dynamic linker's list (LinuxDsoDebug)."""
 
@@ -592,7 +592,7 @@ class LinkMap:
     ld: int
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(hidden=("dynamic_section",))
 class DsoDebug:
     """LinuxDsoDebug: the dynamic linker's ``r_debug`` and its link-map list."""
 
@@ -603,7 +603,7 @@ class DsoDebug:
     ldbase: int
     dynamic: int
     link_maps: tuple[LinkMap, ...]
-    dynamic_section: bytes = field(repr=False)
+    dynamic_section: bytes
 
 
 # --- minidumpkit's own stream ---------------------------------------------------------
@@ -612,7 +612,7 @@ CAPTURE_NAMES = {md.CAPTURE_STOP: "stop", md.CAPTURE_VA_CLONE: "va_clone",
                  md.CAPTURE_SNAPSHOT_LIVE: "snapshot_live"}
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class MinidumpkitInfo:
     """MinidumpkitInfoStream: how a minidumpkit dump was taken.
 

@@ -1,8 +1,9 @@
 """The MDMP file format, defined once and shared by the writer and the reader.
 
 Every on-disk structure is a frozen dataclass whose field annotations carry their
-``struct`` code (``Annotated[int, "I"]``, ``Annotated[bytes, "16s"]``); ``SIZE``, :meth:`Record.unpack_from` and :meth:`Record.pack` are
-derived from them. All layouts are little-endian with no implicit padding: where
+``struct`` code (``Annotated[int, "I"]``, ``Annotated[bytes, "16s"]``); ``SIZE``,
+:meth:`Record.unpack_from` and :meth:`Record.pack` are derived from them. The
+dataclass methods are generated on first use, which keeps this import cheap. All layouts are little-endian with no implicit padding: where
 ``#pragma pack(4)`` or natural alignment would pad, the padding is an explicit
 field, as in Microsoft's headers. Nested records are written as a field whose
 annotation is the record class.
@@ -16,16 +17,15 @@ Import it as ``from minidumpkit import format as md``.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import inspect
 import operator
 import struct
 import sys
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, Self, dataclass_transform
+from typing import Annotated, Any, ClassVar, Self
 
+from ._lazydataclass import LazyDataclass
 from .flags import StreamType
 
 __all__ = ["StreamType"]  # the rest is reached as md.Name
@@ -39,41 +39,47 @@ U32 = Annotated[int, "I"]
 I32 = Annotated[int, "i"]
 U64 = Annotated[int, "Q"]
 
-
-_HINTS: dict[tuple[str, str], Any] = {}
-
-
-def _field_hints(cls: type) -> dict[str, Any]:
-    """``typing.get_type_hints(cls, include_extras=True)`` for a record's own fields, with
-    each distinct annotation string evaluated once per module (they repeat: U32, U64 ...),
-    which keeps importing this module fast."""
-    out: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        for name, ann in inspect.get_annotations(klass).items():
-            if not isinstance(ann, str):
-                out[name] = ann
-                continue
-            namespace = vars(sys.modules[klass.__module__])
-            found = namespace.get(ann)  # a nested record's class name
-            if isinstance(found, type) and issubclass(found, Record):
-                out[name] = found
-                continue
-            key = (klass.__module__, ann)
-            hint = _HINTS.get(key)
-            if hint is None:
-                hint = _HINTS[key] = eval(ann, namespace)  # our own annotations only
-            out[name] = hint
-    return out
+# struct code of each alias above, read straight from an annotation string
+_ALIAS_CODES = {"U8": "B", "U16": "H", "U32": "I", "I32": "i", "U64": "Q"}
 
 
-@dataclass_transform(frozen_default=True)
-class Record:
-    """Base of every fixed-size on-disk structure (see the module docstring)."""
+def _field_code(owner: type, name: str, ann: Any) -> tuple[str, type[Record] | None]:
+    """The struct code of one field, and its record class when the field is nested.
+
+    Annotations are strings here (``from __future__ import annotations``): the common
+    spellings (``U32``, ``Annotated[bytes, "16s"]``, a record class name) are read
+    without ``eval``, which keeps importing this module cheap."""
+    if isinstance(ann, str):
+        namespace = vars(sys.modules[owner.__module__])
+        if ann in _ALIAS_CODES and namespace.get(ann) is globals()[ann]:
+            return _ALIAS_CODES[ann], None
+        found = namespace.get(ann)
+        if found is None and ann.startswith("Annotated[") and ann.endswith("]"):
+            code = ann[:-1].rpartition(",")[2].strip()
+            if len(code) >= 3 and code[0] == code[-1] and code[0] in "\"'":
+                return code[1:-1], None
+        ann = found if found is not None else eval(ann, namespace)  # our own annotations
+    if isinstance(ann, type) and issubclass(ann, Record):
+        return ann._struct.format.lstrip("<"), ann
+    args = typing.get_args(ann)
+    if len(args) != 2 or not isinstance(args[1], str):
+        raise TypeError(f"{owner.__name__}.{name}: annotate with a struct code, "
+                        f"Annotated[int, 'I'], or a Record class (got {ann!r})")
+    return args[1], None
+
+
+class Record(LazyDataclass):
+    """Base of every fixed-size on-disk structure (see the module docstring).
+
+    Each subclass is a frozen dataclass whose dataclass methods are generated on first
+    use (see :mod:`minidumpkit._lazydataclass`): decoding and packing never need them.
+    """
 
     SIZE: ClassVar[int]
     _struct: ClassVar[struct.Struct]
     # (field name, nested record class or None) in declaration order
     _layout: ClassVar[tuple[tuple[str, type[Record] | None], ...]]
+    _codes: ClassVar[tuple[str, ...]]  # each field's struct code, in declaration order
     # every field's value in declaration order; indexes of the nested-record fields
     _values: ClassVar[Callable[[Any], tuple[Any, ...]]]
     _nested: ClassVar[tuple[int, ...]]
@@ -83,21 +89,17 @@ class Record:
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        if "__annotations__" not in cls.__dict__:
+        spec = cls.__dict__.get("__lazy_spec__")
+        if spec is None:  # no fields of its own
             return
-        dataclasses.dataclass(frozen=True, slots=False)(cls)
-        hints = _field_hints(cls)
-        codes: list[str] = []
         layout: list[tuple[str, type[Record] | None]] = []
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            hint = hints[f.name]
-            if isinstance(hint, type) and issubclass(hint, Record):
-                codes.append(hint._struct.format.lstrip("<"))
-                layout.append((f.name, hint))
-            else:
-                codes.append(typing.get_args(hint)[1])
-                layout.append((f.name, None))
+        codes: list[str] = []
+        for name in spec.names:
+            code, sub = _field_code(cls, name, spec.annotations[name])
+            codes.append(code)
+            layout.append((name, sub))
         cls._struct = struct.Struct("<" + "".join(codes))
+        cls._codes = tuple(codes)
         cls.SIZE = cls._struct.size
         cls._layout = tuple(layout)
         names = [name for name, _ in layout]
@@ -112,6 +114,12 @@ class Record:
             paths += [name] if sub is None else [f"{name}.{p}" for p in sub._paths]
         cls._paths = tuple(paths)
         cls._leaves = operator.attrgetter(*paths) if len(paths) > 1 else None
+
+    @classmethod
+    def offset_of(cls, name: str) -> int:
+        """Byte offset of field ``name`` in the packed record."""
+        names = [field for field, _ in cls._layout]
+        return struct.calcsize("<" + "".join(cls._codes[:names.index(name)]))
 
     @classmethod
     def _build(cls, values: tuple[Any, ...], pos: int) -> tuple[Self, int]:

@@ -90,6 +90,9 @@ class WriteStats:
     read_failures: int  # ranges cut short because target memory could not be read
     dropped_ranges: int  # planned ranges left out to respect the range/byte limits
     elapsed: float  # seconds
+    # where the MinidumpkitInfo stream starts in ``out`` (an absolute file position, not
+    # an RVA), for :func:`record_pause`
+    info_offset: int | None = None
 
 
 def flag_names(value: int) -> str:
@@ -137,6 +140,22 @@ def write_minidump(capture: ProcessCapture, out: BinaryIO, dump_type: MiniDumpTy
                 started).run(selection)
 
 
+def record_pause(out: BinaryIO, stats: WriteStats, pause_ns: int) -> None:
+    """Overwrite the pause recorded in the MinidumpkitInfo stream of the dump just
+    written to ``out`` (seekable) with ``pause_ns``, leaving ``out`` at its end.
+
+    A dump written while the target is held records a pause that is still running:
+    the backend measures the real one once it has released the target, and patches
+    it in here before the file is published."""
+    if stats.info_offset is None:
+        raise ValueError("this dump has no MinidumpkitInfo stream to patch")
+    end = out.tell()
+    out.seek(stats.info_offset + md.MinidumpkitInfo.offset_of("pause_ns"))
+    out.write(struct.pack("<Q", pause_ns))
+    out.seek(end)
+    out.flush()
+
+
 def _validate(capture: ProcessCapture) -> None:
     """Contract checks on what the backend filled (ValueError: a backend bug)."""
     tids = [t.tid for t in capture.threads]
@@ -163,7 +182,7 @@ class _File:
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
-        self._base = out.tell()
+        self.base = out.tell()  # where the dump starts in ``out``
         self.pos = 0
 
     def align(self, alignment: int) -> None:
@@ -199,12 +218,12 @@ class _File:
         return self.append(md.pack_string(text), 4).rva
 
     def patch(self, rva: int, data: bytes) -> None:
-        self._out.seek(self._base + rva)
+        self._out.seek(self.base + rva)
         self._out.write(data)
-        self._out.seek(self._base + self.pos)
+        self._out.seek(self.base + self.pos)
 
     def finish(self) -> None:
-        self._out.seek(self._base + self.pos)
+        self._out.seek(self.base + self.pos)
         try:  # an r+b file may hold an older, longer dump
             self._out.truncate()
         except (io.UnsupportedOperation, OSError):
@@ -348,6 +367,8 @@ class _Job:
                              time_date_stamp=stamp & 0xFFFFFFFF, flags=int(self.dump_type)).pack())
         f.finish()
         self.policy.progress(self.total, self.total)
+        info_rva = next(loc.rva for t, loc in self.directory
+                        if t == StreamType.MinidumpkitInfoStream)
         return WriteStats(
             bytes_written=f.pos, stream_count=count,
             memory_ranges=len(self.descriptors) + len(self.descriptors64),
@@ -358,7 +379,7 @@ class _Job:
             handle_count=len(cap.handles) if self.dump_type & MiniDumpType.WithHandleData else 0,
             read_failures=len(self.read_failures),
             dropped_ranges=len(sel.dropped) + len(self.left_out),
-            elapsed=time.perf_counter() - self.started)
+            elapsed=time.perf_counter() - self.started, info_offset=f.base + info_rva)
 
     def stream(self, stream_type: int, write: bytes | Callable[[], bytes]) -> None:
         self.checkpoint()

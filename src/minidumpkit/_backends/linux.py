@@ -23,7 +23,7 @@ import functools
 import io
 import os
 import time
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import format as md
 from .._capture import (
@@ -50,6 +50,9 @@ from ..flags import MiniDumpType, StreamType
 from . import _elf, _memory, _procfs
 from . import _ptrace as _ptrace_mod
 from ._ptrace import _PERMISSION_HINT, ProcessStop
+
+if TYPE_CHECKING:
+    from ..writer import WriteStats
 
 __all__ = ["ProcessMemory", "capture", "check_target", "resolve_pid", "write_dump"]
 
@@ -804,7 +807,7 @@ class DumpTimes:
     threads: int
     stop_ns: int  # first PTRACE_SEIZE → every thread stopped
     pause_ns: int  # first PTRACE_SEIZE → last PTRACE_DETACH: what the target felt
-    stats: object = None  # the writer's WriteStats
+    stats: WriteStats | None = None
 
 
 # Up to this many planned bytes are read into memory while the target is stopped and
@@ -827,7 +830,7 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     ``all_memory``: WithFullMemory copies every readable page, not only what the
     kernel's core dump would hold. ``requesting_tid``: see :func:`capture`.
     """
-    from ..writer import SUPPORTED_TYPES, flag_names, write_minidump
+    from ..writer import SUPPORTED_TYPES, flag_names, record_pause, write_minidump
 
     unsupported = dump_type & ~SUPPORTED_TYPES
     if unsupported:  # refuse before the target is stopped, not half-way through
@@ -861,7 +864,7 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     system_info()
     machine = machine_streams()
     stop = ProcessStop(pid, ppid=stat.ppid if stat is not None else None)
-    stats: object = None
+    held: WriteStats | None = None
     with ProcessMemory(pid) as memory:
         with stop:
             cap = capture(pid, stop, memory, dump_type, machine, requesting_tid=requesting_tid)
@@ -871,16 +874,21 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
             sel = select(cap, dump_type, policy, job.checkpoint, all_memory=all_memory)
             if sel.total_bytes <= SNAPSHOT_LIMIT:
                 cap.memory = snapshot_selection(memory, sel, recording.blocks)
-                cap.pause_ns = time.perf_counter_ns() - stop.stop_started_ns
             else:  # too big to buffer: write while the threads are held
                 cap.memory = memory
-                cap.pause_ns = time.perf_counter_ns() - stop.stop_started_ns
-                stats = write_minidump(cap, out, dump_type, policy=policy, selection=sel)
-        if stats is None:
-            stats = _write_buffered(cap, out, dump_type, policy, sel)
+                cap.pause_ns = time.perf_counter_ns() - stop.stop_started_ns  # patched below
+                held = write_minidump(cap, out, dump_type, policy=policy, selection=sel)
+        # The pause is what the target felt: first PTRACE_SEIZE to last PTRACE_DETACH.
+        pause_ns = stop.detached_ns - stop.stop_started_ns
+        if held is None:
+            cap.pause_ns = pause_ns
+            stats: WriteStats = _write_buffered(cap, out, dump_type, policy, sel)
+        else:  # the stream was written while the pause still ran: the real one goes in now
+            record_pause(out, held, pause_ns)
+            stats = held
     return DumpTimes(threads=len(cap.threads),
                      stop_ns=stop.stopped_ns - stop.stop_started_ns,
-                     pause_ns=stop.detached_ns - stop.stop_started_ns, stats=stats)
+                     pause_ns=pause_ns, stats=stats)
 
 
 # A dump whose planned memory is at most this big is assembled in memory and handed to
@@ -890,7 +898,7 @@ BUFFER_LIMIT = 16 << 20
 
 
 def _write_buffered(cap: ProcessCapture, out: BinaryIO, dump_type: MiniDumpType,
-                    policy: DumpPolicy, sel: Selection) -> object:
+                    policy: DumpPolicy, sel: Selection) -> WriteStats:
     from ..writer import write_minidump
 
     if sel.total_bytes > BUFFER_LIMIT or sel.memory64:
@@ -901,7 +909,9 @@ def _write_buffered(cap: ProcessCapture, out: BinaryIO, dump_type: MiniDumpType,
     out.write(buf.getbuffer())
     out.truncate()  # an r+b file may hold an older, longer dump (as the writer does)
     out.seek(start + stats.bytes_written)
-    return stats
+    if stats.info_offset is None:
+        return stats
+    return dataclasses.replace(stats, info_offset=start + stats.info_offset)  # in ``out``
 
 
 class _Planned:
