@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,7 @@ def test_mini_dump_says_what_is_missing(start_target: Any, tmp_path: Path, versi
     with mdk.open_minidump(path) as dump:
         alone = python_stacks(dump, use_local_files=False)
         assert alone.status.startswith("no Python runtime found: _PyRuntime not found"), alone
+        assert alone.status.endswith("local files not looked at)")
         with_file = python_stacks(dump)
         assert with_file.status.startswith("partial walk: "), with_file
         assert "not readable" in with_file.status
@@ -193,3 +195,33 @@ def test_fixtures_give_a_result_or_format_error() -> None:
             ("no Python runtime found", "partial walk: ")), (path, runtime.status)
         results[runtime.status.split(":")[0]] = results.get(runtime.status.split(":")[0], 0) + 1
     assert sum(results.values()) == len(files)
+
+
+def test_cli_python_only_prints_tracebacks(start_target: Any, tmp_path: Path) -> None:
+    """`minidumpkit info --python-only` prints each thread as Python's tracebacks do, and
+    `--python --json` carries the frames under threads[].python."""
+    target, truth = start_child(start_target, "3.12.1", tmp_path)
+    path = tmp_path / "cli.dmp"
+    mdk.dump(target.pid, path, type=DumpType.FULL, all_memory=True)
+    cli = [sys.executable, "-m", "minidumpkit", "info"]
+    text = subprocess.run([*cli, "--python-only", str(path)], check=True, capture_output=True,
+                          text=True, timeout=120).stdout
+    busy = target.int("busy")
+    for thread in truth["threads"]:
+        if thread["native_id"] == busy:
+            continue
+        block = "\n".join([f"Thread {thread['native_id']} (interpreter 0)",
+                           "Traceback (most recent call last):"]
+                          + [f'  File "{file}", line {line}, in {qualname}'
+                             for _name, qualname, file, line in reversed(thread["frames"])])
+        assert block + "\n" in text, block
+    data = json.loads(subprocess.run([*cli, "--python", "--json", str(path)], check=True,
+                                     capture_output=True, text=True, timeout=120).stdout)
+    assert data["python"]["status"] == "ok"
+    native = {t["native_id"]: t for t in truth["threads"]}
+    for entry in data["threads"]:
+        expected = native[entry["thread_id"]]
+        got = [[f["function"], f["qualname"], f["filename"], f["line"]]
+               for f in entry["python"]["frames"]]
+        if entry["thread_id"] != busy:
+            assert got == expected["frames"]

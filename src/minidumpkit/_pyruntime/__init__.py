@@ -41,8 +41,9 @@ def walk_process(source: MemorySource, modules: Iterable[ModuleRef], *,
         names = [m.name for m in modules]
         why = "no libpython/python module" if not any(
             "python" in n.rsplit("/", 1)[-1] for n in names) else \
-            "_PyRuntime not found in the python module (its ELF is not in memory and no " \
-            "file with the same build id is on this machine)"
+            "_PyRuntime not found in the python module (its ELF is not in memory" + (
+                " and no file with the same build id is on this machine)" if open_file
+                else "; local files not looked at)")
         return PythonRuntime(status=f"{NOT_FOUND}: {why}")
     layout, version, why = layout_for(source, found, model)
     result = PythonRuntime(status="ok", version=version_string(version) if version else None,
