@@ -225,3 +225,56 @@ def test_cli_python_only_prints_tracebacks(start_target: Any, tmp_path: Path) ->
                for f in entry["python"]["frames"]]
         if entry["thread_id"] != busy:
             assert got == expected["frames"]
+
+
+class OnlyRanges:
+    """Memory of a dump restricted to the ranges a walk logged: what a writer copying
+    exactly those ranges would hold."""
+
+    def __init__(self, dump: Any, ranges: list[tuple[int, int]]) -> None:
+        self.dump, self.ranges = dump, ranges
+
+    def read(self, address: int, size: int) -> bytes:
+        if not any(a <= address and address + size <= a + n for a, n in self.ranges):
+            raise mdk.MemoryNotCaptured(address, size)
+        data: bytes = self.dump.memory.read(address, size)
+        return data
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_live_walk_logs_exactly_what_it_needs(start_target: Any, tmp_path: Path,
+                                              version: str) -> None:
+    """The writer's half: the same walk over the stopped process (/proc/PID/mem) equals
+    the dump's, and the memory it logged, alone, is enough to walk again."""
+    from minidumpkit._pyruntime import walk_process
+    from minidumpkit._pyruntime.live import ProcessMemory, merge_ranges, process_modules
+
+    target, _ = start_child(start_target, version, tmp_path)
+    path = tmp_path / "frozen.dmp"
+    os.kill(target.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: all(
+            open(f"/proc/{target.pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()[0] == "T"
+            for t in os.listdir(f"/proc/{target.pid}/task")), "target to stop")
+        log: list[tuple[int, int]] = []
+        with ProcessMemory(target.pid) as memory:
+            live = walk_process(memory, process_modules(target.pid), log=log)
+        mdk.dump(target.pid, path, type=DumpType.FULL, all_memory=True)
+    finally:
+        os.kill(target.pid, signal.SIGCONT)
+    assert live.status == "ok", live.status
+    ranges = merge_ranges(log)
+    with mdk.open_minidump(path) as dump:
+        full = python_stacks(dump, use_local_files=False)
+        modules = [mdk_module(m) for m in dump.modules]
+        tiny = walk_process(OnlyRanges(dump, ranges), modules, open_file=None)
+    assert [frames_of(t) for t in live.threads] == [frames_of(t) for t in full.threads]
+    assert [frames_of(t) for t in tiny.threads] == [frames_of(t) for t in full.threads]
+    assert [t.holds_gil for t in tiny.threads] == [t.holds_gil for t in full.threads]
+    size = sum(n for _, n in ranges)
+    print(f"{version}: {len(log)} reads, {len(ranges)} ranges, {size} bytes")
+
+
+def mdk_module(m: Any) -> Any:
+    from minidumpkit._pyruntime import ModuleRef
+    return ModuleRef(m.name, m.base, m.size, m.build_id)

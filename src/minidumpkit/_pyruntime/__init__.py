@@ -36,6 +36,8 @@ def walk_process(source: MemorySource, modules: Iterable[ModuleRef], *,
     missing memory: the result's ``status`` says what was found. ``log`` collects every
     (address, size) the walk read, for a writer that wants to keep exactly that memory."""
     modules = list(modules)
+    if log is not None:
+        source = _Logged(source, log)
     found: Located | None = locate(source, modules, open_file=open_file)
     if found is None:
         names = [m.name for m in modules]
@@ -53,8 +55,18 @@ def walk_process(source: MemorySource, modules: Iterable[ModuleRef], *,
         result.status = f"{NOT_FOUND}: {why}"
         return result
     result.layout = layout.name
-    if log is not None:
-        log.append((found.runtime, 8))
-    walker = Walker(source, layout, code_type=found.code_type, time_limit=time_limit, log=log)
+    walker = Walker(source, layout, code_type=found.code_type, time_limit=time_limit)
     result.threads, result.status = walker.walk(found.runtime)
     return result
+
+
+class _Logged:
+    """A memory source that records every successful read (the locator's and the walk's)."""
+
+    def __init__(self, source: MemorySource, log: list[tuple[int, int]]) -> None:
+        self.source, self.log = source, log
+
+    def read(self, address: int, size: int) -> bytes:
+        data = self.source.read(address, size)
+        self.log.append((address, size))
+        return data

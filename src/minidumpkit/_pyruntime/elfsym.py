@@ -185,7 +185,7 @@ class ElfFile:
 
     @property
     def link_base(self) -> int:
-        loads = [p[3] for p in self.phdrs if p[0] == PT_LOAD]
+        loads: list[int] = [p[3] for p in self.phdrs if p[0] == PT_LOAD]
         if not loads:
             raise ElfError("no PT_LOAD")
         return min(loads) & ~0xFFF
