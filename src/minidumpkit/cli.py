@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
                           description="Summarise a minidump written by any writer.")
     info.add_argument("file", metavar="FILE", help="the minidump to read")
     info.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    _add_python_options(info)
 
     dump = sub.add_parser("dump", help="write a minidump of a running process",
                           description="Write a minidump of process PID.")
@@ -147,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     try:
         if args.command == "info":
-            return _info(args.file, as_json=args.json, out=sys.stdout, err=sys.stderr)
+            return _info(args.file, as_json=args.json, out=sys.stdout, err=sys.stderr,
+                         python=_python_mode(args))
         return _dump(args.pid, args.output, args.type, progress=args.progress,
                      overwrite=args.overwrite, all_memory=args.all_memory,
                      out=sys.stdout, err=sys.stderr)
@@ -348,7 +350,7 @@ def _iso(stamp: int) -> str | None:
         return None
 
 
-def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO) -> int:
+def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, python: str = "") -> int:
     from .reader import open_minidump
 
     try:
@@ -365,11 +367,19 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO) -> int:
     with dump:
         report = _Report(dump)
         data = report.build(path)
+        if python:
+            report.section("Python stacks", lambda: _add_python(dump, data), None)
+    if python == "only":
+        data = _python_only(data)
     if as_json:
         json.dump(data, out, indent=2)
         out.write("\n")
+    elif python == "only":
+        _print_python(data, out)
     else:
         _print_text(data, out)
+        if python:
+            _print_python(data, out)
     for problem in report.errors:
         print(f"minidumpkit: {path}: malformed stream, {problem}", file=err)
     return 2 if report.errors else 0
@@ -425,6 +435,71 @@ def _print_text(data: dict[str, Any], out: TextIO) -> None:
     for si in data["streams"]:
         w(f"  {si['index']:>3}  {si['name']:<28} {si['type']:>12}  {si['size']:>10} bytes"
           f"  at {si['rva']}")
+
+
+# --- info: Python stacks (docs/python-stacks.md) ------------------------------------------
+
+def _add_python_options(info: argparse.ArgumentParser) -> None:
+    group = info.add_mutually_exclusive_group()
+    group.add_argument("--python", action="store_true",
+                       help="add each thread's Python stack (CPython 3.11-3.13)")
+    group.add_argument("--python-only", action="store_true",
+                       help="print only the Python stacks, as Python's tracebacks do")
+
+
+def _python_mode(args: argparse.Namespace) -> str:
+    return "only" if args.python_only else "add" if args.python else ""
+
+
+def _add_python(dump: Minidump, data: dict[str, Any]) -> None:
+    """data["python"] = the runtime; data["threads"][i]["python"] = the Python thread
+    that OS thread runs (the first found, when subinterpreters share it), else None."""
+    from .analysis.python import python_stacks
+
+    runtime = python_stacks(dump)
+
+    def thread_json(t: Any) -> dict[str, Any]:
+        return {"os_thread_id": t.os_thread_id, "mapped_by": t.mapped_by,
+                "interpreter_id": t.interpreter_id, "thread_id": t.thread_id,
+                "native_thread_id": t.native_thread_id, "holds_gil": t.holds_gil,
+                "status": t.status,
+                "frames": [{"function": f.function, "qualname": f.qualname,
+                            "filename": f.filename, "line": f.line,
+                            "first_line": f.first_line, "is_entry": f.is_entry}
+                           for f in t.frames]}
+
+    threads = [thread_json(t) for t in runtime.threads]
+    data["python"] = {"status": runtime.status, "version": runtime.version,
+                      "runtime_address": _hex(runtime.runtime_address),
+                      "module": runtime.module, "layout": runtime.layout,
+                      "found_by": runtime.found_by, "threads": threads}
+    for entry in data["threads"]:
+        entry["python"] = next((t for t in threads if t["os_thread_id"] == entry["thread_id"]),
+                               None)
+
+
+def _python_only(data: dict[str, Any]) -> dict[str, Any]:
+    return {"file": data["file"], "python": data.get("python"), "errors": data["errors"]}
+
+
+def _print_python(data: dict[str, Any], out: TextIO) -> None:
+    runtime = data.get("python")
+    if runtime is None:
+        out.write("Python: not read (see the errors)\n")
+        return
+    if not runtime["threads"]:
+        out.write(f"Python: {runtime['status']}\n")
+        return
+    out.write(f"\nPython {runtime['version']} ({runtime['module']}, _PyRuntime "
+              f"{runtime['runtime_address']}): {runtime['status']}\n")
+    for t in runtime["threads"]:
+        gil = ", holds the GIL" if t["holds_gil"] else ""
+        out.write(f"\nThread {t['os_thread_id']} (interpreter {t['interpreter_id']}{gil})\n")
+        out.write("Traceback (most recent call last):\n")
+        for f in reversed(t["frames"]):
+            out.write(f'  File "{f["filename"]}", line {f["line"]}, in {f["qualname"]}\n')
+        if t["status"]:
+            out.write(f"  [{t['status']}]\n")
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m minidumpkit.cli

@@ -1,0 +1,161 @@
+"""Find ``_PyRuntime`` and the CPython version of a process image, and pick the layout.
+
+Sources, in order: the python module's ELF as it lies in the target's memory (PT_DYNAMIC,
+hash table, ``.dynsym``: what a FULL dump or a live process has), then the module's file on
+this machine when its GNU build id equals the one the dump recorded (``.dynsym``, the
+``.PyRuntime`` section, ``Py_Version`` from the file's read-only data). The python module is
+``libpython3.X.so…`` or, for a statically linked interpreter, the ``python3…`` executable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from . import offsets as o
+from .elfsym import ElfError, ElfFile, symbols_from_memory
+from .walk import MemorySource, WalkStopped, version_string
+
+SYMBOLS = ("_PyRuntime", "Py_Version", "PyCode_Type")
+_LIBPYTHON = re.compile(r"(^|/)libpython3\.\d+[a-z]*\.so(\.[0-9.]+)?$")
+_EXECUTABLE = re.compile(r"(^|/)python3?(\.\d+)?[a-z]*$")
+MAX_ELF_FILE = 256 << 20
+
+
+@dataclass(frozen=True)
+class ModuleRef:
+    """A loaded module as the locator needs it (from a dump's module list or /proc maps)."""
+
+    name: str
+    base: int
+    size: int
+    build_id: bytes | None
+
+
+@dataclass(frozen=True)
+class Located:
+    module: ModuleRef
+    runtime: int
+    version_hex: int
+    code_type: int | None
+    found_by: str
+
+
+def python_modules(modules: Iterable[ModuleRef]) -> list[ModuleRef]:
+    """libpython first, then python executables (a --enable-shared build's executable does
+    not hold the runtime, but a static build's does)."""
+    mods = list(modules)
+    return ([m for m in mods if _LIBPYTHON.search(m.name)]
+            + [m for m in mods if _EXECUTABLE.search(m.name)])
+
+
+def _from_memory(source: MemorySource, module: ModuleRef) -> Located | None:
+    def read(address: int, size: int) -> bytes:
+        return source.read(address, size)
+    try:
+        symbols = symbols_from_memory(read, module.base, module.size, SYMBOLS)
+    except (ElfError, WalkStopped, OSError, LookupError, ValueError, struct.error):
+        return None
+    if "_PyRuntime" not in symbols:
+        return None
+    version = 0
+    if "Py_Version" in symbols:
+        try:
+            version = struct.unpack("<I", source.read(symbols["Py_Version"], 4))[0]
+        except (OSError, LookupError, ValueError):
+            version = 0
+    return Located(module, symbols["_PyRuntime"], version, symbols.get("PyCode_Type"),
+                   "dump memory (ELF dynamic symbols)")
+
+
+def _from_file(module: ModuleRef, open_file: Callable[[str], bytes | None]) -> Located | None:
+    if module.build_id is None:
+        return None
+    data = open_file(module.name)
+    if data is None:
+        return None
+    try:
+        elf = ElfFile(data)
+        if elf.build_id() != module.build_id:
+            return None
+        symbols = elf.dynamic_symbols(SYMBOLS)
+        bias = module.base - elf.link_base
+        if "_PyRuntime" in symbols:
+            runtime = symbols["_PyRuntime"] + bias
+        elif ".PyRuntime" in elf.sections:
+            runtime = elf.sections[".PyRuntime"][3] + bias
+        else:
+            return None
+        version = 0
+        if "Py_Version" in symbols:
+            raw = elf.read_vaddr(symbols["Py_Version"], 4)
+            version = struct.unpack("<I", raw)[0] if raw else 0
+    except (ElfError, struct.error, IndexError):
+        return None
+    code_type = symbols["PyCode_Type"] + bias if "PyCode_Type" in symbols else None
+    return Located(module, runtime, version, code_type,
+                   f"{module.name} on this machine (build id matches)")
+
+
+def read_local_file(path: str) -> bytes | None:
+    """The file at ``path`` when it is a regular file of sane size, else None."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not os.path.isfile(path) or st.st_size > MAX_ELF_FILE:
+                return None
+            return f.read()
+    except OSError:
+        return None
+
+
+def locate(source: MemorySource, modules: Iterable[ModuleRef], *,
+           open_file: Callable[[str], bytes | None] | None = read_local_file) -> Located | None:
+    for module in python_modules(modules):
+        found = _from_memory(source, module)
+        if found is None and open_file is not None:
+            found = _from_file(module, open_file)
+        if found is not None:
+            return found
+    return None
+
+
+def layout_for(source: MemorySource, found: Located, model: str = o.LP64) -> tuple[
+        o.Layout | None, int, str]:
+    """The layout for the located runtime, the version (from ``_Py_DebugOffsets`` when the
+    symbol gave none) and, when there is no layout, why."""
+    version = found.version_hex
+    try:
+        head = source.read(found.runtime, 24)
+    except (OSError, LookupError, ValueError):
+        head = b""
+    has_debug = head[:8] == o.DEBUG_COOKIE
+    if has_debug and not version:
+        version = struct.unpack_from("<Q", head, 8)[0] & 0xFFFFFFFF
+    if not version:
+        return None, 0, "CPython version unknown (no Py_Version, no _Py_DebugOffsets)"
+    major, minor = version >> 24, (version >> 16) & 0xFF
+    if (major, minor, model) in o.STATIC_LAYOUTS:
+        return o.STATIC_LAYOUTS[(major, minor, model)], version, ""
+    if (major, minor) in o.DEBUG_FIELDS:
+        if not has_debug:
+            return None, version, "_Py_DebugOffsets missing at _PyRuntime"
+        if struct.unpack_from("<Q", head, 16)[0]:
+            return None, version, "free-threaded CPython is not supported yet"
+        names = o.DEBUG_FIELDS[(major, minor)]
+        try:
+            raw = source.read(found.runtime + 8, 8 * len(names))
+            values = dict(zip(names, struct.unpack(f"<{len(names)}Q", raw)))
+            return o.layout_from_debug_offsets(values, minor, model), version, ""
+        except (OSError, LookupError) as e:
+            return None, version, f"_Py_DebugOffsets not readable ({type(e).__name__})"
+        except ValueError as e:
+            return None, version, str(e)
+    return None, version, f"CPython {version_string(version)} is not supported " \
+        "(3.11, 3.12, 3.13 are)"
+
+
+__all__ = ["Located", "ModuleRef", "layout_for", "locate", "python_modules"]
