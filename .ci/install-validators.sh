@@ -21,6 +21,7 @@ command -v make >/dev/null || need_apt+=(make)
 command -v readelf >/dev/null || need_apt+=(binutils)
 command -v gdb >/dev/null || need_apt+=(gdb)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v ld.lld >/dev/null || need_apt+=(lld)  # lld-linked targets (module extent tests)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
