@@ -237,7 +237,8 @@ def _program(name: str, tmp: Path) -> tuple[list[str], Callable[[int], bool]]:
                 "ev = threading.Event()\n"
                 "for _ in range(3): threading.Thread(target=ev.wait, daemon=True).start()\n"
                 "print('ready', flush=True); time.sleep(3600)\n")
-        return ["/usr/bin/python3", "-c", code], lambda pid: len(os.listdir(f"/proc/{pid}/task")) == 4
+        return (["/usr/bin/python3", "-c", code],
+                lambda pid: len(os.listdir(f"/proc/{pid}/task")) == 4)
     if name == "memcached":
         sock = tmp / "memcached.sock"
         return (["memcached", "-u", "root", "-p", "0", "-U", "0", "-s", str(sock), "-t", "4"],

@@ -53,7 +53,8 @@ CHAIN = ["far_inner", "far_outer", "near_caller", "main"]
 BASE_FLAGS = ["-g", "-O0", "-fno-omit-frame-pointer", "-Wl,--build-id"]
 LAYOUTS = {
     # GNU ld, non-PIE, like node: .fartext 12 MiB past the rest, the kernel leaves a hole
-    "gnu-nonpie-hole": ["-no-pie", "-Wl,-z,separate-code", "-Wl,--section-start=.fartext=0x1000000"],
+    "gnu-nonpie-hole": ["-no-pie", "-Wl,-z,separate-code",
+                        "-Wl,--section-start=.fartext=0x1000000"],
     # lld, segments 2 MiB apart; the small first segment puts the text at file offset 0
     "lld-max-page-size": ["-fuse-ld=lld", "-Wl,-z,max-page-size=0x200000"],
     # lld, separate code: text at a non-zero offset, 2 MiB after the r--p headers

@@ -237,7 +237,7 @@ def test_module_spans_cross_gaps_up_to_the_image_end() -> None:
     ]
     ends = {0x400000: 0x900000, 0x980000: 0x981000}
     spans = [(s.path, s.start, s.end)
-             for s in linux._module_spans(regions, lambda span: ends.get(span.start))]
+             for s in linux._module_spans(regions, ends)]
     assert spans == [("/bin/p", 0x400000, 0x900000), ("/lib/other.so", 0x600000, 0x601000),
                      ("/bin/p", 0x980000, 0x981000), ("/bin/q", 0xB00000, 0xB01000)]
     # headers unreadable: the far text (non-zero offset) joins only while no other file

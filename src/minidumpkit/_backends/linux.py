@@ -23,7 +23,6 @@ import functools
 import io
 import os
 import time
-from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from .. import format as md
@@ -590,8 +589,7 @@ def _module_file(region: Region) -> bool:
     return region.path.startswith("/") and not region.path.startswith("/dev/")
 
 
-def _module_spans(regions: list[Region],
-                  image_end: Callable[[_ModuleSpan], int | None] = lambda span: None,
+def _module_spans(regions: list[Region], image_ends: dict[int, int] | None = None,
                   ) -> list[_ModuleSpan]:
     """Mapped ELF files: a mapping at file offset 0 (where the ELF headers are) starts a
     module, which runs to the end of the last mapping of the same file (path, device,
@@ -599,7 +597,8 @@ def _module_spans(regions: list[Region],
     gaps ld.so leaves, the holes the kernel leaves between the segments of a program it
     loads (a non-PIE node has one after its first text mapping), anonymous pieces.
 
-    ``image_end(span)`` gives where the image ends by its program headers: a mapping of
+    ``image_ends[start]`` is where the image whose headers are mapped at ``start`` ends,
+    by its program headers (absent: they could not be read). A mapping of
     the same file starting before that belongs to the load, even at file offset 0 (lld's
     text segment shares the headers' file page when its first segment is small) and even
     far away (lld pads segments to ``-z max-page-size``). Where the headers cannot be
@@ -625,8 +624,8 @@ def _module_spans(regions: list[Region],
                 span.end = r.end
                 continue
         if r.offset == 0 and _module_file(r):
-            span = _ModuleSpan(path=r.path, key=key, start=r.start, end=r.end)
-            span.image_end = image_end(span)
+            span = _ModuleSpan(path=r.path, key=key, start=r.start, end=r.end,
+                               image_end=(image_ends or {}).get(r.start))
             loads[key] = span
             spans.append(span)
         else:
@@ -649,18 +648,18 @@ def _is_elf(memory: _PageReader, span: _ModuleSpan) -> bool:
         return False
 
 
-def _image_end(memory: _PageReader, span: _ModuleSpan) -> int | None:
-    """Where the ELF image mapped at ``span.start`` ends, by its program headers in
-    memory, else (header page not readable) by the file's."""
-    end = _elf.image_end(memory.read, span.start)
+def _image_end(memory: _PageReader, start: int, path: str) -> int | None:
+    """Where the ELF image whose headers are mapped at ``start`` ends, by its program
+    headers in memory, else (header page not readable) by those of the file ``path``."""
+    end = _elf.image_end(memory.read, start)
     if end is not None:
         return end
     try:
-        with open(_module_name(span.path), "rb") as f:
+        with open(_module_name(path), "rb") as f:
             head = f.read(PAGE)  # ELF and program headers: the first page, as in memory
     except OSError:
         return None
-    return _elf.image_end(lambda address, size: head[address - span.start:][:size], span.start)
+    return _elf.image_end(lambda address, size: head[address - start:][:size], start)
 
 
 def _modules(regions: list[Region], auxv: dict[int, int],
@@ -669,10 +668,11 @@ def _modules(regions: list[Region], auxv: dict[int, int],
     # every module's first page (ELF header, program headers, usually the build-id
     # note too) in one system call
     vdso = auxv.get(_procfs.AT_SYSINFO_EHDR, 0)
-    memory.prefetch([r.start for r in regions if r.offset == 0 and _module_file(r)]
-                    + ([vdso] if vdso else []))
-    spans = [span for span in _module_spans(regions, lambda span: _image_end(memory, span))
-             if span.end - span.start >= PAGE]
+    heads = [r for r in regions if r.offset == 0 and _module_file(r)]
+    memory.prefetch([r.start for r in heads] + ([vdso] if vdso else []))
+    ends = {r.start: end for r in heads
+            if (end := _image_end(memory, r.start, r.path)) is not None}
+    spans = [span for span in _module_spans(regions, ends) if span.end - span.start >= PAGE]
     for span in spans:
         if not _is_elf(memory, span):
             continue
