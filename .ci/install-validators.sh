@@ -21,6 +21,9 @@ command -v make >/dev/null || need_apt+=(make)
 command -v readelf >/dev/null || need_apt+=(binutils)
 command -v gdb >/dev/null || need_apt+=(gdb)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v ld.lld >/dev/null || need_apt+=(lld)  # lld-linked targets (module extent tests)
+command -v memcached >/dev/null || need_apt+=(memcached)  # real programs dumped FULL
+command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q

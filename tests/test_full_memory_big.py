@@ -110,6 +110,8 @@ def _check_fields(path: Path, size: int) -> tuple[int, list[tuple[int, int]]]:
                 for _ in range(n):
                     th = md.Thread.unpack_from(f.read(48))
                     assert th.stack.memory.rva + th.stack.memory.data_size < 1 << 32
+                    # past 4 GiB the stacks keep a MemoryList copy the thread points at
+                    assert th.stack.memory.data_size > 0 and th.stack.memory.rva > 0
                     assert th.thread_context.rva + th.thread_context.data_size < 1 << 32
         assert m64 is not None
         f.seek(m64.rva)

@@ -216,6 +216,60 @@ def test_module_spans_merge_segments_of_one_file() -> None:
     assert spans == [("/lib/a.so", 0x1000, 0x7000), ("/lib/a.so", 0x9000, 0xA000)]
 
 
+def test_module_spans_cross_gaps_up_to_the_image_end() -> None:
+    """With the image's end known (program headers), a module takes in its file's later
+    mappings across holes, anonymous .bss and even another file mapped into a hole, and
+    a text mapping at file offset 0 (lld); a mapping of the file past the image's end
+    starts the next load. Without it, a gap is crossed only to a non-zero offset with no
+    other file between."""
+    def reg(start: int, end: int, offset: int, path: str, inode: int = 7) -> Region:
+        return Region(start, end, True, False, False, True, offset, "fe:00", inode, path)
+
+    regions = [
+        reg(0x400000, 0x401000, 0, "/bin/p"),
+        reg(0x401000, 0x402000, 0, "/bin/p"),           # lld: text shares the header page
+        reg(0x402000, 0x500000, 0, ""),                  # .bss
+        reg(0x600000, 0x601000, 0, "/lib/other.so", 8),  # something mapped into the hole
+        reg(0x800000, 0x900000, 0x2000, "/bin/p"),       # far text
+        reg(0x980000, 0x981000, 0, "/bin/p"),            # past the image: a new load
+        reg(0xA00000, 0xA01000, 0x1000, "/bin/q", 9),
+        reg(0xB00000, 0xB01000, 0, "/bin/q", 9),
+    ]
+    ends = {0x400000: 0x900000, 0x980000: 0x981000}
+    spans = [(s.path, s.start, s.end)
+             for s in linux._module_spans(regions, ends)]
+    assert spans == [("/bin/p", 0x400000, 0x900000), ("/lib/other.so", 0x600000, 0x601000),
+                     ("/bin/p", 0x980000, 0x981000), ("/bin/q", 0xB00000, 0xB01000)]
+    # headers unreadable: the far text (non-zero offset) joins only while no other file
+    # came between
+    spans = [(s.path, s.start, s.end) for s in linux._module_spans(regions)]
+    assert spans[0] == ("/bin/p", 0x400000, 0x402000)
+    no_other = [r for r in regions if r.inode != 8]
+    spans = [(s.path, s.start, s.end) for s in linux._module_spans(no_other)]
+    assert spans[0] == ("/bin/p", 0x400000, 0x900000)
+
+
+def test_image_end_from_program_headers(tmp_path: Path) -> None:
+    """image_end relocates the highest PT_LOAD end (readelf's numbers) by the load bias."""
+    src = tmp_path / "e.c"
+    src.write_text("static char bss[1 << 16];\nint main(void) { return bss[5]; }\n")
+    exe = tmp_path / "e"
+    subprocess.run(["cc", "-o", str(exe), str(src)], check=True)
+    out = subprocess.run(["readelf", "-lW", str(exe)], capture_output=True, text=True,
+                         check=True).stdout
+    loads = [line.split() for line in out.splitlines() if line.strip().startswith("LOAD")]
+    highest = max(int(f[2], 16) + int(f[5], 16) for f in loads)
+    data = exe.read_bytes()
+    base = 0x7F0000000000
+
+    def read(address: int, size: int) -> bytes:
+        return data[address - base:address - base + size]
+
+    assert _elf.image_end(read, base) == base + highest
+    assert _elf.image_end(lambda a, n: b"", base) is None
+    assert _elf.image_end(lambda a, n: b"\x7fELF\x01" + bytes(n), base) is None  # 32-bit
+
+
 def test_yama_scope_1_names_the_helper_as_tracer() -> None:
     """Where Yama restricts ptrace to ancestors (scope 1), the self-dump tells the kernel
     that the helper may trace us; without Yama (this kernel) or at scope 0 nothing is

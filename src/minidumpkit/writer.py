@@ -13,7 +13,10 @@ HandleData, the raw Linux streams, LinuxDsoDebug, the memory bytes followed by t
 MemoryList that describes them, MemoryInfoList, UnloadedModuleList, and minidumpkit's
 info stream. Everything a 32-bit RVA points to stays below 4 GiB. Whole-region memory
 (full, private, data and code memory) comes last: the Memory64List descriptors, then
-its bytes back to back, the only part of the file that may extend past 4 GiB.
+its bytes back to back, the only part of the file that may extend past 4 GiB. With
+full memory, Memory64List holds every byte, stacks included, and MemoryList is empty
+(dbghelp's layout), unless the Memory64 bytes could pass 4 GiB (see
+:meth:`_Job.memory64_below_4gib`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ from . import __version__
 from . import format as md
 from ._capture import CapturedThread, ProcessCapture, Region
 from ._readahead import ReadAhead
-from ._selection import DumpPolicy, RegionIndex, Selection, ThreadChoice, select
+from ._selection import (
+    DumpPolicy,
+    RegionIndex,
+    Selection,
+    ThreadChoice,
+    normalize,
+    select,
+)
 from .errors import DumpCancelled, ProcessError, UnsupportedError
 from .flags import (
     MiniDumpType,
@@ -263,6 +273,7 @@ class _Job:
         self.total = 0
         # (start, size) of Memory64List ranges, in file order
         self.descriptors64: list[tuple[int, int]] = []
+        self.base_rva64 = 0  # where the Memory64 bytes start
         # FilterMemory: the stack mappings whose non-pointer words are zeroed
         self.filtered: list[tuple[int, int]] = []
         self.index: RegionIndex | None = None
@@ -286,6 +297,9 @@ class _Job:
             sel = select(self.capture, self.dump_type, self.policy, self.checkpoint)
         else:
             self.checkpoint()
+        full = bool(self.dump_type & MiniDumpType.WithFullMemory)
+        if full:  # dbghelp's layout: Memory64List holds every byte, stacks included
+            sel = dataclasses.replace(sel, memory64=normalize([*sel.memory, *sel.memory64]))
         self.total = sel.total_bytes
         threads = [c for c in sel.threads if c.flags & ThreadWriteFlags.Thread]
         named = [c.thread for c in threads if c.thread.name]
@@ -334,6 +348,9 @@ class _Job:
             self.stream(StreamType.LinuxDsoDebug, self.dso_debug())
 
         self.checkpoint()
+        if full and self.memory64_below_4gib(sel):
+            sel = dataclasses.replace(sel, memory=[])  # MemoryList stays empty, as dbghelp's
+            self.total = sel.total_bytes
         self.copy_memory(sel)
         # MINIDUMP_MEMORY_DESCRIPTORs packed straight from their fields (start, size, rva):
         # a MINI dump has dozens, and a record object each costs more than the packing
@@ -344,7 +361,6 @@ class _Job:
             entry.pack_into(packed, 4 + i * entry.size, d.start, d.size, d.rva)
         memory_list = bytes(packed)
         self.directory.append((StreamType.MemoryListStream, f.append(memory_list)))
-        f.patch(thread_list.rva, self.thread_entries(threads, contexts, sel))
         if with_info:
             self.stream(StreamType.MemoryInfoListStream, lambda: self.memory_info(sel))
         if dt & MiniDumpType.WithUnloadedModules:
@@ -356,6 +372,8 @@ class _Job:
             self.copy_memory64(sel)
         else:
             self.stream(StreamType.MinidumpkitInfoStream, self.info(sel))
+        # the stacks' places are known once the memory is in (FULL: in Memory64List)
+        f.patch(thread_list.rva, self.thread_entries(threads, contexts, sel))
 
         assert len(self.directory) == count, (len(self.directory), count)
         entry = md.Directory._struct  # stream_type, location.data_size, location.rva
@@ -381,6 +399,20 @@ class _Job:
             dropped_ranges=len(sel.dropped) + len(self.left_out),
             elapsed=time.perf_counter() - self.started, info_offset=f.base + info_rva)
 
+    def memory64_below_4gib(self, sel: Selection) -> bool:
+        """Whether every Memory64 byte lands below 4 GiB when written next, so the
+        thread stack descriptors' 32-bit RVAs can point into them. Otherwise (FULL
+        dumps of big processes) the small ranges (stacks, instruction windows...)
+        are also written to MemoryList, below 4 GiB, and the descriptors point there."""
+        ranges = len(sel.memory64)
+        # what comes before the Memory64 bytes, at most: an empty MemoryList,
+        # MemoryInfoList (an entry per mapping and per range cut), UnloadedModuleList,
+        # the Memory64 table, the info stream's room, alignment
+        metadata = (md.MemoryInfo.SIZE * (len(sel.regions.regions) + 2 * ranges + 1)
+                    + md.MemoryDescriptor64.SIZE * (ranges + len(sel.regions.regions) + 1)
+                    + _INFO_RESERVE + 4096)
+        return self.file.pos + metadata + sum(r.size for r in sel.memory64) <= _RVA_LIMIT
+
     def stream(self, stream_type: int, write: bytes | Callable[[], bytes]) -> None:
         self.checkpoint()
         self.directory.append((stream_type, self.file.append(write if isinstance(write, bytes)
@@ -399,22 +431,32 @@ class _Job:
         return b"".join(out)
 
     def stack_descriptor(self, thread: CapturedThread, sel: Selection) -> md.MemoryDescriptor:
-        """The copied part of the thread's stack: it starts in (or is) a MemoryList range."""
+        """The copied part of the thread's stack: it starts in (or is) a MemoryList
+        range, else (FULL dumps) it lies in a Memory64List range."""
         wanted = sel.stacks.get(thread.tid)
         if wanted is None:
             return md.MemoryDescriptor(start_of_memory_range=thread.sp, memory=md.Location(0, 0))
         start, end = wanted
-        starts = [d.start for d in self.descriptors]
-        i = bisect.bisect_right(starts, start) - 1
-        candidates = self.descriptors[max(i, 0):]
-        for d in candidates:
-            if d.start >= end:
-                break
-            lo, hi = max(start, d.start), min(end, d.start + d.size)
-            if lo < hi:
-                return md.MemoryDescriptor(start_of_memory_range=lo,
-                                           memory=md.Location(hi - lo, d.rva + lo - d.start))
+        for ranges in (self.descriptors, self.ranges64()):
+            starts = [d.start for d in ranges]
+            i = bisect.bisect_right(starts, start) - 1
+            for d in ranges[max(i, 0):]:
+                if d.start >= end:
+                    break
+                lo, hi = max(start, d.start), min(end, d.start + d.size)
+                if lo < hi and d.rva + lo - d.start + hi - lo <= _RVA_LIMIT:
+                    return md.MemoryDescriptor(start_of_memory_range=lo,
+                                               memory=md.Location(hi - lo, d.rva + lo - d.start))
         return md.MemoryDescriptor(start_of_memory_range=start, memory=md.Location(0, 0))
+
+    def ranges64(self) -> list[_Descriptor]:
+        """The Memory64List ranges with the file offsets of their bytes."""
+        out = []
+        rva = self.base_rva64
+        for start, size in self.descriptors64:
+            out.append(_Descriptor(start, size, rva))
+            rva += size
+        return out
 
     def thread_names(self, named: list[CapturedThread]) -> bytes:
         f = self.file
@@ -734,7 +776,7 @@ class _Job:
         f.raw(bytes(md.Memory64ListHeader.SIZE + 16 * len(segments)))
         info_at = f.append(bytes(_INFO_RESERVE))
         f.align(16)
-        base_rva = f.pos
+        base_rva = self.base_rva64 = f.pos
         try:
             self.copy_segments64(segments)
         finally:

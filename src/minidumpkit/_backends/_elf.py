@@ -86,6 +86,24 @@ def build_id_from_memory(read: ReadFn, base: int) -> bytes | None:
     return None
 
 
+def image_end(read: ReadFn, base: int) -> int | None:
+    """Where the ELF image whose headers are mapped at ``base`` ends in memory: its
+    load bias plus the highest PT_LOAD ``p_vaddr + p_memsz``. None if ``base`` holds no
+    readable 64-bit ELF header with PT_LOAD segments."""
+    ehdr = _header(read(base, _EHDR.size))
+    if ehdr is None:
+        return None
+    phoff, phentsize, phnum = ehdr[5], ehdr[9], ehdr[10]
+    if phentsize != _PHDR.size or not 0 < phnum <= MAX_PHNUM:
+        return None
+    loads = [p for p in _phdrs(read(base + phoff, phnum * _PHDR.size), phnum) if p[0] == PT_LOAD]
+    if not loads:
+        return None
+    # the segment at file offset 0 (the headers) is mapped at base, its page-aligned vaddr
+    bias = base - (min(p[3] for p in loads) & ~0xFFF)
+    return bias + max(p[3] + p[6] for p in loads)
+
+
 def build_id_from_file(path: str) -> bytes | None:
     """NT_GNU_BUILD_ID from the file's PT_NOTE segments or SHT_NOTE sections;
     failing both, Breakpad's fallback: the first 4 KiB of ``.text`` XOR-folded into

@@ -583,30 +583,56 @@ class _ModuleSpan:
     key: tuple[str, str, int]
     start: int
     end: int
+    # where the ELF image ends by its program headers; None where they cannot be read
+    image_end: int | None = None
 
 
-def _module_spans(regions: list[Region]) -> list[_ModuleSpan]:
-    """Mapped ELF files: each run of adjacent mappings of one file that starts at file
-    offset 0 (where the ELF headers are) becomes one module, from its first byte to the
-    end of its last adjacent mapping of the same file (this covers the r--/r-x/r--/rw-
-    segments and the PROT_NONE alignment gaps ld.so leaves, which keep the file's name).
-    Device mappings (/dev/...) are never modules and never opened."""
+def _module_file(region: Region) -> bool:
+    """Whether ``region`` maps a file that may be a module (device nodes never are)."""
+    return region.path.startswith("/") and not region.path.startswith("/dev/")
+
+
+def _module_spans(regions: list[Region], image_ends: dict[int, int] | None = None,
+                  ) -> list[_ModuleSpan]:
+    """Mapped ELF files: a mapping at file offset 0 (where the ELF headers are) starts a
+    module, which runs to the end of the last mapping of the same file (path, device,
+    inode) that belongs to the same load, over whatever lies between: the PROT_NONE
+    gaps ld.so leaves, the holes the kernel leaves between the segments of a program it
+    loads (a non-PIE node has one after its first text mapping), anonymous pieces.
+
+    ``image_ends[start]`` is where the image whose headers are mapped at ``start`` ends,
+    by its program headers (absent: they could not be read). A mapping of
+    the same file starting before that belongs to the load, even at file offset 0 (lld's
+    text segment shares the headers' file page when its first segment is small) and even
+    far away (lld pads segments to ``-z max-page-size``). Where the headers cannot be
+    read, a mapping belongs if no other file's mapping came between and it is adjacent
+    or at a non-zero offset. A mapping after the image's end, at offset 0, is a new load
+    (the same library loaded again). Device mappings (/dev/...) are never modules and
+    never opened."""
     spans: list[_ModuleSpan] = []
-    cur: _ModuleSpan | None = None
+    loads: dict[tuple[str, str, int], _ModuleSpan] = {}  # each file's latest load
+    last_key: tuple[str, str, int] | None = None  # the file of the last file mapping
     for r in regions:
-        path = r.path
-        if not path.startswith("/") or path.startswith("/dev/"):
-            cur = None
-            continue
-        key = (path, r.device, r.inode)
-        if cur is not None and cur.key == key and r.start == cur.end:
-            cur.end = r.end
-            continue
-        if r.offset == 0:
-            cur = _ModuleSpan(path=path, key=key, start=r.start, end=r.end)
-            spans.append(cur)
+        if not r.path.startswith("/"):
+            continue  # anonymous, [heap], [stack]...: between segments, or no module's
+        key = (r.path, r.device, r.inode)
+        span = loads.get(key)
+        after_other_file, last_key = last_key != key, key
+        if span is not None:
+            if span.image_end is not None:
+                belongs = r.start < span.image_end
+            else:
+                belongs = not after_other_file and (r.start == span.end or r.offset != 0)
+            if belongs:
+                span.end = r.end
+                continue
+        if r.offset == 0 and _module_file(r):
+            span = _ModuleSpan(path=r.path, key=key, start=r.start, end=r.end,
+                               image_end=(image_ends or {}).get(r.start))
+            loads[key] = span
+            spans.append(span)
         else:
-            cur = None
+            loads.pop(key, None)  # a piece of the file outside any load we saw start
     return spans
 
 
@@ -625,14 +651,31 @@ def _is_elf(memory: _PageReader, span: _ModuleSpan) -> bool:
         return False
 
 
+def _image_end(memory: _PageReader, start: int, path: str) -> int | None:
+    """Where the ELF image whose headers are mapped at ``start`` ends, by its program
+    headers in memory, else (header page not readable) by those of the file ``path``."""
+    end = _elf.image_end(memory.read, start)
+    if end is not None:
+        return end
+    try:
+        with open(_module_name(path), "rb") as f:
+            head = f.read(PAGE)  # ELF and program headers: the first page, as in memory
+    except OSError:
+        return None
+    return _elf.image_end(lambda address, size: head[address - start:][:size], start)
+
+
 def _modules(regions: list[Region], auxv: dict[int, int],
              memory: _PageReader) -> list[CapturedModule]:
     modules: list[CapturedModule] = []
-    spans = [span for span in _module_spans(regions) if span.end - span.start >= PAGE]
     # every module's first page (ELF header, program headers, usually the build-id
     # note too) in one system call
     vdso = auxv.get(_procfs.AT_SYSINFO_EHDR, 0)
-    memory.prefetch([span.start for span in spans] + ([vdso] if vdso else []))
+    heads = [r for r in regions if r.offset == 0 and _module_file(r)]
+    memory.prefetch([r.start for r in heads] + ([vdso] if vdso else []))
+    ends = {r.start: end for r in heads
+            if (end := _image_end(memory, r.start, r.path)) is not None}
+    spans = [span for span in _module_spans(regions, ends) if span.end - span.start >= PAGE]
     for span in spans:
         if not _is_elf(memory, span):
             continue
