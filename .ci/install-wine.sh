@@ -81,4 +81,4 @@ WINEDLLOVERRIDES="wbemprox=d" /usr/lib/wine/wine64 "$cache/python/python.exe" -c
 /usr/lib/wine/wineserver -k || true
 grep -q "^3.13" "$out" 2>/dev/null || { echo "the Windows python did not start under Wine" >&2; exit 1; }
 echo "$stamp" > "$cache/ready"
-echo "Wine environment installed in $cache: $(/usr/lib/wine/wine64 --version), Windows python $(head -c 40 "$out")"
+echo "Wine environment installed in $cache in ${SECONDS} s: $(/usr/lib/wine/wine64 --version), Windows python $(head -c 6 "$out")"

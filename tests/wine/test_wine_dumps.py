@@ -66,9 +66,9 @@ def test_the_requested_dbghelp_is_loaded(dumps: Scenario, wine: WineEnv) -> None
 
 
 def wine_checks_src() -> str:
-    from winenv import REPO, winpath
+    from winenv import SRC, winpath
 
-    return winpath(REPO / "src")
+    return winpath(SRC)
 
 
 def expected_tids(targets: Targets, name: str) -> set[int]:

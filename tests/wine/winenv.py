@@ -34,6 +34,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("MDK_WINE_CACHE", REPO / ".tools" / "wine"))
 WIN_DIR = Path(__file__).resolve().parent / "win"
+#: The minidumpkit the Windows python imports (MDK_WINE_SRC: another tree's src, to check
+#: a branch's backend against this suite).
+SRC = Path(os.environ.get("MDK_WINE_SRC", REPO / "src")).resolve()
 WINE = "/usr/lib/wine/wine64"  # Debian's wine64 puts no `wine` on PATH
 WINESERVER = "/usr/lib/wine/wineserver"
 MINGW_GCC = "x86_64-w64-mingw32-gcc"
@@ -107,7 +110,7 @@ class WineEnv:
             overrides.append("dbghelp,dbgcore=n")
         env.update(WINEPREFIX=str(self.prefix), WINEDEBUG="-all",
                    WINEDLLOVERRIDES=";".join(overrides),
-                   MDK_WINE_PYTHONPATH=winpath(REPO / "src"))
+                   MDK_WINE_PYTHONPATH=winpath(SRC))
         return env
 
     def popen(self, program: str | os.PathLike[str], *args: str) -> subprocess.Popen[bytes]:
