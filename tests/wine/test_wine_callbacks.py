@@ -30,7 +30,7 @@ WINE_DBGHELP = from_environment().flavor == "wine"
 
 
 def wine_lacks(callback: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(WINE_DBGHELP, strict=True,
+    return pytest.mark.xfail(WINE_DBGHELP, strict=True, raises=AssertionError,
                              reason=f"Wine 8's dbghelp sends no {callback} callback")
 
 
@@ -48,6 +48,7 @@ def calls(scenario_factory: Any, targets: Targets) -> Scenario:
             dump("record", name="record"),
             dump("keep-one-thread", name="keep_one_thread", tid=worker),
             dump("drop-module", name="drop_module", module="mdktarget.exe"),
+            dump("skip-module", name="skip_module", base=state["image"]),
             dump("add-memory", name="record", memory=[[state["heap"], state["heap_size"]]]),
             dump("cancel", name="record", cancel=True),
             dump("raise-in-thread", name="raise", method="thread"),
@@ -103,7 +104,7 @@ def test_module_flags_zero_drops_the_module(calls: Scenario) -> None:
     assert sorted(ours) == sorted(n for n in full if not n.endswith("mdktarget.exe"))
 
 
-@pytest.mark.xfail(WINE_DBGHELP, strict=True,
+@pytest.mark.xfail(WINE_DBGHELP, strict=True, raises=AssertionError,
                    reason="Wine 8's dbghelp sizes the ModuleList stream for every module "
                    "before ModuleCallback drops one (544 bytes for a count of 4): "
                    "rust-minidump then refuses the whole list")
@@ -114,6 +115,19 @@ def test_module_dropped_by_callback_reads_in_rust_minidump(calls: Scenario) -> N
             for m in wine_checks.summary(calls.path("drop-module"))["modules"]]
     rust = json.loads(run("minidump-stackwalk", "--json", calls.path("drop-module")).stdout)
     assert sorted(m["filename"].lower() for m in rust["modules"]) == sorted(ours)
+
+
+@wine_lacks("IncludeModule")
+def test_include_module_false_leaves_the_module_out(calls: Scenario, targets: Targets) -> None:
+    """include_module() answering False for mdktarget.exe's base leaves it out of the
+    ModuleList (our reader and rust-minidump); every module was asked about."""
+    result = calls.ok("skip-module")
+    image = targets.state["c"]["image"]
+    assert image in result["callbacks"]["include_modules"]
+    ours = [m[1] for m in wine_checks.summary(calls.path("skip-module"))["modules"]]
+    assert ours and image not in ours
+    rust = json.loads(run("minidump-stackwalk", "--json", calls.path("skip-module")).stdout)
+    assert sorted(int(m["base_addr"], 16) for m in rust["modules"]) == sorted(ours)
 
 
 @wine_lacks("Memory")
@@ -158,7 +172,7 @@ def test_exception_in_a_callback_is_reraised_and_leaves_no_file(calls: Scenario,
     assert targets.alive("c")
 
 
-def test_wine_callback_set_is_as_documented(calls: Scenario, wine: WineEnv) -> None:
+def test_callback_types_sent(calls: Scenario, wine: WineEnv) -> None:
     """Which callback types the dbghelp sent in a plain Normal dump (Dumper.last_times):
     Wine's sends Module (0) and Thread (1) only; Microsoft's also IncludeThread (3),
     IncludeModule (4) and Cancel (6)."""

@@ -22,7 +22,8 @@ from winenv import REPO, winpath
 pytestmark = pytest.mark.timeout(900)
 
 MARKER = "<!-- doc-example: windows-only -->"
-NO_PSS = pytest.mark.xfail(strict=True, reason="Wine 8 exports none of the Pss* functions: "
+NO_PSS = pytest.mark.xfail(strict=True, raises=AssertionError,
+                           reason="Wine 8 exports none of the Pss* functions: "
                            "a snapshot example raises UnsupportedError under Wine")
 
 

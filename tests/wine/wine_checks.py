@@ -39,7 +39,7 @@ def summary(path: Path) -> dict[str, Any]:
         ranges = dump.memory.ranges
         threads = {}
         for thread in dump.threads:
-            sp = thread.context.rsp if thread.context is not None else None
+            sp = getattr(thread.context, "rsp", None)  # x64 targets only
             holding = [(r.start, r.size) for r in ranges
                        if sp is not None and r.start <= sp < r.start + r.size]
             threads[thread.thread_id] = {"stack": (thread.stack_start, thread.stack_size),

@@ -46,6 +46,7 @@ def make_callbacks(spec: dict[str, Any] | None, record: dict[str, Any]) -> Any:
     """The DumpCallbacks subclass named by ``spec["name"]``, recording into ``record``."""
     if not spec:
         return None
+    options: dict[str, Any] = spec
     import minidumpkit as mdk
     from minidumpkit.flags import ModuleWriteFlags
 
@@ -77,46 +78,53 @@ def make_callbacks(spec: dict[str, Any] | None, record: dict[str, Any]) -> Any:
 
         def memory(self) -> Any:
             record["memory_calls"] += 1
-            return [tuple(r) for r in spec.get("memory", ())]
+            return [tuple(r) for r in options.get("memory", ())]
 
         def cancel(self) -> bool:
             record["cancel_calls"] += 1
-            return bool(spec.get("cancel"))
+            return bool(options.get("cancel"))
 
         def progress(self, done: int, total: int) -> None:
             record["progress"].append([done, total])
 
     class KeepOneThread(Record):
-        """include_thread keeps only spec["tid"]."""
+        """include_thread keeps only options["tid"]."""
 
         def include_thread(self, thread: Any) -> bool:
             super().include_thread(thread)
-            return thread.tid == spec["tid"]
+            return bool(thread.tid == options["tid"])
 
     class DropModule(Record):
-        """module() answers no ModuleWriteFlags for spec["module"] (a file name)."""
+        """module() answers no ModuleWriteFlags for options["module"] (a file name)."""
 
         def module(self, module: Any, flags: Any) -> Any:
             answer = super().module(module, flags)
-            return ModuleWriteFlags(0) if module.name.lower() == spec["module"] else answer
+            return ModuleWriteFlags(0) if module.name.lower() == options["module"] else answer
+
+    class SkipModule(Record):
+        """include_module() answers False for the module loaded at options["base"]."""
+
+        def include_module(self, module: Any) -> bool:
+            super().include_module(module)
+            return bool(module.base != options["base"])
 
     class Raise(Record):
-        """Raises LookupError from the method named spec["method"]."""
+        """Raises LookupError from the method named options["method"]."""
 
         def thread(self, thread: Any, flags: Any) -> Any:
             answer = super().thread(thread, flags)
-            if spec["method"] == "thread":
+            if options["method"] == "thread":
                 raise LookupError("raised from thread()")
             return answer
 
         def module(self, module: Any, flags: Any) -> Any:
             answer = super().module(module, flags)
-            if spec["method"] == "module":
+            if options["method"] == "module":
                 raise LookupError("raised from module()")
             return answer
 
     return {"record": Record, "keep_one_thread": KeepOneThread,
-            "drop_module": DropModule, "raise": Raise}[spec["name"]]()
+            "drop_module": DropModule, "skip_module": SkipModule, "raise": Raise}[options["name"]]()
 
 
 def path_state(path: str) -> dict[str, Any]:
@@ -130,7 +138,7 @@ def path_state(path: str) -> dict[str, Any]:
 
 def prepare(job: dict[str, Any]) -> None:
     """Set up the output path's situation (error-path jobs)."""
-    path = job.get("path")
+    path: str = job.get("path", "")
     setup = job.get("setup")
     if setup == "directory":
         os.makedirs(path, exist_ok=True)

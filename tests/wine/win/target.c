@@ -3,7 +3,8 @@
  * target.exe READY: three worker threads and the main thread, each named with
  * SetThreadDescription ("mdk-main", "mdk-worker-N"), each with a known marker array on
  * its stack, and a 64 KiB heap block holding a known pattern. When every thread is
- * parked in Sleep it writes READY (JSON: pid, thread ids, marker and heap addresses),
+ * parked in Sleep it writes READY (JSON: pid, image base, thread ids, marker and heap
+ * addresses),
  * then sleeps until killed. */
 #include <windows.h>
 #include <stdio.h>
@@ -77,8 +78,9 @@ int wmain(int argc, wchar_t **argv)
     FILE *out = _wfopen(tmp, L"w");
     if (!out)
         return 4;
-    fprintf(out, "{\"pid\": %lu, \"named\": %d, \"heap\": %llu, \"heap_size\": %d, "
-                 "\"threads\": [", GetCurrentProcessId(), describe != NULL,
+    fprintf(out, "{\"pid\": %lu, \"named\": %d, \"image\": %llu, \"heap\": %llu, "
+                 "\"heap_size\": %d, \"threads\": [", GetCurrentProcessId(), describe != NULL,
+            (unsigned long long)(ULONG_PTR)GetModuleHandleW(NULL),
             (unsigned long long)(ULONG_PTR)heap, HEAP_BYTES);
     for (int i = 0; i <= WORKERS; i++)
         fprintf(out, "%s{\"tid\": %lu, \"name\": \"%s%.0d\", \"marker\": %llu}",
