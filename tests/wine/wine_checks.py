@@ -25,10 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from oracles import run  # noqa: E402
 
 
+def _normalised(line: str) -> str:
+    """An error line with its numbers blanked (counts and addresses differ run to run)."""
+    return re.sub(r"0x[0-9a-fA-F]+|\d+", "N", line.strip())[:160]
+
+
 def _first_error(text: str) -> str:
     for line in text.splitlines():
-        if re.search(r"error|fail|invalid|cannot|could not", line, re.IGNORECASE):
-            return re.sub(r"0x[0-9a-fA-F]+|\d+", "N", line.strip())[:160]
+        if re.search(r"\berror\b", line, re.IGNORECASE):
+            return _normalised(line)
     return ""
 
 
@@ -108,11 +113,14 @@ def verdicts(path: Path) -> dict[str, str]:
         status = f" status {data.get('status')}, {len(data.get('threads', []))} threads"
     out["minidump-stackwalk"] = f"exit {rust.returncode}{status}"
     breakpad = run("breakpad-stackwalk", path)
-    out["breakpad-stackwalk"] = (f"exit {breakpad.returncode} "
-                                 f"{_first_error(breakpad.stderr + breakpad.stdout)}")
+    errors = sorted({_normalised(line.split(": ERROR: ", 1)[1].replace(str(path), "DUMP"))
+                     for line in breakpad.stderr.splitlines() if ": ERROR: " in line})
+    threads = len(re.findall(r"^Thread \d+", breakpad.stdout, re.MULTILINE))
+    out["breakpad-stackwalk"] = f"exit {breakpad.returncode}, {threads} threads, errors {errors}"
     lldb = run("lldb", "--batch", "-c", path, "-o", "thread list")
     threads = len(re.findall(r"^\s*\*?\s*thread #\d+", lldb.stdout, re.MULTILINE))
-    out["lldb"] = f"exit {lldb.returncode}, {threads} threads {_first_error(lldb.stderr)}"
+    error = _first_error(lldb.stderr.replace(str(path), "DUMP"))
+    out["lldb"] = f"exit {lldb.returncode}, {threads} threads {error}".strip()
     proc = subprocess.run([sys.executable, "-c", _PY_ORACLES, str(path)], capture_output=True,
                           text=True, timeout=300, check=False)
     if proc.returncode == 0:
