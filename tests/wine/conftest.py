@@ -24,10 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import winenv  # noqa: E402
 from wine_session import Scenario, Targets  # noqa: E402
 
-# A session's fixtures start targets and run the driver (tens of seconds under Wine).
-pytestmark = pytest.mark.timeout(900)
-
-
 @pytest.fixture(scope="session")
 def wine() -> Iterator[winenv.WineEnv]:
     if os.environ.get("MDK_SKIP_WINE") == "1":
