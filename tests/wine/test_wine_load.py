@@ -1,8 +1,8 @@
 """dbghelp.load() in a Windows python under Wine with WMI left on.
 
 CPython 3.12+ answers platform.machine() with a WMI query, on which Wine 8 aborts the
-interpreter (and on Windows it is a needless COM round trip). The rest of the suite
-disables WMI until load() stops asking it (winenv.WMI); this test never does.
+interpreter (and on Windows it is a needless COM round trip). MDK_WINE_WMI=0 disables
+WMI for the rest of the suite (winenv.WMI); this test never does.
 """
 
 from __future__ import annotations

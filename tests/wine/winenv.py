@@ -40,12 +40,12 @@ SRC = Path(os.environ.get("MDK_WINE_SRC", REPO / "src")).resolve()
 WINE = "/usr/lib/wine/wine64"  # Debian's wine64 puts no `wine` on PATH
 WINESERVER = "/usr/lib/wine/wineserver"
 MINGW_GCC = "x86_64-w64-mingw32-gcc"
-#: False: Wine's WMI provider is disabled (WINEDLLOVERRIDES=wbemprox=d) for the suite's
-#: Windows processes. platform.machine() is a WMI query on CPython 3.12+ and Wine 8
-#: aborts the interpreter on it; dbghelp.load() called it until issue 12's fix. Set to
-#: True once that fix is in (MDK_WINE_WMI=1 tries it): test_wine_load.py checks load()
-#: with WMI on either way.
-WMI = os.environ.get("MDK_WINE_WMI") == "1"
+#: True: Windows processes run with Wine's WMI provider, as on Windows. CPython 3.12+
+#: answers platform.machine() with a WMI query, on which Wine 8 aborts the interpreter;
+#: dbghelp.load() called it before issue 12's fix. MDK_WINE_WMI=0 disables WMI
+#: (WINEDLLOVERRIDES=wbemprox=d) to run the suite on a tree without that fix;
+#: test_wine_load.py keeps WMI on either way.
+WMI = os.environ.get("MDK_WINE_WMI", "1") != "0"
 INSTALL_HINT = "run `bash .ci/install-wine.sh` (root, Debian) or set MDK_SKIP_WINE=1 to skip the Wine suite explicitly"
 
 
