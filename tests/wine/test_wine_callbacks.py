@@ -42,8 +42,9 @@ def calls(scenario_factory: Any, targets: Targets) -> Scenario:
 
     def jobs(work: Path) -> list[dict[str, Any]]:
         def dump(job_id: str, **spec: Any) -> dict[str, Any]:
-            return job(work, job_id, "dumper", f"{job_id}.dmp", pid=pid, type=NORMAL,
-                       callbacks=spec)
+            made: dict[str, Any] = job(work, job_id, "dumper", f"{job_id}.dmp", pid=pid,
+                                       type=NORMAL, callbacks=spec)
+            return made
         return [
             dump("record", name="record"),
             dump("keep-one-thread", name="keep_one_thread", tid=worker),

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 import wine_checks
-from wine_session import Scenario, Targets, job
+import winenv
 from oracles import run
+from wine_session import Scenario, Targets, job
 from winenv import WineEnv, from_environment
 
 from minidumpkit.flags import DumpType, MiniDumpType
@@ -68,9 +69,8 @@ def test_the_requested_dbghelp_is_loaded(dumps: Scenario, wine: WineEnv) -> None
 
 
 def wine_checks_src() -> str:
-    from winenv import SRC, winpath
-
-    return winpath(SRC)
+    """The Windows path of the src tree the Windows python imports minidumpkit from."""
+    return str(winenv.winpath(winenv.SRC))
 
 
 def expected_tids(targets: Targets, name: str) -> set[int]:

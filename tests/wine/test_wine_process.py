@@ -99,7 +99,7 @@ def test_gone_process_is_process_not_found(runs: Scenario, job_id: str) -> None:
 
 def one_line_oserror_naming(result: dict[str, Any], user_path: str) -> dict[str, Any]:
     assert not result["ok"], result
-    error = result["error"]
+    error: dict[str, Any] = result["error"]
     assert "OSError" in error["mro"], error
     assert error["filename"] == user_path, error
     assert "\n" not in error["message"], error["message"]

@@ -119,8 +119,8 @@ def verdicts(path: Path) -> dict[str, str]:
     out["breakpad-stackwalk"] = f"exit {breakpad.returncode}, {threads} threads, errors {errors}"
     lldb = run("lldb", "--batch", "-c", path, "-o", "thread list")
     threads = len(re.findall(r"^\s*\*?\s*thread #\d+", lldb.stdout, re.MULTILINE))
-    error = _first_error(lldb.stderr.replace(str(path), "DUMP"))
-    out["lldb"] = f"exit {lldb.returncode}, {threads} threads {error}".strip()
+    lldb_error = _first_error(lldb.stderr.replace(str(path), "DUMP"))
+    out["lldb"] = f"exit {lldb.returncode}, {threads} threads {lldb_error}".strip()
     proc = subprocess.run([sys.executable, "-c", _PY_ORACLES, str(path)], capture_output=True,
                           text=True, timeout=300, check=False)
     if proc.returncode == 0:
