@@ -57,7 +57,7 @@ def test_self_dump_goes_through_the_helper_process(runs: Scenario) -> None:
     result = runs.ok("self")
     path = runs.path("self")
     summary = wine_checks.summary(path)
-    assert summary["pid"] is not None and summary["threads"]
+    assert summary["pid"] == result["pid"] and summary["threads"]
     rust = json.loads(run("minidump-stackwalk", "--json", path, check=True).stdout)
     assert rust["pid"] == summary["pid"]
     assert [n for n in result["path_state"]["siblings"] if "self" in n] == ["self.dmp"]

@@ -167,6 +167,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
             callbacks = make_callbacks(job.get("callbacks"), record)
             pid = os.getpid() if job.get("self") else job["pid"]
+            result["pid"] = pid
             options: dict[str, Any] = {}
             if "snapshot" in job:
                 options["snapshot"] = job["snapshot"]
