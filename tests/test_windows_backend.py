@@ -368,7 +368,9 @@ def test_self_dump_goes_through_a_helper_process(world: World, tmp_path: Path) -
 
     def runner(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[bytes]:
         seen.append(argv)
-        Path(argv[argv.index("-o") + 1]).write_bytes(b"MDMP-from-helper")
+        output = Path(argv[argv.index("-o") + 1])
+        assert not output.exists()  # the real CLI refuses to replace a file (tests/wine)
+        output.write_bytes(b"MDMP-from-helper")
         return subprocess.CompletedProcess(argv, 0, b"", b"")
 
     with open(tmp_path / "self.dmp", "w+b") as out:

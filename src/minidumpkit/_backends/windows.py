@@ -241,10 +241,10 @@ def dump_self(pid: int, out: IO[bytes], dump_type: MiniDumpType,
             "(Microsoft's advice), and DumpCallbacks cannot run there: dump without "
             "callbacks, or dump this process from another one")
     out.flush()
-    fd, tmp = tempfile.mkstemp(prefix="minidumpkit-self-", suffix=".dmp")
-    os.close(fd)
     started = time.perf_counter_ns()
-    try:
+    # A name that does not exist yet: the helper's CLI refuses to replace a file.
+    with tempfile.TemporaryDirectory(prefix="minidumpkit-self-") as scratch:
+        tmp = os.path.join(scratch, "self.dmp")
         done = runner([sys.executable, "-m", "minidumpkit", "dump", str(pid), "-o", tmp,
                        "--type", f"0x{int(dump_type):x}"],
                       stdin=subprocess.DEVNULL, capture_output=True, check=False)
@@ -258,7 +258,5 @@ def dump_self(pid: int, out: IO[bytes], dump_type: MiniDumpType,
                 out.write(chunk)
                 size += len(chunk)
         out.flush()
-    finally:
-        os.unlink(tmp)
     return WindowsDumpTimes(write_ns=time.perf_counter_ns() - started, size=size,
                             callbacks={}, self_dump=True)
