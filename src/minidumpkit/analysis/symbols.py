@@ -1,0 +1,333 @@
+"""Where a module's symbols and unwind tables come from, and naming a pc with them.
+
+For each module of a dump the :class:`Symbolizer` looks, in this order, at:
+
+1. the module's own file on this machine (the path the dump records),
+2. ``/usr/lib/debug/.build-id/xx/rest.debug`` (Debian/Fedora separate debug files),
+3. the paths the user gives: files, directories searched by basename, as a sysroot
+   (directory + the recorded absolute path) and as a ``.build-id`` tree.
+
+A file is used only when its GNU build id equals the one the dump records for the
+module; every other outcome (absent, different id, unreadable) is kept so a frame
+without a name can say why. Everything is built on first use and cached per module.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+from array import array
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from .cfi import CfiError, CfiSection, Fde
+from .demangle import demangle
+from .elf import SHT_NOBITS, ElfError, ElfFile
+
+if TYPE_CHECKING:
+    from .._streams import Module
+    from ..reader import Minidump
+
+__all__ = ["ModuleSymbols", "SymbolMatch", "Symbolizer"]
+
+DEBUG_ROOT = "/usr/lib/debug"
+_SYM = struct.Struct("<IBBHQQ")  # Elf64_Sym: name, info, other, shndx, value, size
+STT_NOTYPE, STT_FUNC, STT_GNU_IFUNC = 0, 2, 10
+STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
+SHF_EXECINSTR = 0x4
+_BIND_RANK = {STB_GLOBAL: 0, STB_WEAK: 1, STB_LOCAL: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolMatch:
+    """The function a pc lies in: ``name`` demangled and without symbol version,
+    ``raw`` as in the table, ``aliases`` the other names at the same address."""
+
+    name: str
+    raw: str
+    start: int  # link-time address
+    size: int   # 0 if the extent came from the covering FDE
+    aliases: tuple[str, ...]
+    table: str  # ".symtab" or ".dynsym"
+
+
+class _SymbolTable:
+    """One ELF symbol table: function symbols sorted by address, names decoded on lookup."""
+
+    def __init__(self, elf: ElfFile, section: str) -> None:
+        self.section = section
+        sec = elf.sections[section]
+        self._elf = elf
+        self._strtab = elf.by_index[sec.link] if 0 < sec.link < len(elf.by_index) else None
+        data = elf.section_bytes(section)
+        if data is None or self._strtab is None:
+            raise ElfError(f"{elf.path}: {section} is empty or has no string table")
+        code_sections = {i for i, s in enumerate(elf.by_index) if s.flags & SHF_EXECINSTR}
+        entries: list[tuple[int, int, int, int]] = []
+        count = len(data) // _SYM.size
+        for name, info, _other, shndx, value, size in _SYM.iter_unpack(
+                bytes(data[:count * _SYM.size])):
+            kind = info & 0xF
+            if value == 0 or shndx == 0 or shndx >= 0xFF00:
+                continue
+            if kind in (STT_FUNC, STT_GNU_IFUNC) or (kind == STT_NOTYPE and shndx in code_sections):
+                entries.append((value, size, name, info >> 4))
+        entries.sort()
+        self.starts: list[int] = [e[0] for e in entries]
+        self._sizes = array("Q", [e[1] for e in entries])
+        self._names = array("Q", [e[2] for e in entries])
+        self._binds = array("B", [min(e[3], 255) for e in entries])
+
+    def _name(self, i: int) -> str:
+        assert self._strtab is not None
+        return self._elf._cstr(self._strtab.offset + self._names[i])
+
+    def _group(self, i: int) -> range:
+        """Indices of every symbol at the same address as symbol ``i``."""
+        start = self.starts[i]
+        lo = bisect.bisect_left(self.starts, start)
+        hi = bisect.bisect_right(self.starts, start)
+        return range(lo, hi)
+
+    def _match(self, group: range, size: int) -> SymbolMatch:
+        best = min(group, key=lambda k: (self._sizes[k] != size, _BIND_RANK.get(self._binds[k], 3),
+                                         _name_rank(self._name(k))))
+        raw = self._name(best)
+        aliases = tuple(sorted({self._name(k) for k in group} - {raw}))
+        return SymbolMatch(demangle(raw.split("@", 1)[0]), raw, self.starts[best], size, aliases,
+                           self.section)
+
+    def lookup(self, vaddr: int, fde: Fde | None) -> SymbolMatch | None:
+        starts, sizes = self.starts, self._sizes
+        i = bisect.bisect_right(starts, vaddr) - 1
+        # a sized symbol [start, start + size) that contains vaddr; nested or overlapping
+        # symbols are rare, so only a bounded number of predecessors is looked at
+        k = i
+        while k >= 0 and i - k < 256:
+            if starts[k] + sizes[k] > vaddr:
+                return self._match(self._group(k), sizes[k])
+            k -= 1
+        # size-0 symbols (hand-written assembly) take the extent of the FDE covering vaddr
+        if fde is None:
+            return None
+        lo = bisect.bisect_left(starts, fde.start)
+        hi = bisect.bisect_left(starts, fde.end)
+        inside = range(lo, hi)
+        if any(sizes[j] for j in inside) or not inside:
+            return None
+        before = [j for j in inside if starts[j] <= vaddr]
+        j = before[-1] if before else lo
+        return self._match(self._group(j), 0)
+
+
+def _name_rank(name: str) -> tuple[int, int, int, str]:
+    base = name.split("@", 1)[0]
+    return (len(base) - len(base.lstrip("_")), "." in base, len(base), base)
+
+
+@dataclass
+class ModuleSymbols:
+    """What was found for one module: its files (build id checked) and the reason when
+    nothing usable was found."""
+
+    module: Module
+    runtime: ElfFile | None = None   # the module's own file: .eh_frame, .dynsym
+    debug: ElfFile | None = None     # a file with .symtab / .debug_frame (may be `runtime`)
+    attempts: list[str] = field(default_factory=list)
+    problem: str | None = None       # why no file was used
+
+    @property
+    def files(self) -> list[ElfFile]:
+        out = [f for f in (self.debug, self.runtime) if f is not None]
+        return out if len(out) < 2 or out[0] is not out[1] else out[:1]
+
+    @cached_property
+    def load_base(self) -> int:
+        for f in (self.runtime, self.debug):
+            if f is not None:
+                return f.load_base
+        return 0
+
+    def vaddr(self, address: int) -> int:
+        return address - self.module.base + self.load_base
+
+    @cached_property
+    def _cfi(self) -> list[CfiSection]:
+        out: list[CfiSection] = []
+        for elf in self.files:
+            try:
+                eh = elf.sections.get(".eh_frame")
+                data = elf.section_bytes(".eh_frame") if eh is not None else None
+                if eh is not None and data is not None:
+                    hdr_sec = elf.sections.get(".eh_frame_hdr")
+                    hdr = elf.section_bytes(".eh_frame_hdr") if hdr_sec is not None else None
+                    out.append(CfiSection(data, eh.addr, is_eh=True, hdr=hdr,
+                                          hdr_vaddr=hdr_sec.addr if hdr_sec else 0))
+                dbg = elf.sections.get(".debug_frame")
+                data = elf.section_bytes(".debug_frame") if dbg is not None else None
+                if dbg is not None and data is not None:
+                    out.append(CfiSection(data, 0, is_eh=False))
+            except (ElfError, CfiError):
+                continue  # one unreadable table does not hide the others
+        return out
+
+    def find_fde(self, vaddr: int) -> tuple[CfiSection, Fde] | None:
+        for section in self._cfi:
+            try:
+                fde = section.find(vaddr)
+            except (CfiError, struct.error, IndexError, ValueError):
+                continue
+            if fde is not None:
+                return section, fde
+        return None
+
+    @cached_property
+    def _tables(self) -> list[_SymbolTable]:
+        out: list[_SymbolTable] = []
+        for name in (".symtab", ".dynsym"):
+            for elf in self.files:
+                sec = elf.sections.get(name)
+                if sec is None or sec.type == SHT_NOBITS:
+                    continue
+                try:
+                    out.append(_SymbolTable(elf, name))
+                except (ElfError, struct.error, ValueError):
+                    continue
+            if out:
+                return out  # .symtab wins over .dynsym entirely: it holds a superset
+        return out
+
+    @property
+    def has_symbols(self) -> bool:
+        return bool(self._tables)
+
+    def symbolize(self, vaddr: int) -> SymbolMatch | None:
+        found = self.find_fde(vaddr)
+        fde = found[1] if found is not None else None
+        for table in self._tables:
+            match = table.lookup(vaddr, fde)
+            if match is not None:
+                return match
+        return None
+
+    def why_unnamed(self) -> str:
+        if self.problem is not None:
+            return self.problem
+        if not self._tables:
+            return "stripped: no symbol table"
+        kinds = "/".join(t.section for t in self._tables)
+        return f"no {kinds} symbol covers this address"
+
+    def code_bytes(self, vaddr: int, size: int) -> bytes | None:
+        if self.runtime is None:
+            return None
+        return self.runtime.read_vaddr(vaddr, size)
+
+    def is_executable(self, vaddr: int) -> bool | None:
+        elf = self.runtime or self.debug
+        return None if elf is None else elf.is_executable(vaddr)
+
+
+def _ids_match(recorded: bytes, found: bytes | None) -> bool:
+    """Equal, or the dump holds the first 16+ bytes (writers that keep a GUID's worth)."""
+    if found is None:
+        return False
+    return found == recorded or (len(recorded) >= 16 and found.startswith(recorded))
+
+
+class Symbolizer:
+    """Finds and caches :class:`ModuleSymbols` for the modules of one dump."""
+
+    def __init__(self, dump: Minidump, symbol_paths: tuple[str, ...] = (), *,
+                 use_local_files: bool = True, debug_root: str = DEBUG_ROOT) -> None:
+        self.dump = dump
+        self.symbol_paths = tuple(os.fspath(p) for p in symbol_paths)
+        self.use_local_files = use_local_files
+        self.debug_root = debug_root
+        mods = sorted(dump.modules, key=lambda m: m.base)
+        self._modules = mods
+        self._bases = [m.base for m in mods]
+        self._cache: dict[int, ModuleSymbols] = {}
+        self._files: dict[str, ElfFile | str] = {}
+
+    def module_at(self, address: int) -> Module | None:
+        i = bisect.bisect_right(self._bases, address) - 1
+        if i >= 0 and address < self._modules[i].end:
+            return self._modules[i]
+        return None
+
+    def for_module(self, module: Module) -> ModuleSymbols:
+        key = id(module)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._locate(module)
+        return found
+
+    def _open(self, path: str) -> ElfFile | str:
+        """The ELF at ``path`` (cached) or a one-line reason it cannot be used."""
+        cached = self._files.get(path)
+        if cached is not None:
+            return cached
+        result: ElfFile | str
+        try:
+            result = ElfFile(path)
+        except (ElfError, struct.error) as e:
+            result = f"{path}: {e}"
+        except OSError as e:
+            result = f"{path}: {e.strerror or e}"
+        self._files[path] = result
+        return result
+
+    def _candidates(self, module: Module, build_id: bytes) -> list[str]:
+        name = module.name
+        base = module.basename
+        hexid = build_id.hex()
+        tail = os.path.join(".build-id", hexid[:2], hexid[2:] + ".debug")
+        out: list[str] = []
+        if self.use_local_files:
+            out += [name, os.path.join(self.debug_root, tail)]
+        for p in self.symbol_paths:
+            if os.path.isdir(p):
+                out += [os.path.join(p, name.lstrip("/")), os.path.join(p, base),
+                        os.path.join(p, base + ".debug"), os.path.join(p, tail),
+                        os.path.join(p, "debug", tail)]
+            else:
+                out.append(p)
+        seen: set[str] = set()
+        return [c for c in out if not (c in seen or seen.add(c))]  # type: ignore[func-returns-value]
+
+    def _locate(self, module: Module) -> ModuleSymbols:
+        ms = ModuleSymbols(module)
+        build_id = module.build_id
+        if not build_id or not any(build_id):
+            ms.problem = "no build id in the dump: no file can be checked against it"
+            return ms
+        mismatches: list[str] = []
+        for path in self._candidates(module, build_id):
+            if not os.path.isfile(path):
+                ms.attempts.append(f"{path}: absent")
+                continue
+            elf = self._open(path)
+            if isinstance(elf, str):
+                ms.attempts.append(elf)
+                continue
+            file_id = elf.build_id
+            if not _ids_match(build_id, file_id):
+                ms.attempts.append(f"{path}: build id {file_id.hex() if file_id else 'none'}")
+                mismatches.append(f"{path} has build id {file_id.hex() if file_id else 'none'}, "
+                                  f"the dump records {build_id.hex()}")
+                continue
+            ms.attempts.append(f"{path}: used")
+            eh = elf.sections.get(".eh_frame")
+            if ms.runtime is None and eh is not None and eh.type != SHT_NOBITS:
+                ms.runtime = elf
+            if ms.debug is None and ".symtab" in elf.sections:
+                ms.debug = elf
+            if ms.runtime is not None and ms.debug is not None:
+                break
+        if ms.runtime is None and ms.debug is None:
+            ms.problem = ("build id mismatch: " + mismatches[0]) if mismatches else \
+                f"no file: {module.name} not found (searched {len(ms.attempts)} places)"
+        return ms
