@@ -163,6 +163,8 @@ class _Walker:
         self.sym = symbolizer
         self.scanned = 0
         self._executable_maps: list[tuple[int, int]] | None = None
+        system = dump.system_info
+        self.windows = system is not None and system.is_windows
 
     def read_u64(self, address: int) -> int:
         if not 0 <= address < 1 << 64:
@@ -232,21 +234,26 @@ class _Walker:
         return _State(caller, FrameTrust.CFI, cfa=cfa, exact_pc=row.signal_frame)
 
     def by_frame_pointer(self, state: _State) -> _State | None:
+        """rust-minidump's amd64 rules: the saved rbp must lie at or above the caller's
+        sp and be readable, the return address canonical, the stack must grow. Not on
+        Windows, whose x64 code keeps no frame-pointer chain."""
+        if self.windows:
+            return None
         regs = state.regs
         rbp, sp = regs.get(RBP), regs[RSP]
-        if rbp is None or rbp % 8 or rbp < sp or rbp > (1 << 64) - 16:
+        if rbp is None or rbp >= (1 << 64) - 16:
             return None
-        caller_rbp = self.read_u64(rbp)
         caller_pc = self.read_u64(rbp + 8)
+        caller_rbp = self.read_u64(rbp)
         caller_sp = rbp + 16
-        if caller_pc >= CANONICAL_LIMIT or caller_sp <= sp:
+        if caller_sp <= rbp or caller_rbp < caller_sp or caller_pc >= CANONICAL_LIMIT:
             return None
+        self.read_u64(caller_rbp)  # still inside captured stack memory
+        if caller_sp <= sp:
+            return None
+        self.read_u64(caller_sp)
         caller = {r: regs[r] for r in CALLEE_SAVED if r in regs}
-        caller.update({RA: caller_pc, RSP: caller_sp})
-        if caller_rbp == 0 or (caller_rbp >= caller_sp and caller_rbp % 8 == 0):
-            caller[RBP] = caller_rbp
-        else:
-            caller.pop(RBP, None)
+        caller.update({RA: caller_pc, RSP: caller_sp, RBP: caller_rbp})
         return _State(caller, FrameTrust.FRAME_POINTER, cfa=caller_sp, exact_pc=False)
 
     def by_scan(self, state: _State, first: bool) -> _State | None:

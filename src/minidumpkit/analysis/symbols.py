@@ -217,8 +217,9 @@ class ModuleSymbols:
             return self.problem
         if not self._tables:
             return "stripped: no symbol table"
-        kinds = "/".join(t.section for t in self._tables)
-        return f"no {kinds} symbol covers this address"
+        if all(t.section == ".dynsym" for t in self._tables):
+            return "stripped: no .symtab, and no exported (.dynsym) symbol covers this address"
+        return "no .symtab symbol covers this address"
 
     def code_bytes(self, vaddr: int, size: int) -> bytes | None:
         if self.runtime is None:

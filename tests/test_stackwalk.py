@@ -1,0 +1,409 @@
+"""The x86_64 stack walker (minidumpkit.analysis) on live targets and on every fixture.
+
+Expected frames come from lldb's ``bt all`` on the same dump (with the target binaries
+and the system's debug files on disk, as our walker sees them), from how the targets
+were built (tests/targets/stacks/: known call chains, a static function, a thread
+blocked inside a signal handler, a leaf built -O2 -fomit-frame-pointer, C++), and from
+rust-minidump's ``minidump-stackwalk`` for the frame-pointer chains of the fixtures.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+import subprocess
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import minidumpkit
+from minidumpkit import DumpType, MinidumpFormatError
+from minidumpkit.analysis import CallStack, Frame, FrameTrust, walk_stack, walk_stacks
+from oracles import FIXTURES, run
+
+pytestmark = pytest.mark.validators
+
+SOURCES = Path(__file__).resolve().parent / "targets" / "stacks"
+CFLAGS = ["-g", "-O0", "-fno-omit-frame-pointer", "-pthread"]
+LEAF_CFLAGS = ["-g", "-O2", "-fomit-frame-pointer"]
+LDFLAGS = ["-pthread", "-Wl,--build-id"]
+
+
+# --- targets ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stack_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """stack_target (stack_target.c at -O0 with frame pointers + leaf.c at -O2
+    -fomit-frame-pointer) and cxx_target, built by the system compilers."""
+    cc, cxx = shutil.which("cc"), shutil.which("c++")
+    if cc is None or cxx is None:
+        pytest.fail("the system C and C++ compilers (cc, c++) are required")
+    out = tmp_path_factory.mktemp("stack_targets")
+    main_o, leaf_o = out / "stack_target.o", out / "leaf.o"
+    subprocess.run([cc, *CFLAGS, "-c", str(SOURCES / "stack_target.c"), "-o", str(main_o)],
+                   check=True)
+    subprocess.run([cc, *LEAF_CFLAGS, "-c", str(SOURCES / "leaf.c"), "-o", str(leaf_o)],
+                   check=True)
+    subprocess.run([cc, *LDFLAGS, str(main_o), str(leaf_o), "-o", str(out / "stack_target")],
+                   check=True)
+    subprocess.run([cxx, *CFLAGS, *LDFLAGS, str(SOURCES / "cxx_target.cpp"),
+                    "-o", str(out / "cxx_target")], check=True)
+    return {"stack_target": out / "stack_target", "cxx_target": out / "cxx_target"}
+
+
+@pytest.fixture(scope="module")
+def dumps(stack_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[dict[str, types.SimpleNamespace]]:
+    """One DumpType.MINI dump of each target, every thread parked in its known chain."""
+    from conftest import Target
+
+    work = tmp_path_factory.mktemp("stack_dumps")
+    out: dict[str, types.SimpleNamespace] = {}
+    targets: list[Target] = []
+    try:
+        for name, exe in stack_bins.items():
+            target = Target([str(exe)])
+            targets.append(target)
+            target.wait_parked()
+            path = minidumpkit.dump(target.pid, work / f"{name}.dmp", DumpType.MINI)
+            out[name] = types.SimpleNamespace(path=path, binary=exe, info=target.info,
+                                              pid=target.pid)
+        yield out
+    finally:
+        for target in targets:
+            target.close()
+
+
+def stacks_of(path: Path, **kwargs: Any) -> dict[int, CallStack]:
+    with minidumpkit.open_minidump(path) as dump:
+        return {s.thread_id: s for s in walk_stacks(dump, **kwargs)}
+
+
+# --- lldb ---------------------------------------------------------------------------------
+
+LLDB_FORMAT = [
+    "settings set thread-stop-format \"THREAD ${thread.id}\\n\"",
+    "settings set thread-format \"THREAD ${thread.id}\\n\"",
+    "settings set frame-format \"FRAME ${frame.pc} ${frame.sp} "
+    "OFF=${function.pc-offset} NAME=${function.mangled-name}\\n\"",
+]
+
+
+@functools.cache
+def lldb_stacks(path: Path) -> dict[int, list[tuple[int, int | None, str | None]]]:
+    """lldb's ``bt all`` as {tid: [(pc, function start or None, name or None)]}, one entry
+    per physical frame: lldb lists inlined frames too, all with the sp of the physical
+    frame that holds them; the group's pc is its first entry's, its function the last's."""
+    args = ["--batch", "--no-lldbinit", "-c", str(path)]
+    for cmd in [*LLDB_FORMAT, "bt all"]:
+        args += ["-o", cmd]
+    text = run("lldb", *args, check=True).stdout
+    out: dict[int, list[tuple[int, int | None, str | None]]] = {}
+    current: list[tuple[int, int, int | None, str]] | None = None
+    for line in text.splitlines():
+        m = re.search(r"THREAD (0x[0-9a-f]+|\d+)", line)
+        if m:
+            current = []
+            out[int(m.group(1), 0)] = current  # type: ignore[assignment]
+            continue
+        m = re.search(r"FRAME (0x[0-9a-f]+) (0x[0-9a-f]+) OFF=(?: \+ (\d+))? NAME=(.*)$", line)
+        if m and current is not None:
+            pc, sp = int(m.group(1), 16), int(m.group(2), 16)
+            off = int(m.group(3)) if m.group(3) else (0 if m.group(4) else None)
+            current.append((pc, sp, off, m.group(4).strip()))  # type: ignore[arg-type]
+    physical: dict[int, list[tuple[int, int | None, str | None]]] = {}
+    for tid, frames in out.items():
+        groups: list[list[tuple[int, int, int | None, str]]] = []
+        for f in frames:  # type: ignore[assignment]
+            if groups and groups[-1][-1][1] == f[1]:
+                groups[-1].append(f)
+            else:
+                groups.append([f])
+        rows = []
+        for g in groups:
+            last_pc, _sp, off, name = g[-1]
+            unnamed = not name or name.startswith("___lldb_unnamed_symbol")
+            start = None if unnamed or off is None else last_pc - off
+            rows.append((g[0][0], start, None if unnamed else name))
+        physical[tid] = rows
+    return physical
+
+
+def _names(frame: Frame) -> set[str]:
+    raw = {n.split("@", 1)[0] for n in (frame.mangled or "", *frame.aliases) if n}
+    return raw | {frame.function or ""}
+
+
+def _base_name(demangled: str) -> str:
+    """``ns::C<int>::f(int) const`` → ``f``: the last component before the argument list
+    (lldb and __cxa_demangle spell templates and lambdas differently)."""
+    depth, end = 0, len(demangled)
+    for i in range(len(demangled) - 1, -1, -1):
+        ch = demangled[i]
+        if ch == ")":
+            depth += 1
+        elif ch == "(":
+            depth -= 1
+            if depth == 0:
+                end = i
+                break
+    head = demangled[:end].rstrip()
+    if head.endswith("operator()"):
+        return "operator()"
+    flat, depth = "", 0
+    for ch in head:  # drop template arguments, which may hold '::' and spaces
+        depth += ch == "<"
+        if depth == 0:
+            flat += ch
+        depth -= ch == ">" and depth > 0
+    return re.split(r"::|\s", flat)[-1]
+
+
+def assert_same_as_lldb(path: Path) -> int:
+    """Our frames equal lldb's on every thread, frame for frame: the same pcs, and where
+    lldb names a function, ours starts at the same address with a matching name;
+    where lldb has no symbol, neither do we. Returns the number of frames compared."""
+    ours = stacks_of(path)
+    theirs = lldb_stacks(path)
+    assert set(ours) == set(theirs), "thread ids differ from lldb's"
+    compared = 0
+    for tid, stack in ours.items():
+        lldb_frames = theirs[tid]
+        assert [hex(f.pc) for f in stack.frames] == [hex(f[0]) for f in lldb_frames], \
+            f"thread {tid}: pcs differ from lldb's\nours:\n{stack}\nlldb: {lldb_frames}"
+        for frame, (_pc, start, name) in zip(stack.frames, lldb_frames):
+            compared += 1
+            if name is None:
+                assert frame.function is None, f"thread {tid}: we name {frame}, lldb does not"
+                continue
+            assert frame.function is not None, f"thread {tid}: lldb names {name}, we: {frame}"
+            assert frame.function_offset is not None
+            assert frame.pc - frame.function_offset == start, (tid, str(frame), name)
+            if name.startswith("_Z") or "(" not in name and "<" not in name:
+                assert name in _names(frame) or _base_name(frame.function) == name, \
+                    (tid, str(frame), name)
+            else:
+                assert _base_name(frame.function) == _base_name(name + "()"), (tid, str(frame), name)
+    return compared
+
+
+def test_c_target_frames_equal_lldb(dumps: dict[str, types.SimpleNamespace]) -> None:
+    assert assert_same_as_lldb(dumps["stack_target"].path) >= 25
+
+
+def test_cxx_target_frames_equal_lldb(dumps: dict[str, types.SimpleNamespace]) -> None:
+    assert assert_same_as_lldb(dumps["cxx_target"].path) >= 20
+
+
+# --- known chains (from how the targets were built) ---------------------------------------
+
+def chain(stack: CallStack) -> list[str | None]:
+    return [f.function for f in stack.frames]
+
+
+def test_static_function_named_from_symtab(dumps: dict[str, types.SimpleNamespace]) -> None:
+    d = dumps["stack_target"]
+    stack = stacks_of(d.path)[int(d.info["static"])]
+    names = chain(stack)
+    i = names.index("static_wait")
+    assert names[i:i + 2] == ["static_wait", "static_level1"]
+    assert names[-2:] == ["start_thread", "clone3"]
+    assert stack.frames[0].trust is FrameTrust.CONTEXT
+    assert all(f.trust is FrameTrust.CFI for f in stack.frames[1:])
+    assert stack.end.startswith("end of stack")
+    assert stack.frames[i].module_basename == "stack_target"
+
+
+def test_signal_handler_frame(dumps: dict[str, types.SimpleNamespace]) -> None:
+    """The handler, glibc's __restore_rt (size-0 symbol, extent from its FDE), then the
+    interrupted code read from the ucontext: pthread_kill's internals, raise_level2."""
+    d = dumps["stack_target"]
+    stack = stacks_of(d.path)[int(d.info["signal"])]
+    names = chain(stack)
+    i = names.index("on_signal")
+    assert names[i + 1] == "__restore_rt"
+    restore = stack.frames[i + 1]
+    assert restore.function_offset == 0 and restore.trust is FrameTrust.CFI
+    assert names.index("raise_level2") > i + 1
+    k = names.index("raise_level2")
+    assert names[k:k + 2] == ["raise_level2", "raise_level1"]
+    assert names[-2:] == ["start_thread", "clone3"]
+    interrupted = stack.frames[i + 2]
+    assert interrupted.function is not None and "kill" in interrupted.function
+
+
+def test_leaf_without_frame_pointer(dumps: dict[str, types.SimpleNamespace]) -> None:
+    """leaf.c is built -O2 -fomit-frame-pointer: only CFI walks out of it."""
+    d = dumps["stack_target"]
+    stack = stacks_of(d.path)[int(d.info["leaf"])]
+    assert chain(stack)[:4] == ["leaf_wait", "leaf_level2", "leaf_level1", "leaf_thread"]
+    assert [f.trust for f in stack.frames[:4]] == [FrameTrust.CONTEXT] + [FrameTrust.CFI] * 3
+    leaf_level2 = stack.frames[1]
+    assert leaf_level2.cfa is not None and leaf_level2.sp == stack.frames[0].sp + 8
+
+
+def test_cxx_names_demangled(dumps: dict[str, types.SimpleNamespace]) -> None:
+    d = dumps["cxx_target"]
+    stack = stacks_of(d.path)[int(d.info["worker"])]
+    names = chain(stack)
+    assert "shapes::Holder<int>::wait_in_read(int)" in names
+    assert "shapes::Holder<int>::operator()(int)" in names
+    assert "shapes::run_worker(int)" in names
+    frame = stack.frames[names.index("shapes::run_worker(int)")]
+    assert frame.mangled == "_ZN6shapes10run_workerEi"
+
+
+def test_frame_repr_and_json(dumps: dict[str, types.SimpleNamespace]) -> None:
+    d = dumps["stack_target"]
+    stack = stacks_of(d.path)[int(d.info["static"])]
+    frame = next(f for f in stack.frames if f.function == "static_wait")
+    text = str(frame)
+    assert re.fullmatch(rf"#{frame.index} 0x{frame.pc:016x} static_wait\+0x[0-9a-f]+ "
+                        r"\(stack_target\+0x[0-9a-f]+\) \[cfi\]", text), text
+    assert repr(frame) == f"<Frame {text}>"
+    assert str(stack).splitlines()[0] == f'thread {stack.thread_id} "stk-static"'
+    data = json.loads(json.dumps(stack.to_json()))
+    assert data["frames"][frame.index]["function"] == "static_wait"
+    assert data["frames"][frame.index]["trust"] == "cfi"
+    read = stack.frames[0]
+    assert read.function == "read" and "__libc_read" in read.aliases  # global name shown
+
+
+# --- where symbols come from --------------------------------------------------------------
+
+def _static_frame(stacks: dict[int, CallStack], tid: int) -> Frame:
+    return next(f for f in stacks[tid].frames
+                if f.module_basename == "stack_target" and f.trust is not FrameTrust.CONTEXT)
+
+
+def test_user_path_and_build_id_tree(dumps: dict[str, types.SimpleNamespace],
+                                     tmp_path: Path) -> None:
+    """Local files off: a stripped copy in a user directory gives CFI, its debug file in
+    that directory's .build-id tree gives the static function's name."""
+    d = dumps["stack_target"]
+    tid = int(d.info["static"])
+    build_id = minidumpkit.open_minidump(d.path).modules[0].build_id
+    assert build_id is not None
+    stripped = tmp_path / "stack_target"
+    debug = tmp_path / ".build-id" / build_id.hex()[:2] / (build_id.hex()[2:] + ".debug")
+    debug.parent.mkdir(parents=True)
+    subprocess.run(["objcopy", "--only-keep-debug", str(d.binary), str(debug)], check=True)
+    subprocess.run(["objcopy", "--strip-all", str(d.binary), str(stripped)], check=True)
+    nothing = stacks_of(d.path, use_local_files=False)
+    assert all(f.function is None for f in nothing[tid].frames)
+    assert all(f.trust is not FrameTrust.CFI for f in nothing[tid].frames)
+    assert nothing[tid].frames[0].missing is not None
+    assert nothing[tid].frames[0].missing.startswith("no file")
+    with minidumpkit.open_minidump(d.path) as dump:
+        libc = next(m.name for m in dump.modules if m.basename.startswith("libc.so"))
+    # user paths only: our directory, libc's directory (by basename), /usr/lib/debug as
+    # a .build-id tree; the same frames and names as with the local files
+    paths = [tmp_path, Path(libc).parent, "/usr/lib/debug"]
+    found = stacks_of(d.path, use_local_files=False, symbol_paths=paths)
+    local = stacks_of(d.path)
+    assert chain(found[tid]) == chain(local[tid])
+    assert "static_wait" in chain(found[tid])
+    assert [f.trust for f in found[tid].frames] == [f.trust for f in local[tid].frames]
+    # only the stripped file: CFI still, but no name for the static function, and why
+    debug.unlink()
+    stripped_only = stacks_of(d.path, use_local_files=False, symbol_paths=paths)
+    frame = stripped_only[tid].frames[chain(found[tid]).index("static_wait")]
+    assert frame.function is None and frame.trust is FrameTrust.CFI
+    assert frame.missing is not None and "stripped" in frame.missing
+
+
+def test_build_id_mismatch_is_never_used(dumps: dict[str, types.SimpleNamespace],
+                                         stack_bins: dict[str, Path], tmp_path: Path) -> None:
+    """A file of the same name but another build id (the C++ target renamed) is refused,
+    and the frame says so."""
+    d = dumps["stack_target"]
+    tid = int(d.info["static"])
+    shutil.copy(stack_bins["cxx_target"], tmp_path / "stack_target")
+    stacks = stacks_of(d.path, use_local_files=False, symbol_paths=[tmp_path])
+    frame = _static_frame(stacks, tid)
+    assert frame.function is None
+    assert frame.missing is not None and frame.missing.startswith("build id mismatch")
+
+
+# --- fixtures: robustness and rust-minidump's frame-pointer chains -------------------------
+
+ALL_DUMPS = sorted(p for p in FIXTURES.rglob("*.dmp") if p.is_file())
+
+
+def test_every_fixture_walks_or_says_why() -> None:
+    """Every thread of every fixture: a CallStack, or MinidumpFormatError from the reader;
+    non-x86_64 threads are reported 'not walked: arch ...', never silently empty."""
+    assert len(ALL_DUMPS) > 100, f"fixtures missing under {FIXTURES}"
+    walked = not_walked = 0
+    for path in ALL_DUMPS:
+        try:
+            dump = minidumpkit.open_minidump(path)
+        except MinidumpFormatError:
+            continue
+        with dump:
+            try:
+                threads = dump.threads
+                cpu = dump.system_info.cpu if dump.system_info else None
+            except MinidumpFormatError:
+                continue
+            for thread in threads:
+                try:
+                    stack = walk_stack(dump, thread)
+                except MinidumpFormatError:
+                    continue
+                assert len(stack.frames) <= 1024
+                if stack.status == "ok":
+                    walked += 1
+                    assert stack.frames and stack.frames[0].trust is FrameTrust.CONTEXT
+                    sps = [f.sp for f in stack.frames]
+                    assert sps == sorted(set(sps)), f"{path.name}: sp not increasing"
+                else:
+                    not_walked += 1
+                    assert not stack.frames
+                    assert stack.status.startswith(("not walked: arch", "no context")), \
+                        stack.status
+                    if cpu not in (None, "amd64"):
+                        assert stack.status == f"not walked: arch {cpu}"
+    assert walked > 150 and not_walked > 10
+
+
+RUST_CHECKED = [p for p in ALL_DUMPS if "x86_64" in p.name or "amd64" in p.name
+                or p.parent.name in ("tast", "wine")]
+
+
+@pytest.mark.parametrize("path", RUST_CHECKED, ids=lambda p: p.name)
+def test_frame_pointer_chain_matches_rust_minidump(path: Path) -> None:
+    """With no local files (as minidump-stackwalk without symbols), our context frame and
+    frame-pointer chain equal rust-minidump's, frame for frame, as far as both go by
+    context and frame pointer; rust-minidump's instruction address is the return
+    address - 1 for callers."""
+    proc = run("minidump-stackwalk", "--json", path)
+    if proc.returncode != 0:
+        pytest.fail(f"minidump-stackwalk failed on {path.name}: {proc.stderr[-500:]}")
+    rust = json.loads(proc.stdout)
+    with minidumpkit.open_minidump(path) as dump:
+        if dump.system_info is None or dump.system_info.cpu != "amd64":
+            pytest.fail(f"{path.name} is not an amd64 dump")
+        rust_threads = {t["thread_id"]: t["frames"] for t in rust["threads"]}
+        compared = 0
+        for thread in dump.threads:
+            stack = walk_stack(dump, thread, use_local_files=False)
+            theirs = rust_threads.get(thread.thread_id, [])
+            for i, their in enumerate(theirs):
+                if their["trust"] not in ("context", "frame_pointer"):
+                    break
+                assert i < len(stack.frames), \
+                    f"thread {thread.thread_id}: rust-minidump has frame {i} ({their}), we stop"
+                ours = stack.frames[i]
+                assert ours.trust.value == their["trust"], (thread.thread_id, str(ours), their)
+                assert ours.pc - (i > 0) == int(their["offset"], 16), \
+                    f"thread {thread.thread_id} frame {i}: {ours} vs {their}"
+                compared += 1
+            if theirs and stack.frames:
+                assert stack.frames[0].trust is FrameTrust.CONTEXT
+    assert compared > 0
