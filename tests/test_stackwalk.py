@@ -372,11 +372,21 @@ def test_every_fixture_walks_or_says_why() -> None:
     assert walked > 150 and not_walked > 10
 
 
-RUST_CHECKED = [p for p in ALL_DUMPS if "x86_64" in p.name or "amd64" in p.name
-                or p.parent.name in ("tast", "wine")]
+def _amd64_with_system_info(path: Path) -> bool:
+    """Dumps minidump-stackwalk walks (it refuses those without SystemInfo) whose CPU
+    is amd64: the ones whose frame-pointer chains can be compared."""
+    try:
+        with minidumpkit.open_minidump(path) as dump:
+            return (dump.system_info is not None and dump.system_info.cpu == "amd64"
+                    and bool(dump.threads))  # it also refuses dumps without a thread list
+    except MinidumpFormatError:
+        return False
 
 
-@pytest.mark.parametrize("path", RUST_CHECKED, ids=lambda p: p.name)
+RUST_CHECKED = [p for p in ALL_DUMPS if _amd64_with_system_info(p)]
+
+
+@pytest.mark.parametrize("path", RUST_CHECKED, ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_frame_pointer_chain_matches_rust_minidump(path: Path) -> None:
     """With no local files (as minidump-stackwalk without symbols), our context frame and
     frame-pointer chain equal rust-minidump's, frame for frame, as far as both go by
@@ -406,4 +416,4 @@ def test_frame_pointer_chain_matches_rust_minidump(path: Path) -> None:
                 compared += 1
             if theirs and stack.frames:
                 assert stack.frames[0].trust is FrameTrust.CONTEXT
-    assert compared > 0
+    assert compared > 0 or not any(rust_threads.values()), "no frame compared"
