@@ -243,8 +243,10 @@ def test_leaf_without_frame_pointer(dumps: dict[str, types.SimpleNamespace]) -> 
     stack = stacks_of(d.path)[int(d.info["leaf"])]
     assert chain(stack)[:4] == ["leaf_wait", "leaf_level2", "leaf_level1", "leaf_thread"]
     assert [f.trust for f in stack.frames[:4]] == [FrameTrust.CONTEXT] + [FrameTrust.CFI] * 3
-    leaf_level2 = stack.frames[1]
-    assert leaf_level2.cfa is not None and leaf_level2.sp == stack.frames[0].sp + 8
+    leaf, leaf_level2 = stack.frames[0], stack.frames[1]
+    assert leaf.cfa == leaf_level2.sp == leaf.sp + 8  # no frame: just the return address
+    # leaf_level2 keeps a 40-byte array on its stack: its CFA lies beyond it
+    assert leaf_level2.cfa == stack.frames[2].sp >= leaf_level2.sp + 8 + 40
 
 
 def test_cxx_names_demangled(dumps: dict[str, types.SimpleNamespace]) -> None:

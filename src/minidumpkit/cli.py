@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
                           description="Summarise a minidump written by any writer.")
     info.add_argument("file", metavar="FILE", help="the minidump to read")
     info.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    _add_stack_arguments(info)
 
     dump = sub.add_parser("dump", help="write a minidump of a running process",
                           description="Write a minidump of process PID.")
@@ -127,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     try:
         if args.command == "info":
-            return _info(args.file, as_json=args.json, out=sys.stdout, err=sys.stderr)
+            return _info(args.file, as_json=args.json, out=sys.stdout, err=sys.stderr,
+                         stacks=not args.no_stacks, symbol_paths=args.symbols)
         return _dump(args.pid, args.output, args.type, progress=args.progress,
                      out=sys.stdout, err=sys.stderr)
     except BrokenPipeError:
@@ -283,7 +285,8 @@ def _iso(stamp: int) -> str | None:
         return None
 
 
-def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO) -> int:
+def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, stacks: bool = False,
+          symbol_paths: Sequence[str] = ()) -> int:
     from .reader import open_minidump
 
     try:
@@ -297,11 +300,15 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO) -> int:
     with dump:
         report = _Report(dump)
         data = report.build(path)
+        if stacks:
+            _add_stacks(dump, data, symbol_paths, report)
     if as_json:
         json.dump(data, out, indent=2)
         out.write("\n")
     else:
         _print_text(data, out)
+        if stacks:
+            _print_stacks(data, out)
     for problem in report.errors:
         print(f"minidumpkit: {path}: malformed stream, {problem}", file=err)
     return 2 if report.errors else 0
@@ -354,6 +361,84 @@ def _print_text(data: dict[str, Any], out: TextIO) -> None:
     for si in data["streams"]:
         w(f"  {si['index']:>3}  {si['name']:<28} {si['type']:>12}  {si['size']:>10} bytes"
           f"  at {si['rva']}")
+
+
+# --- stacks (minidumpkit.analysis) ----------------------------------------------------------
+
+STACKS_SCHEMA_VERSION = 1
+
+
+def _add_stack_arguments(info: argparse.ArgumentParser) -> None:
+    info.add_argument("--symbols", metavar="PATH", action="append", default=[],
+                      help="a file or directory to search for modules' files and debug files "
+                           "(a sysroot, a directory of .debug files, a .build-id tree); "
+                           "repeatable; searched after each module's own path and "
+                           "/usr/lib/debug/.build-id")
+    info.add_argument("--no-stacks", action="store_true",
+                      help="do not walk the threads' call stacks")
+
+
+def _add_stacks(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str],
+                report: _Report) -> None:
+    """Walk every thread into ``data['threads'][i]['frames']`` (docs/stacks.md: schema)."""
+    from .analysis import symbolizer_for, walk_stack
+
+    symbolizer = symbolizer_for(dump, symbol_paths)
+    threads: list[Thread] = report.section("ThreadList", lambda: dump.threads, [])
+    rows = {row["thread_id"]: row for row in data["threads"]}
+    for thread in threads:
+        row = rows.get(thread.thread_id)
+        if row is None:
+            continue
+        try:
+            stack = walk_stack(dump, thread, symbol_paths=symbol_paths)
+        except MinidumpFormatError as exc:
+            report.errors.append(f"stack of thread {thread.thread_id}: {exc}")
+            row["stack"] = {"status": f"not walked: {exc}", "end": ""}
+            row["frames"] = []
+            continue
+        row["stack"] = {"status": stack.status, "end": stack.end}
+        row["frames"] = [frame.to_json() for frame in stack.frames]
+    needed = {f["module_path"] for row in data["threads"] for f in row.get("frames", ())
+              if f["module_path"] is not None}
+    modules = []
+    for module in report.section("ModuleList", lambda: dump.modules, []):
+        if module.name not in needed:
+            continue
+        found = symbolizer.for_module(module)
+        modules.append({"name": module.name, "problem": found.problem,
+                        "files": [f.path for f in found.files]})
+    data["stacks"] = {"schema": "minidumpkit-stacks", "version": STACKS_SCHEMA_VERSION,
+                      "symbol_paths": list(symbol_paths), "modules": modules}
+
+
+def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
+    """The crashing thread first, then every thread: a header, then one line per frame."""
+    rows = sorted(data["threads"], key=lambda t: not t["crashed"])
+    requested = data["crash"] is not None and data["crash"]["code"] == "0xffffffff"
+    out.write("\nStacks:\n")
+    for t in rows:
+        mark = "" if not t["crashed"] else " requesting" if requested else " crashing"
+        out.write(f'thread {t["thread_id"]} "{t["name"] or ""}"{mark}\n')
+        for f in t.get("frames", ()):
+            parts = [f"  #{f['index']} {f['pc']}"]
+            if f["function"] is not None:
+                off = int(f["function_offset"], 16)
+                parts.append(f["function"] + (f"+0x{off:x}" if off else ""))
+            if f["module"] is not None:
+                parts.append(f"({f['module']}+{f['module_offset']})")
+            if f["file"] is not None:
+                parts.append(f"{f['file']}:{f['line']}")
+            parts.append(f"[{f['trust']}]")
+            out.write(" ".join(parts) + "\n")
+        status = t.get("stack", {}).get("status", "ok")
+        if status != "ok":
+            out.write(f"  ({status})\n")
+    missing = [m for m in data["stacks"]["modules"] if m["problem"]]
+    if missing:
+        out.write("\nModules without symbols:\n")
+        for m in missing:
+            out.write(f"  {m['name']}: {m['problem']}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m minidumpkit.cli

@@ -20,6 +20,7 @@ Reading a frame never raises for missing memory or a bad file: that step just fa
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import struct
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ class Frame:
     index: int
     pc: int
     sp: int
-    cfa: int | None
+    cfa: int | None  # this frame's canonical frame address (its caller's sp); None if outermost
     trust: FrameTrust
     module: str | None = None
     module_offset: int | None = None
@@ -360,6 +361,7 @@ class _Walker:
             if (pc, sp) in seen:
                 return frames, "cycle"
             seen.add((pc, sp))
+            frames[-1] = dataclasses.replace(frames[-1], cfa=caller.cfa)
             frames.append(self.describe(caller, len(frames)))
             state = caller
         return frames, f"frame limit {max_frames}"
@@ -369,7 +371,7 @@ class _Walker:
         regs = {_DWARF_REGS[n]: v for n, v in state.regs.items() if n < len(_DWARF_REGS)}
         module = self.sym.module_at(pc if state.exact_pc else pc - 1)
         if module is None:
-            return Frame(index, pc, sp, state.cfa, state.trust, missing="not in any module",
+            return Frame(index, pc, sp, None, state.trust, missing="not in any module",
                          registers=regs)
         ms = self.sym.for_module(module)
         addr = pc if state.exact_pc else pc - 1
@@ -379,10 +381,10 @@ class _Walker:
             match = None
         common = dict(module=module.name, module_offset=pc - module.base, registers=regs)
         if match is None:
-            return Frame(index, pc, sp, state.cfa, state.trust, missing=ms.why_unnamed(),
+            return Frame(index, pc, sp, None, state.trust, missing=ms.why_unnamed(),
                          **common)  # type: ignore[arg-type]
         start = module.base - ms.load_base + match.start
-        return Frame(index, pc, sp, state.cfa, state.trust, function=match.name,
+        return Frame(index, pc, sp, None, state.trust, function=match.name,
                      function_offset=pc - start, mangled=match.raw, aliases=match.aliases,
                      **common)  # type: ignore[arg-type]
 
