@@ -419,3 +419,83 @@ def test_frame_pointer_chain_matches_rust_minidump(path: Path) -> None:
             if theirs and stack.frames:
                 assert stack.frames[0].trust is FrameTrust.CONTEXT
     assert compared > 0 or not any(rust_threads.values()), "no frame compared"
+
+
+# --- the command line ---------------------------------------------------------------------
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from minidumpkit.cli import main
+
+    code = main(["info", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+FRAME_LINE = re.compile(r"  #(\d+) 0x([0-9a-f]+)(?: (\S.*?)\+0x[0-9a-f]+| (\S+))? "
+                        r"\((\S+)\+0x[0-9a-f]+\) \[(context|cfi|frame_pointer|scan)\]")
+
+
+def test_info_prints_every_thread_with_lldbs_frames(dumps: dict[str, types.SimpleNamespace],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    d = dumps["stack_target"]
+    code, out, err = cli(capsys, d.path)
+    assert code == 0 and err == ""
+    text = out.split("\nStacks:\n", 1)[1]
+    lldb = lldb_stacks(d.path)
+    printed: dict[int, list[tuple[int, str | None]]] = {}
+    order = []
+    for line in text.splitlines():
+        head = re.fullmatch(r'thread (\d+) "([^"]*)"( requesting| crashing)?', line)
+        if head:
+            order.append(int(head.group(1)))
+            printed[int(head.group(1))] = []
+            continue
+        m = FRAME_LINE.fullmatch(line)
+        if m:
+            printed[order[-1]].append((int(m.group(2), 16), m.group(3) or m.group(4)))
+    assert set(printed) == set(lldb)
+    assert order[0] == d.pid  # the thread the dump names as requesting (main), first
+    assert text.splitlines()[0].endswith(" requesting")
+    for tid, frames in printed.items():
+        assert [pc for pc, _ in frames] == [f[0] for f in lldb[tid]]
+        names = [n for _, n in frames]
+        assert ("static_wait" in names) == (tid == int(d.info["static"]))
+    assert '"stk-signal"' in text and "__restore_rt (libc.so.6+0x" in text
+
+
+def test_info_json_stacks_schema(dumps: dict[str, types.SimpleNamespace],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    d = dumps["cxx_target"]
+    code, out, err = cli(capsys, "--json", d.path)
+    assert code == 0 and err == ""
+    data = json.loads(out)
+    assert data["stacks"]["schema"] == "minidumpkit-stacks" and data["stacks"]["version"] == 1
+    lldb = lldb_stacks(d.path)
+    for thread in data["threads"]:
+        assert thread["stack"]["status"] == "ok"
+        assert [int(f["pc"], 16) for f in thread["frames"]] == [f[0] for f in lldb[thread["thread_id"]]]
+        for f in thread["frames"]:
+            assert set(f) == {"index", "pc", "sp", "cfa", "trust", "module", "module_path",
+                              "module_offset", "function", "mangled", "function_offset",
+                              "aliases", "file", "line", "missing_symbol"}
+            assert (f["function"] is None) == (f["missing_symbol"] is not None)
+    worker = next(t for t in data["threads"] if t["thread_id"] == int(d.info["worker"]))
+    assert "shapes::run_worker(int)" in [f["function"] for f in worker["frames"]]
+    libstdcxx = [m for m in data["stacks"]["modules"] if "libstdc++" in m["name"]]
+    assert libstdcxx and libstdcxx[0]["files"]  # its own file, build id checked
+
+
+def test_info_no_stacks_and_symbols(dumps: dict[str, types.SimpleNamespace], tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    d = dumps["stack_target"]
+    code, out, _ = cli(capsys, "--no-stacks", d.path)
+    assert code == 0 and "Stacks:" not in out
+    code, out, _ = cli(capsys, "--json", "--no-stacks", d.path)
+    assert "stacks" not in json.loads(out) and "frames" not in json.loads(out)["threads"][0]
+    # --symbols: a directory holding a copy is searched (the module's own path is too)
+    shutil.copy(d.binary, tmp_path / "stack_target")
+    code, out, err = cli(capsys, "--json", "--symbols", tmp_path, "--symbols", "/nonexistent",
+                         d.path)
+    assert code == 0 and err == ""
+    data = json.loads(out)
+    assert data["stacks"]["symbol_paths"] == [str(tmp_path), "/nonexistent"]

@@ -24,7 +24,7 @@ import dataclasses
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import format as md
 from ..errors import MemoryNotCaptured, MinidumpFormatError
@@ -164,7 +164,7 @@ class _Walker:
         self.sym = symbolizer
         self.scanned = 0
         self._executable_maps: list[tuple[int, int]] | None = None
-        system = dump.system_info
+        system = _optional(lambda: dump.system_info)
         self.windows = system is not None and system.is_windows
 
     def read_u64(self, address: int) -> int:
@@ -427,15 +427,26 @@ def _amd64_regs(ctx: md.ContextAMD64) -> dict[int, int]:
     return {n: getattr(ctx, name) for n, name in enumerate(_DWARF_REGS)}
 
 
+T = TypeVar("T")
+
+
+def _optional(read: Callable[[], T | None]) -> T | None:
+    """A stream the walk can do without: a malformed one counts as absent."""
+    try:
+        return read()
+    except MinidumpFormatError:
+        return None
+
+
 def walk_thread(dump: Minidump, thread: Thread, symbolizer: Symbolizer, *,
                 max_frames: int = MAX_FRAMES) -> CallStack:
     """Walk one thread of ``dump`` (see :func:`minidumpkit.analysis.walk_stack`)."""
     name = thread.name
     context = thread.context
-    exc = dump.exception
+    exc = _optional(lambda: dump.exception)
     if exc is not None and exc.thread_id == thread.thread_id and exc.context is not None:
         context = exc.context  # the fault-time state, as crash reporters walk it
-    system = dump.system_info
+    system = _optional(lambda: dump.system_info)
     cpu = system.cpu if system is not None else None
     if context is None:
         why = "no context" if thread.context_size == 0 and cpu in (None, "amd64") else \

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from ..errors import MinidumpFormatError
 from .cfi import CfiError, CfiSection, Fde
 from .demangle import demangle
 from .elf import SHT_NOBITS, ElfError, ElfFile
@@ -247,7 +248,11 @@ class Symbolizer:
         self.symbol_paths = tuple(os.fspath(p) for p in symbol_paths)
         self.use_local_files = use_local_files
         self.debug_root = debug_root
-        mods = sorted(dump.modules, key=lambda m: m.base)
+        try:
+            mods = sorted(dump.modules, key=lambda m: m.base)
+            self.module_error: str | None = None
+        except MinidumpFormatError as exc:  # walk on without modules: FP and no names
+            mods, self.module_error = [], str(exc)
         self._modules = mods
         self._bases = [m.base for m in mods]
         self._cache: dict[int, ModuleSymbols] = {}
