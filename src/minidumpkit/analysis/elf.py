@@ -108,10 +108,15 @@ class ElfFile:
         return bytes(self.data[offset:stop if stop >= 0 else end]).decode("utf-8", "replace")
 
     def close(self) -> None:
-        self.data.release()
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        """Unmap the file, unless section views handed out still use the mapping (it
+        then goes when they do)."""
+        try:
+            self.data.release()
+            if self._map is not None:
+                self._map.close()
+                self._map = None
+        except BufferError:
+            pass
 
     # --- layout ------------------------------------------------------------------------
 

@@ -1,0 +1,149 @@
+"""The DWARF CFI reader (minidumpkit.analysis.cfi) against binutils' ``readelf -wF``.
+
+``readelf --debug-dump=frames-interp`` prints, for every FDE of a file, the table of
+rows our interpreter computes: at each location the CFA rule and one rule per
+register. For the test targets, the C library, the C++ runtime and the dynamic loader,
+every row readelf prints must be the row we compute at that address; the lookup goes
+through .eh_frame_hdr's table as in a walk. The PLT's CFA expression is evaluated
+against the System V psABI's definition of a PLT entry.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from minidumpkit.analysis.cfi import CfiSection, Row, eval_expression
+from minidumpkit.analysis.elf import ElfFile
+
+REGS = ["rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
+        "r12", "r13", "r14", "r15", "ra"]
+SYSTEM_FILES = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libstdc++.so.6",
+                "/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libm.so.6"]
+
+
+def readelf_rows(path: Path | str) -> list[tuple[int, int, list[tuple[int, str, dict[str, str]]]]]:
+    """(fde start, fde end, [(loc, cfa, {reg: rule})]) for each FDE of .eh_frame."""
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        pytest.fail("binutils' readelf is required")
+    # readelf exits 1 on system libraries for an unrelated complaint ("Unable to find
+    # program interpreter name"); the frame tables it prints are complete
+    text = subprocess.run([readelf, "--debug-dump=frames-interp", str(path)],
+                          capture_output=True, text=True).stdout
+    assert "Contents of the .eh_frame section" in text, f"readelf printed no frames for {path}"
+    text = text.split("Contents of the .debug_frame section", 1)[0]  # .eh_frame only
+    out: list[tuple[int, int, list[tuple[int, str, dict[str, str]]]]] = []
+    header: list[str] = []
+    for line in text.splitlines():
+        m = re.search(r" FDE cie=\w+ pc=([0-9a-f]+)\.\.([0-9a-f]+)", line)
+        if m:
+            out.append((int(m.group(1), 16), int(m.group(2), 16), []))
+            header = []
+            continue
+        if " CIE " in line:
+            out.append((-1, -1, []))  # the CIE's own table: not looked up
+            continue
+        if line.strip().startswith("LOC"):
+            header = line.split()[2:]
+            continue
+        cells = line.split()
+        if header and out and len(cells) == len(header) + 2 and re.fullmatch(r"[0-9a-f]{16}", cells[0]):
+            out[-1][2].append((int(cells[0], 16), cells[1], dict(zip(header, cells[2:]))))
+    return [fde for fde in out if fde[0] >= 0]
+
+
+def section_of(elf: ElfFile) -> CfiSection:
+    eh, hdr = elf.sections[".eh_frame"], elf.sections[".eh_frame_hdr"]
+    data, table = elf.section_bytes(".eh_frame"), elf.section_bytes(".eh_frame_hdr")
+    assert data is not None and table is not None
+    return CfiSection(data, eh.addr, is_eh=True, hdr=table, hdr_vaddr=hdr.addr)
+
+
+def as_readelf(row: Row, columns: list[str]) -> tuple[str, dict[str, str]]:
+    if row.cfa_expression is not None:
+        cfa = "exp"
+    else:
+        cfa = f"{REGS[row.cfa_register]}{row.cfa_offset:+d}"
+    rules = {}
+    for name in columns:
+        rule = row.rules.get(REGS.index(name)) if name in REGS else None
+        if rule is None or rule.kind == "undefined":
+            rules[name] = "u"
+        elif rule.kind == "offset":
+            rules[name] = f"c{rule.arg:+d}"
+        elif rule.kind == "val_offset":
+            rules[name] = f"v{rule.arg:+d}"
+        elif rule.kind == "same":
+            rules[name] = "s"
+        elif rule.kind == "register":
+            rules[name] = REGS[rule.arg]
+        else:
+            rules[name] = "exp" if rule.kind == "expression" else "vexp"
+    return cfa, rules
+
+
+def compare_file(path: Path | str) -> int:
+    elf = ElfFile(str(path))
+    try:
+        section = section_of(elf)
+        rows = 0
+        for start, end, table in readelf_rows(path):
+            for loc, cfa, regs in table:
+                found = section.find(loc)
+                assert found is not None and (found.start, found.end) == (start, end), \
+                    f"{path}: no FDE {start:#x}..{end:#x} for {loc:#x}"
+                assert as_readelf(section.row(found, loc), list(regs)) == (cfa, regs), \
+                    f"{path}: row at {loc:#x}"
+                rows += 1
+            if table:
+                assert section.find(end) is None or section.find(end).start == end
+        return rows
+    finally:
+        elf.close()
+
+
+@pytest.mark.parametrize("path", SYSTEM_FILES)
+def test_rows_equal_readelf_on_system_libraries(path: str) -> None:
+    assert compare_file(Path(path).resolve()) > 1000
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The stack targets, as tests/test_stackwalk.py builds them."""
+    from test_stackwalk import stack_bins
+
+    return stack_bins.__wrapped__(tmp_path_factory)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_rows_equal_readelf_on_targets(built: dict[str, Path]) -> None:
+    for path in built.values():
+        assert compare_file(path) > 20
+
+
+def test_plt_cfa_expression_follows_the_psabi(built: dict[str, Path]) -> None:
+    """A PLT entry is ``jmp *GOT(%rip); push $n; jmp .PLT0`` (16 bytes): before the push
+    ends (offsets 0-10) the CFA is rsp+8, after it (11-15) rsp+16."""
+    elf = ElfFile(str(built["stack_target"]))
+    try:
+        plt = elf.sections[".plt"]
+        section = section_of(elf)
+        rsp = 0x7FFF_0000_1000
+        checked = 0
+        for entry in range(plt.addr + 16, plt.addr + plt.size, 16):
+            for k in range(16):
+                fde = section.find(entry + k)
+                assert fde is not None
+                row = section.row(fde, entry + k)
+                assert row.cfa_expression is not None
+                regs = {7: rsp, 16: entry + k}
+                cfa = eval_expression(row.cfa_expression, regs.__getitem__, lambda a: 0)
+                assert cfa == rsp + (16 if k >= 11 else 8), (hex(entry), k)
+                checked += 1
+        assert checked >= 16
+    finally:
+        elf.close()
