@@ -26,8 +26,9 @@ SYSTEM_FILES = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libstd
                 "/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libm.so.6"]
 
 
-def readelf_rows(path: Path | str) -> list[tuple[int, int, list[tuple[int, str, dict[str, str]]]]]:
-    """(fde start, fde end, [(loc, cfa, {reg: rule})]) for each FDE of .eh_frame."""
+def readelf_rows(path: Path | str, section: str = ".eh_frame"
+                 ) -> list[tuple[int, int, list[tuple[int, str, dict[str, str]]]]]:
+    """(fde start, fde end, [(loc, cfa, {reg: rule})]) for each FDE of ``section``."""
     readelf = shutil.which("readelf")
     if readelf is None:
         pytest.fail("binutils' readelf is required")
@@ -36,7 +37,8 @@ def readelf_rows(path: Path | str) -> list[tuple[int, int, list[tuple[int, str, 
     text = subprocess.run([readelf, "--debug-dump=frames-interp", str(path)],
                           capture_output=True, text=True).stdout
     assert "Contents of the .eh_frame section" in text, f"readelf printed no frames for {path}"
-    text = text.split("Contents of the .debug_frame section", 1)[0]  # .eh_frame only
+    parts = re.split(r"Contents of the (\S+) section[^:\n]*:", text)
+    text = "".join(body for name, body in zip(parts[1::2], parts[2::2]) if name == section)
     out: list[tuple[int, int, list[tuple[int, str, dict[str, str]]]]] = []
     header: list[str] = []
     for line in text.splitlines():
@@ -87,12 +89,17 @@ def as_readelf(row: Row, columns: list[str]) -> tuple[str, dict[str, str]]:
     return cfa, rules
 
 
-def compare_file(path: Path | str) -> int:
+def compare_file(path: Path | str, which: str = ".eh_frame") -> int:
     elf = ElfFile(str(path))
     try:
-        section = section_of(elf)
+        if which == ".eh_frame":
+            section = section_of(elf)
+        else:
+            data = elf.section_bytes(".debug_frame")
+            assert data is not None
+            section = CfiSection(data, 0, is_eh=False)
         rows = 0
-        for start, end, table in readelf_rows(path):
+        for start, end, table in readelf_rows(path, which):
             for loc, cfa, regs in table:
                 found = section.find(loc)
                 assert found is not None and (found.start, found.end) == (start, end), \
@@ -123,6 +130,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_rows_equal_readelf_on_targets(built: dict[str, Path]) -> None:
     for path in built.values():
         assert compare_file(path) > 20
+
+
+def test_debug_frame_rows_equal_readelf(built: dict[str, Path]) -> None:
+    """.debug_frame (CIE id 0xffffffff, absolute addresses, no augmentation)."""
+    assert compare_file(built["stack_target_df"], ".debug_frame") >= 6
 
 
 def test_plt_cfa_expression_follows_the_psabi(built: dict[str, Path]) -> None:

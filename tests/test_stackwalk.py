@@ -53,7 +53,14 @@ def stack_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                    check=True)
     subprocess.run([cxx, *CFLAGS, *LDFLAGS, str(SOURCES / "cxx_target.cpp"),
                     "-o", str(out / "cxx_target")], check=True)
-    return {"stack_target": out / "stack_target", "cxx_target": out / "cxx_target"}
+    # the same, but leaf.c without unwind tables: its CFI is only in .debug_frame
+    df_o = out / "leaf_debug_frame.o"
+    subprocess.run([cc, *LEAF_CFLAGS, "-fno-asynchronous-unwind-tables", "-fno-unwind-tables",
+                    "-c", str(SOURCES / "leaf.c"), "-o", str(df_o)], check=True)
+    subprocess.run([cc, *LDFLAGS, str(main_o), str(df_o), "-o", str(out / "stack_target_df")],
+                   check=True)
+    return {"stack_target": out / "stack_target", "cxx_target": out / "cxx_target",
+            "stack_target_df": out / "stack_target_df"}
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +205,15 @@ def test_c_target_frames_equal_lldb(dumps: dict[str, types.SimpleNamespace]) -> 
 
 def test_cxx_target_frames_equal_lldb(dumps: dict[str, types.SimpleNamespace]) -> None:
     assert assert_same_as_lldb(dumps["cxx_target"].path) >= 20
+
+
+def test_debug_frame_only_leaf_equals_lldb(dumps: dict[str, types.SimpleNamespace]) -> None:
+    """leaf.c built without .eh_frame entries: its frames are walked from .debug_frame."""
+    d = dumps["stack_target_df"]
+    assert assert_same_as_lldb(d.path) >= 25
+    stack = stacks_of(d.path)[int(d.info["leaf"])]
+    assert chain(stack)[:4] == ["leaf_wait", "leaf_level2", "leaf_level1", "leaf_thread"]
+    assert [f.trust for f in stack.frames[:4]] == [FrameTrust.CONTEXT] + [FrameTrust.CFI] * 3
 
 
 # --- known chains (from how the targets were built) ---------------------------------------
