@@ -515,3 +515,30 @@ def test_info_no_stacks_and_symbols(dumps: dict[str, types.SimpleNamespace], tmp
     assert code == 0 and err == ""
     data = json.loads(out)
     assert data["stacks"]["symbol_paths"] == [str(tmp_path), "/nonexistent"]
+
+
+# --- docs/stacks.md -----------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "stacks.md"
+
+
+def test_docs_examples_run(dumps: dict[str, types.SimpleNamespace], tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The Python example of docs/stacks.md runs on a real dump (``dump_path``,
+    ``debug_dir`` given), and its command line runs with the same paths."""
+    text = DOC.read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    d = dumps["stack_target"]
+    for code in blocks:
+        exec(compile(code, str(DOC), "exec"), {"dump_path": d.path, "debug_dir": tmp_path})
+    out = capsys.readouterr().out
+    assert '"stk-signal"' in out and "static_wait+0x" in out
+    commands = re.findall(r"^minidumpkit (info .*)$", text, re.M)
+    assert commands
+    for command in commands:
+        args = command.split()[1:]
+        args = [str(tmp_path) if a == "./debug" else str(d.path) if a == "app.dmp" else a
+                for a in args]
+        code, out, err = cli(capsys, *args)
+        assert code == 0 and err == "" and "\nStacks:\n" in out
