@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,10 @@ SOURCES = Path(__file__).resolve().parent / "targets" / "stacks"
 CFLAGS = ["-g", "-O0", "-fno-omit-frame-pointer", "-pthread"]
 LEAF_CFLAGS = ["-g", "-O2", "-fomit-frame-pointer"]
 LDFLAGS = ["-pthread", "-Wl,--build-id"]
+# The distribution's interpreter (stripped, non-PIE on Debian: names from .dynsym only)
+# when there is one, else the running one.
+PYTHON = next((p for p in ("/usr/bin/python3.11", "/usr/bin/python3") if Path(p).exists()),
+              sys.executable)
 
 
 # --- targets ------------------------------------------------------------------------------
@@ -73,12 +78,14 @@ def dumps(stack_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     out: dict[str, types.SimpleNamespace] = {}
     targets: list[Target] = []
     try:
-        for name, exe in stack_bins.items():
-            target = Target([str(exe)])
+        argvs = {name: [str(exe)] for name, exe in stack_bins.items()}
+        argvs["python"] = [PYTHON, str(SOURCES.parent / "py_target.py")]
+        for name, argv in argvs.items():
+            target = Target(argv)
             targets.append(target)
             target.wait_parked()
             path = minidumpkit.dump(target.pid, work / f"{name}.dmp", DumpType.MINI)
-            out[name] = types.SimpleNamespace(path=path, binary=exe, info=target.info,
+            out[name] = types.SimpleNamespace(path=path, binary=Path(argv[0]), info=target.info,
                                               pid=target.pid)
         yield out
     finally:
@@ -142,8 +149,13 @@ def lldb_stacks(path: Path) -> dict[int, list[tuple[int, int | None, str | None]
 
 
 def _names(frame: Frame) -> set[str]:
+    """Our name, raw name and aliases, without symbol versions and without GCC's clone
+    suffixes (lldb names a clone after its DWARF subprogram: ``__new_sem_wait_slow64``
+    for the symbol ``__new_sem_wait_slow64.constprop.0``)."""
     raw = {n.split("@", 1)[0] for n in (frame.mangled or "", *frame.aliases) if n}
-    return raw | {frame.function or ""}
+    raw |= {frame.function or ""}
+    return raw | {re.sub(r"(\.(constprop|isra|part|cold|lto_priv)(\.\d+)?)+$", "", n)
+                  for n in raw}
 
 
 def _base_name(demangled: str) -> str:
@@ -205,6 +217,16 @@ def test_c_target_frames_equal_lldb(dumps: dict[str, types.SimpleNamespace]) -> 
 
 def test_cxx_target_frames_equal_lldb(dumps: dict[str, types.SimpleNamespace]) -> None:
     assert assert_same_as_lldb(dumps["cxx_target"].path) >= 20
+
+
+def test_python_child_frames_equal_lldb(dumps: dict[str, types.SimpleNamespace]) -> None:
+    """A Python interpreter with four threads in Event.wait / stdin: lldb and we both name
+    exactly the functions a symbol covers, and the same ones."""
+    d = dumps["python"]
+    assert assert_same_as_lldb(d.path) >= 40
+    stacks = stacks_of(d.path)
+    for tid in map(int, d.info["tids"].split(",")):
+        assert "PyThread_acquire_lock_timed" in chain(stacks[tid])
 
 
 def test_debug_frame_only_leaf_equals_lldb(dumps: dict[str, types.SimpleNamespace]) -> None:
