@@ -103,8 +103,10 @@ def stacks_of(path: Path, **kwargs: Any) -> dict[int, CallStack]:
 LLDB_FORMAT = [
     "settings set thread-stop-format \"THREAD ${thread.id}\\n\"",
     "settings set thread-format \"THREAD ${thread.id}\\n\"",
-    "settings set frame-format \"FRAME ${frame.pc} ${frame.sp} "
-    "OFF=${function.pc-offset} NAME=${function.mangled-name}\\n\"",
+    # {...} scopes: a part whose variable is unavailable is left out (else lldb falls back
+    # to its default format for the whole line)
+    "settings set frame-format \"FRAME ${frame.pc} ${frame.sp} {OFF=${function.pc-offset} }"
+    "{LINE=${line.file.basename}:${line.number} }{NAME=${function.mangled-name}}\\n\"",
 ]
 
 
@@ -113,26 +115,35 @@ def lldb_stacks(path: Path) -> dict[int, list[tuple[int, int | None, str | None]
     """lldb's ``bt all`` as {tid: [(pc, function start or None, name or None)]}, one entry
     per physical frame: lldb lists inlined frames too, all with the sp of the physical
     frame that holds them; the group's pc is its first entry's, its function the last's."""
+    return {tid: [row[:3] for row in rows] for tid, rows in lldb_rows(path).items()}
+
+
+@functools.cache
+def lldb_rows(path: Path) -> dict[int, list[tuple[int, int | None, str | None, str | None]]]:
+    """:func:`lldb_stacks` plus each physical frame's ``file:line`` (basename), as lldb
+    gives it for the group's first (innermost, possibly inlined) entry."""
     args = ["--batch", "--no-lldbinit", "-c", str(path)]
     for cmd in [*LLDB_FORMAT, "bt all"]:
         args += ["-o", cmd]
     text = run("lldb", *args, check=True).stdout
-    out: dict[int, list[tuple[int, int | None, str | None]]] = {}
-    current: list[tuple[int, int, int | None, str]] | None = None
+    out: dict[int, list[tuple[int, int, int | None, str, str]]] = {}
+    current: list[tuple[int, int, int | None, str, str]] | None = None
     for line in text.splitlines():
         m = re.search(r"THREAD (0x[0-9a-f]+|\d+)", line)
         if m:
             current = []
             out[int(m.group(1), 0)] = current  # type: ignore[assignment]
             continue
-        m = re.search(r"FRAME (0x[0-9a-f]+) (0x[0-9a-f]+) OFF=(?: \+ (\d+))? NAME=(.*)$", line)
+        m = re.search(r"FRAME (0x[0-9a-f]+) (0x[0-9a-f]+) (?:OFF=(?: \+ (\d+))? )?"
+                      r"(?:LINE=(\S+) )?(?:NAME=(.*))?$", line)
         if m and current is not None:
             pc, sp = int(m.group(1), 16), int(m.group(2), 16)
-            off = int(m.group(3)) if m.group(3) else (0 if m.group(4) else None)
-            current.append((pc, sp, off, m.group(4).strip()))  # type: ignore[arg-type]
-    physical: dict[int, list[tuple[int, int | None, str | None]]] = {}
+            name = (m.group(5) or "").strip()
+            off = int(m.group(3)) if m.group(3) else (0 if name else None)
+            current.append((pc, sp, off, name, m.group(4) or ""))  # type: ignore[arg-type]
+    physical: dict[int, list[tuple[int, int | None, str | None, str | None]]] = {}
     for tid, frames in out.items():
-        groups: list[list[tuple[int, int, int | None, str]]] = []
+        groups: list[list[tuple[int, int, int | None, str, str]]] = []
         for f in frames:  # type: ignore[assignment]
             if groups and groups[-1][-1][1] == f[1]:
                 groups[-1].append(f)
@@ -140,10 +151,12 @@ def lldb_stacks(path: Path) -> dict[int, list[tuple[int, int | None, str | None]
                 groups.append([f])
         rows = []
         for g in groups:
-            last_pc, _sp, off, name = g[-1]
+            last_pc, _sp, off, name, _line = g[-1]  # type: ignore[misc]
             unnamed = not name or name.startswith("___lldb_unnamed_symbol")
             start = None if unnamed or off is None else last_pc - off
-            rows.append((g[0][0], start, None if unnamed else name))
+            where = g[0][4]  # type: ignore[misc]
+            rows.append((g[0][0], start, None if unnamed else name,
+                         where if re.fullmatch(r".+:\d+", where) else None))
         physical[tid] = rows
     return physical
 
@@ -209,6 +222,27 @@ def assert_same_as_lldb(path: Path) -> int:
             else:
                 assert _base_name(frame.function) == _base_name(name + "()"), (tid, str(frame), name)
     return compared
+
+
+def assert_lines_as_lldb(path: Path) -> int:
+    """Each frame's file:line (basename) equals lldb's wherever lldb has one; we have
+    none where lldb has none. Returns the number of lines compared."""
+    ours = stacks_of(path)
+    compared = 0
+    for tid, rows in lldb_rows(path).items():
+        for frame, row in zip(ours[tid].frames, rows):
+            mine = None if frame.source_file is None else \
+                f"{frame.source_file.rsplit('/', 1)[-1]}:{frame.source_line}"
+            assert mine == row[3], (tid, str(frame), row)
+            compared += row[3] is not None
+    return compared
+
+
+def test_source_lines_equal_lldb(dumps: dict[str, types.SimpleNamespace]) -> None:
+    """.debug_line of the targets and of libc's debug file (compressed sections)."""
+    assert assert_lines_as_lldb(dumps["stack_target"].path) >= 20
+    assert assert_lines_as_lldb(dumps["cxx_target"].path) >= 10
+    assert assert_lines_as_lldb(dumps["python"].path) > 0  # libc's; none in python3.11
 
 
 def test_c_target_frames_equal_lldb(dumps: dict[str, types.SimpleNamespace]) -> None:
@@ -304,7 +338,7 @@ def test_frame_repr_and_json(dumps: dict[str, types.SimpleNamespace]) -> None:
     frame = next(f for f in stack.frames if f.function == "static_wait")
     text = str(frame)
     assert re.fullmatch(rf"#{frame.index} 0x{frame.pc:016x} static_wait\+0x[0-9a-f]+ "
-                        r"\(stack_target\+0x[0-9a-f]+\) \[cfi\]", text), text
+                        r"\(stack_target\+0x[0-9a-f]+\) stack_target\.c:\d+ \[cfi\]", text), text
     assert repr(frame) == f"<Frame {text}>"
     assert str(stack).splitlines()[0] == f'thread {stack.thread_id} "stk-static"'
     data = json.loads(json.dumps(stack.to_json()))
@@ -470,7 +504,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 FRAME_LINE = re.compile(r"  #(\d+) 0x([0-9a-f]+)(?: (\S.*?)\+0x[0-9a-f]+| (\S+))? "
-                        r"\((\S+)\+0x[0-9a-f]+\) \[(context|cfi|frame_pointer|scan)\]")
+                        r"\((\S+)\+0x[0-9a-f]+\)(?: \S+:\d+)? \[(context|cfi|frame_pointer|scan)\]")
 
 
 def test_info_prints_every_thread_with_lldbs_frames(dumps: dict[str, types.SimpleNamespace],

@@ -428,7 +428,7 @@ def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
             if f["module"] is not None:
                 parts.append(f"({f['module']}+{f['module_offset']})")
             if f["file"] is not None:
-                parts.append(f"{f['file']}:{f['line']}")
+                parts.append(f"{f['file'].rsplit('/', 1)[-1]}:{f['line']}")
             parts.append(f"[{f['trust']}]")
             out.write(" ".join(parts) + "\n")
         status = t.get("stack", {}).get("status", "ok")

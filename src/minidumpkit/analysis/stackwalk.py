@@ -99,7 +99,7 @@ class Frame:
         if self.module is not None and self.module_offset is not None:
             parts.append(f"({self.module_basename}+0x{self.module_offset:x})")
         if self.source_file is not None:
-            parts.append(f"{self.source_file}:{self.source_line}")
+            parts.append(f"{self.source_file.rsplit('/', 1)[-1]}:{self.source_line}")
         parts.append(f"[{self.trust.value}]")
         return " ".join(parts)
 
@@ -379,7 +379,11 @@ class _Walker:
             match = ms.symbolize(ms.vaddr(addr))
         except _LOCAL_ERRORS:
             match = None
-        common = dict(module=module.name, module_offset=pc - module.base, registers=regs)
+        common: dict[str, Any] = dict(module=module.name, module_offset=pc - module.base,
+                                      registers=regs)
+        source = ms.source(ms.vaddr(addr))
+        if source is not None:
+            common.update(source_file=source[0], source_line=source[1])
         if match is None:
             return Frame(index, pc, sp, None, state.trust, missing=ms.why_unnamed(),
                          **common)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ from ..errors import MinidumpFormatError
 from .cfi import CfiError, CfiSection, Fde
 from .demangle import demangle
 from .elf import SHT_NOBITS, ElfError, ElfFile
+from .lines import LineTable
 
 if TYPE_CHECKING:
     from .._streams import Module
@@ -212,6 +213,19 @@ class ModuleSymbols:
             if match is not None:
                 return match
         return None
+
+    @cached_property
+    def _lines(self) -> LineTable | None:
+        for elf in self.files:
+            sec = elf.sections.get(".debug_line")
+            if sec is not None and sec.type != SHT_NOBITS and ".debug_aranges" in elf.sections:
+                return LineTable(elf)
+        return None
+
+    def source(self, vaddr: int) -> tuple[str, int] | None:
+        """(source file path, line) from .debug_line, when a file has it."""
+        lines = self._lines
+        return None if lines is None else lines.lookup(vaddr)
 
     def why_unnamed(self) -> str:
         if self.problem is not None:
