@@ -30,6 +30,9 @@ class CfiError(Exception):
 
 # --- little readers ---------------------------------------------------------------------
 
+_STRUCTS: dict[str, struct.Struct] = {}
+
+
 class _Reader:
     __slots__ = ("buf", "pos", "end")
 
@@ -47,7 +50,9 @@ class _Reader:
         return self.buf[self.need(1)]
 
     def fmt(self, f: str) -> int:
-        st = struct.Struct("<" + f)
+        st = _STRUCTS.get(f)
+        if st is None:
+            st = _STRUCTS[f] = struct.Struct("<" + f)
         value: int = st.unpack_from(self.buf, self.need(st.size))[0]
         return value
 

@@ -87,6 +87,7 @@ class ElfFile:
         raw = [self._unpack(_SHDR, shoff + i * shentsize)
                for i in range(shnum if shoff and shentsize >= _SHDR.size else 0)]
         names = raw[shstrndx] if 0 < shstrndx < len(raw) else None
+        self._inflated: dict[str, bytes] = {}
         self.by_index: list[Section] = []
         self.sections: dict[str, Section] = {}
         for r in raw:
@@ -152,6 +153,9 @@ class ElfFile:
         raw = self.data[sec.offset:sec.offset + sec.size]
         if not sec.flags & SHF_COMPRESSED:
             return raw
+        cached = self._inflated.get(name)
+        if cached is not None:
+            return cached
         if sec.size < _CHDR.size:
             raise ElfError(f"{self.path}: compressed section {name} has no header")
         ctype, _res, size, _align = _CHDR.unpack_from(raw)
@@ -164,6 +168,7 @@ class ElfFile:
         if len(out) != size:
             raise ElfError(f"{self.path}: section {name} decompressed to {len(out)} bytes, "
                            f"header says {size}")
+        self._inflated[name] = out  # inflated once per file: lookups come back to it
         return out
 
     @cached_property

@@ -76,8 +76,8 @@ class LineTable:
                 pos = end
                 continue
             r.pos += -(r.pos - pos) % 16  # tuples are aligned to twice the address size
-            while r.pos + 16 <= end:
-                start, size = r.fmt("Q"), r.fmt("Q")
+            count = (end - r.pos) // 16
+            for start, size in struct.iter_unpack("<QQ", bytes(data[r.pos:r.pos + 16 * count])):
                 if start == 0 and size == 0:
                     break
                 triples.append((start, start + size, cu))
