@@ -598,3 +598,60 @@ def test_docs_examples_run(dumps: dict[str, types.SimpleNamespace], tmp_path: Pa
                 for a in args]
         code, out, err = cli(capsys, *args)
         assert code == 0 and err == "" and "\nStacks:\n" in out
+
+
+# --- Breakpad symbol stores ---------------------------------------------------------------
+
+def make_store(dump_path: Path, store: Path) -> None:
+    """``dump_syms -s STORE`` (rust-minidump's dump-syms) over every module file of the
+    dump that is on this machine: NAME/DEBUGID/NAME.sym."""
+    with minidumpkit.open_minidump(dump_path) as dump:
+        files = sorted({m.name for m in dump.modules if Path(m.name).is_file()})
+    for name in files:
+        run("dump-syms", "-s", store, name, check=True)
+
+
+def public_names(store: Path) -> set[str]:
+    names = set()
+    for sym in store.rglob("*.sym"):
+        for line in sym.read_text(errors="replace").splitlines():
+            if line.startswith("PUBLIC "):
+                parts = line.split(None, 3 if line.split()[1] != "m" else 4)
+                names.add(parts[-1])
+    return names
+
+
+@pytest.mark.parametrize("name", ["stack_target", "cxx_target"])
+def test_breakpad_store_frames_equal_minidump_stackwalk(
+        dumps: dict[str, types.SimpleNamespace], tmp_path: Path, name: str) -> None:
+    """Local files off, a store made by dump_syms: the frames both we and
+    minidump-stackwalk (same store) find by context, CFI or frame pointer are the same
+    frames; where it names a pc from a PUBLIC record and we show module+offset (a PUBLIC
+    has no size: it may not cover the pc), that counts as agreement."""
+    d = dumps[name]
+    store = tmp_path / "store"
+    make_store(d.path, store)
+    rust = json.loads(run("minidump-stackwalk", "--json", d.path, store, check=True).stdout)
+    publics = public_names(store)
+    ours = stacks_of(d.path, use_local_files=False, symbol_paths=[store])
+    compared = named = 0
+    for thread in rust["threads"]:
+        stack = ours[thread["thread_id"]]
+        for i, their in enumerate(thread["frames"]):
+            if their["trust"] not in ("context", "cfi", "frame_pointer"):
+                break
+            assert i < len(stack.frames), (thread["thread_id"], i, their)
+            frame = stack.frames[i]
+            assert frame.trust.value == their["trust"], (str(frame), their)
+            assert frame.pc - (i > 0) == int(their["offset"], 16), (str(frame), their)
+            compared += 1
+            if frame.function is not None:
+                assert frame.function == their["function"], (str(frame), their)
+                assert frame.function_offset is not None
+                assert frame.pc - frame.function_offset == \
+                    int(their["offset"], 16) - int(their["function_offset"], 16)  # same start
+                named += 1
+            else:
+                assert their["function"] is None or their["function"] in publics, \
+                    (str(frame), their)
+    assert compared >= 15 and named >= 8

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import format as md
 from ..errors import MemoryNotCaptured, MinidumpFormatError
+from .breakpad import BreakpadError, BreakpadSymbols
+from .breakpad import evaluate as breakpad_eval
 from .cfi import RA, RBP, RSP, CfiError, eval_expression
 from .elf import ElfError
 from .symbols import ModuleSymbols, Symbolizer
@@ -189,6 +191,8 @@ class _Walker:
         if ms is None:
             return None
         vaddr = ms.vaddr(addr)
+        if ms.breakpad is not None:
+            return self.by_breakpad_cfi(state, ms.breakpad, vaddr)
         found = ms.find_fde(vaddr)
         if found is None:
             return None
@@ -233,6 +237,36 @@ class _Walker:
             return None
         caller.setdefault(RSP, cfa)
         return _State(caller, FrameTrust.CFI, cfa=cfa, exact_pc=row.signal_frame)
+
+    def by_breakpad_cfi(self, state: _State, symbols: BreakpadSymbols,
+                        offset: int) -> _State | None:
+        """STACK CFI: ``.cfa`` first, then ``.ra``; another register whose rule fails is
+        dropped rather than carried over (as Breakpad and rust-minidump do)."""
+        rules = symbols.rules(offset)
+        if rules is None or ".cfa" not in rules or ".ra" not in rules:
+            return None
+        regs = state.regs
+
+        def register(name: str) -> int:
+            return regs[_DWARF_REGS.index(name)]
+
+        try:
+            cfa = breakpad_eval(rules[".cfa"], register, self.read_u64)
+            ra = breakpad_eval(rules[".ra"], register, self.read_u64, cfa)
+        except (BreakpadError, *_LOCAL_ERRORS):
+            return None
+        caller = {r: regs[r] for r in CALLEE_SAVED if r in regs}
+        for name, expr in rules.items():
+            if name.startswith(".") or name not in _DWARF_REGS:
+                continue
+            n = _DWARF_REGS.index(name)
+            try:
+                caller[n] = breakpad_eval(expr, register, self.read_u64, cfa)
+            except (BreakpadError, *_LOCAL_ERRORS):
+                caller.pop(n, None)
+        caller[RA] = ra
+        caller.setdefault(RSP, cfa)
+        return _State(caller, FrameTrust.CFI, cfa=cfa, exact_pc=False)
 
     def by_frame_pointer(self, state: _State) -> _State | None:
         """rust-minidump's amd64 rules: the saved rbp must lie at or above the caller's
@@ -305,7 +339,10 @@ class _Walker:
             code = self._code_before(address, ms)
             if code is None or not _follows_call(code):
                 return False
-            if ms.has_symbols or ms.files:
+            if ms.breakpad is not None:
+                if not ms.breakpad.has_cfi(vaddr) and ms.symbolize(vaddr) is None:
+                    return False
+            elif ms.has_symbols or ms.files:
                 if ms.find_fde(vaddr) is None and ms.symbolize(vaddr) is None:
                     return False
         except _LOCAL_ERRORS:

@@ -23,6 +23,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from ..errors import MinidumpFormatError
+from .breakpad import BreakpadError, BreakpadSymbols, read_module_line
 from .cfi import CfiError, CfiSection, Fde
 from .demangle import demangle
 from .elf import SHT_NOBITS, ElfError, ElfFile
@@ -137,6 +138,7 @@ class ModuleSymbols:
     module: Module
     runtime: ElfFile | None = None   # the module's own file: .eh_frame, .dynsym
     debug: ElfFile | None = None     # a file with .symtab / .debug_frame (may be `runtime`)
+    breakpad: BreakpadSymbols | None = None  # a .sym file, when no ELF file was found
     attempts: list[str] = field(default_factory=list)
     problem: str | None = None       # why no file was used
 
@@ -203,9 +205,16 @@ class ModuleSymbols:
 
     @property
     def has_symbols(self) -> bool:
+        if self.breakpad is not None:
+            return self.breakpad.has_functions
         return bool(self._tables)
 
     def symbolize(self, vaddr: int) -> SymbolMatch | None:
+        if self.breakpad is not None:
+            named = self.breakpad.function(vaddr)
+            if named is None:
+                return None
+            return SymbolMatch(named[0], named[0], named[1], 0, (), "breakpad")
         found = self.find_fde(vaddr)
         fde = found[1] if found is not None else None
         for table in self._tables:
@@ -224,12 +233,16 @@ class ModuleSymbols:
 
     def source(self, vaddr: int) -> tuple[str, int] | None:
         """(source file path, line) from .debug_line, when a file has it."""
+        if self.breakpad is not None:
+            return self.breakpad.source(vaddr)
         lines = self._lines
         return None if lines is None else lines.lookup(vaddr)
 
     def why_unnamed(self) -> str:
         if self.problem is not None:
             return self.problem
+        if self.breakpad is not None:
+            return f"no FUNC record covers this address ({self.breakpad.path})"
         if not self._tables:
             return "stripped: no symbol table"
         if all(t.section == ".dynsym" for t in self._tables):
@@ -348,6 +361,38 @@ class Symbolizer:
             if ms.runtime is not None and ms.debug is not None:
                 break
         if ms.runtime is None and ms.debug is None:
+            ms.breakpad = self._breakpad(module, ms, mismatches)
+        if ms.runtime is None and ms.debug is None and ms.breakpad is None:
             ms.problem = ("build id mismatch: " + mismatches[0]) if mismatches else \
                 f"no file: {module.name} not found (searched {len(ms.attempts)} places)"
         return ms
+
+    def _breakpad(self, module: Module, ms: ModuleSymbols,
+                  mismatches: list[str]) -> BreakpadSymbols | None:
+        """A Breakpad .sym file for ``module`` from the user paths: a store
+        (``dir/NAME/DEBUGID/NAME.sym``) or a .sym file given directly, accepted only if
+        its MODULE id equals the module's debug id."""
+        debug_id = module.debug_id
+        if not debug_id:
+            return None
+        name = module.basename
+        for p in self.symbol_paths:
+            path = os.path.join(p, name, debug_id, name + ".sym") if os.path.isdir(p) else p
+            head = read_module_line(path) if os.path.isfile(path) else None
+            if head is None:
+                if os.path.isdir(p):
+                    ms.attempts.append(f"{path}: absent")
+                continue
+            if head[2].upper() != debug_id.upper():
+                if os.path.isdir(p):
+                    mismatches.append(f"{path} has debug id {head[2]}, the dump records "
+                                      f"{debug_id}")
+                continue
+            try:
+                found = BreakpadSymbols(path)
+            except (BreakpadError, OSError) as e:
+                ms.attempts.append(f"{path}: {e}")
+                continue
+            ms.attempts.append(f"{path}: used")
+            return found
+        return None
