@@ -28,6 +28,7 @@ from .cfi import CfiError, CfiSection, Fde
 from .demangle import demangle
 from .elf import SHT_NOBITS, ElfError, ElfFile
 from .lines import LineTable
+from .memimage import cfi_from_memory
 
 if TYPE_CHECKING:
     from .._streams import Module
@@ -139,6 +140,8 @@ class ModuleSymbols:
     runtime: ElfFile | None = None   # the module's own file: .eh_frame, .dynsym
     debug: ElfFile | None = None     # a file with .symtab / .debug_frame (may be `runtime`)
     breakpad: BreakpadSymbols | None = None  # a .sym file, when no ELF file was found
+    memory_cfi: CfiSection | None = None  # .eh_frame read from the dump, when no binary
+    memory_load_base: int = 0
     attempts: list[str] = field(default_factory=list)
     problem: str | None = None       # why no file was used
 
@@ -152,7 +155,7 @@ class ModuleSymbols:
         for f in (self.runtime, self.debug):
             if f is not None:
                 return f.load_base
-        return 0
+        return self.memory_load_base
 
     def vaddr(self, address: int) -> int:
         return address - self.module.base + self.load_base
@@ -175,6 +178,8 @@ class ModuleSymbols:
                     out.append(CfiSection(data, 0, is_eh=False))
             except (ElfError, CfiError):
                 continue  # one unreadable table does not hide the others
+        if self.memory_cfi is not None:
+            out.append(self.memory_cfi)
         return out
 
     def find_fde(self, vaddr: int) -> tuple[CfiSection, Fde] | None:
@@ -362,10 +367,29 @@ class Symbolizer:
                 break
         if ms.runtime is None and ms.debug is None:
             ms.breakpad = self._breakpad(module, ms, mismatches)
+        if ms.runtime is None and ms.breakpad is None:
+            self._cfi_from_dump(module, ms)
         if ms.runtime is None and ms.debug is None and ms.breakpad is None:
             ms.problem = ("build id mismatch: " + mismatches[0]) if mismatches else \
                 f"no file: {module.name} not found (searched {len(ms.attempts)} places)"
         return ms
+
+    def _cfi_from_dump(self, module: Module, ms: ModuleSymbols) -> None:
+        """The module's .eh_frame as the dump captured it (full dumps hold it)."""
+        if ms.debug is not None and ms.debug.load_base is None:
+            return
+        try:
+            memory = self.dump.memory
+        except MinidumpFormatError:
+            return
+        found = cfi_from_memory(memory, module.base)
+        if found is None:
+            return
+        ms.memory_cfi, ms.memory_load_base = found
+        if ms.debug is not None and ms.debug.load_base != found[1]:
+            ms.memory_cfi = None  # the debug file describes another layout: trust neither
+            return
+        ms.attempts.append(f"{module.name}: .eh_frame from the dump's memory")
 
     def _breakpad(self, module: Module, ms: ModuleSymbols,
                   mismatches: list[str]) -> BreakpadSymbols | None:
