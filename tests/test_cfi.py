@@ -109,7 +109,8 @@ def compare_file(path: Path | str, which: str = ".eh_frame") -> int:
                     f"{path}: row at {loc:#x}"
                 rows += 1
             if table:
-                assert section.find(end) is None or section.find(end).start == end
+                after = section.find(end)
+                assert after is None or after.start == end
         return rows
     finally:
         elf.close()

@@ -132,7 +132,7 @@ def lldb_rows(path: Path) -> dict[int, list[tuple[int, int | None, str | None, s
         m = re.search(r"THREAD (0x[0-9a-f]+|\d+)", line)
         if m:
             current = []
-            out[int(m.group(1), 0)] = current  # type: ignore[assignment]
+            out[int(m.group(1), 0)] = current
             continue
         m = re.search(r"FRAME (0x[0-9a-f]+) (0x[0-9a-f]+) (?:OFF=(?: \+ (\d+))? )?"
                       r"(?:LINE=(\S+) )?(?:NAME=(.*))?$", line)
@@ -140,21 +140,21 @@ def lldb_rows(path: Path) -> dict[int, list[tuple[int, int | None, str | None, s
             pc, sp = int(m.group(1), 16), int(m.group(2), 16)
             name = (m.group(5) or "").strip()
             off = int(m.group(3)) if m.group(3) else (0 if name else None)
-            current.append((pc, sp, off, name, m.group(4) or ""))  # type: ignore[arg-type]
+            current.append((pc, sp, off, name, m.group(4) or ""))
     physical: dict[int, list[tuple[int, int | None, str | None, str | None]]] = {}
     for tid, frames in out.items():
         groups: list[list[tuple[int, int, int | None, str, str]]] = []
-        for f in frames:  # type: ignore[assignment]
+        for f in frames:
             if groups and groups[-1][-1][1] == f[1]:
                 groups[-1].append(f)
             else:
                 groups.append([f])
         rows = []
         for g in groups:
-            last_pc, _sp, off, name, _line = g[-1]  # type: ignore[misc]
+            last_pc, _sp, off, name, _line = g[-1]
             unnamed = not name or name.startswith("___lldb_unnamed_symbol")
             start = None if unnamed or off is None else last_pc - off
-            where = g[0][4]  # type: ignore[misc]
+            where = g[0][4]
             rows.append((g[0][0], start, None if unnamed else name,
                          where if re.fullmatch(r".+:\d+", where) else None))
         physical[tid] = rows
@@ -371,8 +371,8 @@ def test_user_path_and_build_id_tree(dumps: dict[str, types.SimpleNamespace],
     nothing = stacks_of(d.path, use_local_files=False)
     assert all(f.function is None for f in nothing[tid].frames)
     assert all(f.trust is not FrameTrust.CFI for f in nothing[tid].frames)
-    assert nothing[tid].frames[0].missing is not None
-    assert nothing[tid].frames[0].missing.startswith("no file")
+    missing = nothing[tid].frames[0].missing
+    assert missing is not None and missing.startswith("no file")
     with minidumpkit.open_minidump(d.path) as dump:
         libc = next(m.name for m in dump.modules if m.basename.startswith("libc.so"))
     # user paths only: our directory, libc's directory (by basename), /usr/lib/debug as
@@ -495,7 +495,7 @@ def test_frame_pointer_chain_matches_rust_minidump(path: Path) -> None:
 
 # --- the command line ---------------------------------------------------------------------
 
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
     from minidumpkit.cli import main
 
     code = main(["info", *map(str, args)])

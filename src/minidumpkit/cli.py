@@ -402,7 +402,8 @@ def _add_stacks(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str
     needed = {f["module_path"] for row in data["threads"] for f in row.get("frames", ())
               if f["module_path"] is not None}
     modules = []
-    for module in report.section("ModuleList", lambda: dump.modules, []):
+    listed: list[Module] = report.section("ModuleList", lambda: dump.modules, [])
+    for module in listed:
         if module.name not in needed:
             continue
         found = symbolizer.for_module(module)

@@ -29,7 +29,7 @@ def _load() -> bool:
         return _lib is not None
     _tried = True
     try:
-        import cffi
+        import cffi  # type: ignore[import-untyped,unused-ignore]  # cffi ships no types
 
         ffi = cffi.FFI()
         ffi.cdef(_CDEF)

@@ -92,8 +92,9 @@ class LineTable:
             i = bisect.bisect_right(starts, vaddr) - 1
             if i < 0 or vaddr >= ends[i]:
                 return None
-            unit = self._units.get(cus[i], False)
-            if unit is False:
+            if cus[i] in self._units:
+                unit = self._units[cus[i]]
+            else:
                 unit = self._units[cus[i]] = self._unit(cus[i])
             if unit is None:
                 return None
@@ -254,20 +255,20 @@ class LineTable:
             return out
         dirs = [comp_dir or ""]
         while True:
-            d = r.cstr()
-            if not d:
+            directory = r.cstr()
+            if not directory:
                 break
-            dirs.append(d.decode("utf-8", "replace"))
+            dirs.append(directory.decode("utf-8", "replace"))
         out = [""]  # DWARF 2-4 count files from 1
         while True:
-            name = r.cstr()
-            if not name:
+            raw = r.cstr()
+            if not raw:
                 break
-            d = r.uleb()
+            index = r.uleb()
             r.uleb()
             r.uleb()
-            base = dirs[d] if d < len(dirs) else ""
-            out.append(_join(comp_dir, base, name.decode("utf-8", "replace")))
+            base = dirs[index] if index < len(dirs) else ""
+            out.append(_join(comp_dir, base, raw.decode("utf-8", "replace")))
         return out
 
     def _run(self, r: _Reader, min_inst: int, default_is_stmt: bool, line_base: int,

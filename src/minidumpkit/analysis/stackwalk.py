@@ -423,11 +423,11 @@ class _Walker:
             common.update(source_file=source[0], source_line=source[1])
         if match is None:
             return Frame(index, pc, sp, None, state.trust, missing=ms.why_unnamed(),
-                         **common)  # type: ignore[arg-type]
+                         **common)
         start = module.base - ms.load_base + match.start
         return Frame(index, pc, sp, None, state.trust, function=match.name,
                      function_offset=pc - start, mangled=match.raw, aliases=match.aliases,
-                     **common)  # type: ignore[arg-type]
+                     **common)
 
 
 def _follows_call(code: bytes) -> bool:
