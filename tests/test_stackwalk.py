@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -261,6 +262,35 @@ def test_python_child_frames_equal_lldb(dumps: dict[str, types.SimpleNamespace])
     stacks = stacks_of(d.path)
     for tid in map(int, d.info["tids"].split(",")):
         assert "PyThread_acquire_lock_timed" in chain(stacks[tid])
+
+
+def test_node_text_after_a_gap_equals_lldb(tmp_path: Path) -> None:
+    """Debian's node (non-PIE, 94 MiB): its module record ends at the first gap between
+    its mappings (a writer limit), its code lies beyond. Mappings of the module's file
+    in LinuxMaps count as the module, as lldb reads them: every frame equals lldb's."""
+    from conftest import task_states, wait_until
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.fail("Debian's nodejs is required (apt-get install nodejs)")
+    proc = subprocess.Popen([node, "-e", "setInterval(() => {}, 1000)"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(task_states(proc.pid)) >= 7, "node to start its threads")
+        wait_until(lambda: all(st == "S" for st, _ in task_states(proc.pid).values()),
+                   "node's threads to block (idle)")
+        path = minidumpkit.dump(proc.pid, tmp_path / "node.dmp", DumpType.MINI)
+    finally:
+        proc.kill()
+        proc.wait()
+    with minidumpkit.open_minidump(path) as dump:
+        main = next(m for m in dump.modules if m.name == os.path.realpath(node)
+                    or m.basename == "node")
+        text_outside = [f for s in walk_stacks(dump) for f in s.frames
+                        if f.module == main.name and not main.base <= f.pc < main.end]
+    assert text_outside, "no frame in node's text beyond its module record"
+    assert assert_same_as_lldb(path) >= 30
+    assert assert_lines_as_lldb(path) >= 10
 
 
 def test_debug_frame_only_leaf_equals_lldb(dumps: dict[str, types.SimpleNamespace]) -> None:

@@ -294,6 +294,29 @@ class Symbolizer:
         i = bisect.bisect_right(self._bases, address) - 1
         if i >= 0 and address < self._modules[i].end:
             return self._modules[i]
+        return self._mapped_module(address)
+
+    @cached_property
+    def _file_mappings(self) -> tuple[list[int], list[tuple[int, Module]]]:
+        """LinuxMaps mappings of a module's file that its record does not cover (writers
+        that end a module at the first gap between its mappings: node, lld-linked
+        binaries), as (start, (end, module))."""
+        try:
+            maps = self.dump.linux_maps or []
+        except MinidumpFormatError:
+            maps = []
+        by_path: dict[str, Module] = {}
+        for m in self._modules:
+            by_path.setdefault(m.name, m)
+        spans = sorted((m.start, m.end, by_path[m.path]) for m in maps
+                       if m.path in by_path and m.start >= by_path[m.path].base)
+        return [s[0] for s in spans], [(s[1], s[2]) for s in spans]
+
+    def _mapped_module(self, address: int) -> Module | None:
+        starts, rest = self._file_mappings
+        i = bisect.bisect_right(starts, address) - 1
+        if i >= 0 and address < rest[i][0]:
+            return rest[i][1]
         return None
 
     def for_module(self, module: Module) -> ModuleSymbols:
