@@ -362,6 +362,21 @@ def test_cxx_names_demangled(dumps: dict[str, types.SimpleNamespace]) -> None:
     assert frame.mangled == "_ZN6shapes10run_workerEi"
 
 
+def test_thread_frames_accessor(dumps: dict[str, types.SimpleNamespace]) -> None:
+    """``thread.frames()`` is walk_stack for that thread; the reader alone does not import
+    the analysis layer."""
+    d = dumps["stack_target"]
+    code = ("import sys, minidumpkit\n"
+            "d = minidumpkit.open_minidump(sys.argv[1]); d.threads\n"
+            "assert 'minidumpkit.analysis' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code, str(d.path)], check=True)
+    with minidumpkit.open_minidump(d.path) as dump:
+        thread = next(t for t in dump.threads if t.thread_id == int(d.info["static"]))
+        assert [f.pc for f in thread.frames().frames] == \
+            [f.pc for f in walk_stack(dump, thread).frames]
+        assert "static_wait" in chain(thread.frames())
+
+
 def test_frame_repr_and_json(dumps: dict[str, types.SimpleNamespace]) -> None:
     d = dumps["stack_target"]
     stack = stacks_of(d.path)[int(d.info["static"])]
