@@ -700,3 +700,93 @@ def test_breakpad_store_frames_equal_minidump_stackwalk(
                 assert their["function"] is None or their["function"] in publics, \
                     (str(frame), their)
     assert compared >= 15 and named >= 8
+
+
+# --- corrupted dumps ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pristine(dumps: dict[str, types.SimpleNamespace]) -> tuple[bytes, list[tuple[int, int]]]:
+    """The stack_target dump's bytes, and the file spans of its stacks and contexts (the
+    bytes a walk reads and trusts least)."""
+    path = dumps["stack_target"].path
+    data = path.read_bytes()
+    spans = []
+    with minidumpkit.open_minidump(path) as dump:
+        for t in dump.threads:
+            spans.append((t._stack_rva, t.stack_size))
+        for r in dump.memory.ranges:
+            spans.append((r.rva, r.size))
+    return data, spans
+
+
+def test_walk_of_corrupted_stacks_ends_cleanly(
+        pristine: tuple[bytes, list[tuple[int, int]]]) -> None:
+    """Stack words overwritten with hostile values (self-pointing frame pointers, return
+    addresses into other frames, huge and tiny numbers): every walk ends, within the
+    frame limit, raising nothing but MinidumpFormatError."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    data, spans = pristine
+    hostile = st.sampled_from([0, 1, 4095, 4096, 2**47 - 1, 2**63, 2**64 - 1]) | \
+        st.integers(0, 2**64 - 1)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
+              derandomize=True)
+    @given(st.lists(st.tuples(st.integers(0, len(spans) - 1), st.integers(0, 2**20),
+                              hostile, st.booleans()), min_size=1, max_size=40))
+    def run(edits: list[tuple[int, int, int, bool]]) -> None:
+        buf = bytearray(data)
+        for span, where, value, relative in edits:
+            rva, size = spans[span]
+            if size < 8:
+                continue
+            at = rva + (where % (size - 7)) // 8 * 8
+            if relative:  # a pointer into the same stack: cycles and backward links
+                value = int.from_bytes(buf[at:at + 8], "little") + (value % 256) - 128
+            buf[at:at + 8] = (value % 2**64).to_bytes(8, "little")
+        with minidumpkit.open_minidump(bytes(buf)) as dump:
+            for thread in dump.threads:
+                try:
+                    stack = walk_stack(dump, thread)
+                except MinidumpFormatError:
+                    continue
+                assert len(stack.frames) <= 1024
+                sps = [f.sp for f in stack.frames]
+                assert sps == sorted(set(sps))
+
+    run()
+
+
+def test_walk_with_corrupted_module_files(dumps: dict[str, types.SimpleNamespace],
+                                          tmp_path: Path) -> None:
+    """A module file cut short, or with its .eh_frame, .eh_frame_hdr, .symtab and
+    .strtab overwritten with noise (its build id note intact, so it is used): the walk
+    goes on, raising nothing."""
+    import random
+
+    from minidumpkit.analysis.elf import ElfFile
+
+    d = dumps["stack_target"]
+    original = d.binary.read_bytes()
+    elf = ElfFile(str(d.binary))
+    regions = [(s.offset, s.size) for name, s in elf.sections.items()
+               if name in (".eh_frame", ".eh_frame_hdr", ".symtab", ".strtab", ".debug_line",
+                           ".debug_info", ".debug_aranges", ".debug_abbrev")]
+    elf.close()
+    rng = random.Random(13)
+    variants = [original[:n] for n in (16, 64, 1000, 4096, 8192, len(original) // 2)]
+    for _ in range(25):
+        buf = bytearray(original)
+        for offset, size in regions:
+            for _ in range(max(1, size // 16)):
+                buf[offset + rng.randrange(size)] = rng.randrange(256)
+        variants.append(bytes(buf))
+    for i, variant in enumerate(variants):
+        where = tmp_path / str(i)
+        where.mkdir()
+        (where / "stack_target").write_bytes(variant)
+        with minidumpkit.open_minidump(d.path) as dump:
+            for thread in dump.threads:
+                stack = walk_stack(dump, thread, use_local_files=False, symbol_paths=[where])
+                assert stack.frames and len(stack.frames) <= 1024

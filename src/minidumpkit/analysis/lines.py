@@ -179,8 +179,11 @@ class LineTable:
         if form in (0x0A, 0x03, 0x04):  # block1, block2, block4
             r.pos += r.fmt({0x0A: "B", 0x03: "H", 0x04: "I"}[form])
             return None
-        if form == 0x16:  # indirect
-            return self._form(r, r.uleb(), offset_size, implicit)
+        if form == 0x16:  # indirect (once: a chain of them is malformed)
+            inner = r.uleb()
+            if inner == 0x16:
+                raise LineError("DW_FORM_indirect to DW_FORM_indirect")
+            return self._form(r, inner, offset_size, implicit)
         size = _FIXED.get(form)
         if size is None:
             raise LineError(f"unknown DWARF form 0x{form:x}")
@@ -233,7 +236,10 @@ class LineTable:
     def _entries(self, r: _Reader, offset_size: int) -> list[dict[int, int | bytes | None]]:
         formats = [(r.uleb(), r.uleb()) for _ in range(r.u8())]
         out = []
-        for _ in range(r.uleb()):
+        count = r.uleb()
+        if count > r.end - r.pos + 1 or (count and not formats):
+            raise LineError(f"{count} directory/file entries cannot fit in the header")
+        for _ in range(count):
             entry: dict[int, int | bytes | None] = {}
             for content, form in formats:
                 value = self._form(r, form, offset_size, 0)

@@ -418,7 +418,10 @@ class _Walker:
             match = None
         common: dict[str, Any] = dict(module=module.name, module_offset=pc - module.base,
                                       registers=regs)
-        source = ms.source(ms.vaddr(addr))
+        try:
+            source = ms.source(ms.vaddr(addr))
+        except _LOCAL_ERRORS:
+            source = None
         if source is not None:
             common.update(source_file=source[0], source_line=source[1])
         if match is None:
