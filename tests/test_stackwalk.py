@@ -488,36 +488,39 @@ def test_every_fixture_walks_or_says_why() -> None:
                         stack.status
                     if cpu not in (None, "amd64"):
                         assert stack.status == f"not walked: arch {cpu}"
-    assert walked > 150 and not_walked > 10
+    assert walked > 200 and not_walked >= 8
 
 
-def _amd64_with_system_info(path: Path) -> bool:
-    """Dumps minidump-stackwalk walks (it refuses those without SystemInfo) whose CPU
-    is amd64: the ones whose frame-pointer chains can be compared."""
+def _walked_with_system_info(path: Path) -> bool:
+    """Dumps minidump-stackwalk walks (it refuses those without SystemInfo or a thread
+    list) whose CPU we walk (amd64, x86): the ones whose frame-pointer chains compare."""
     try:
         with minidumpkit.open_minidump(path) as dump:
-            return (dump.system_info is not None and dump.system_info.cpu == "amd64"
-                    and bool(dump.threads))  # it also refuses dumps without a thread list
+            return (dump.system_info is not None and dump.system_info.cpu in ("amd64", "x86")
+                    and bool(dump.threads))
     except MinidumpFormatError:
         return False
 
 
-RUST_CHECKED = [p for p in ALL_DUMPS if _amd64_with_system_info(p)]
+# rust-minidump keeps the last of duplicated streams (we, as dbghelp, the first): here that
+# is a thread list it cannot read, and it refuses the file
+RUST_REFUSES = {"bad_duplicate_streams.dmp"}
+RUST_CHECKED = [p for p in ALL_DUMPS if _walked_with_system_info(p) and p.name not in RUST_REFUSES]
 
 
 @pytest.mark.parametrize("path", RUST_CHECKED, ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_frame_pointer_chain_matches_rust_minidump(path: Path) -> None:
     """With no local files (as minidump-stackwalk without symbols), our context frame and
-    frame-pointer chain equal rust-minidump's, frame for frame, as far as both go by
-    context and frame pointer; rust-minidump's instruction address is the return
+    frame-pointer chain equal rust-minidump's, frame for frame, as far as it goes by
+    context and frame pointer (amd64 and x86); its instruction address is the return
     address - 1 for callers."""
     proc = run("minidump-stackwalk", "--json", path)
     if proc.returncode != 0:
         pytest.fail(f"minidump-stackwalk failed on {path.name}: {proc.stderr[-500:]}")
     rust = json.loads(proc.stdout)
     with minidumpkit.open_minidump(path) as dump:
-        if dump.system_info is None or dump.system_info.cpu != "amd64":
-            pytest.fail(f"{path.name} is not an amd64 dump")
+        if dump.system_info is None or dump.system_info.cpu not in ("amd64", "x86"):
+            pytest.fail(f"{path.name} is neither an amd64 nor an x86 dump")
         rust_threads = {t["thread_id"]: t["frames"] for t in rust["threads"]}
         compared = 0
         for thread in dump.threads:

@@ -48,6 +48,7 @@ CALLEE_SAVED = (3, RBP, 12, 13, 14, 15)  # rbx rbp r12-r15, forwarded unless CFI
 # DWARF register number -> CONTEXT field (System V psABI numbering)
 _DWARF_REGS = ("rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
                "r12", "r13", "r14", "r15", "rip")
+_AMD64_NAMES = dict(enumerate(_DWARF_REGS))
 _LOCAL_ERRORS = (MemoryNotCaptured, CfiError, ElfError, struct.error, IndexError, ValueError,
                  KeyError, OverflowError, ZeroDivisionError)
 
@@ -168,6 +169,8 @@ class _Walker:
         self._executable_maps: list[tuple[int, int]] | None = None
         system = _optional(lambda: dump.system_info)
         self.windows = system is not None and system.is_windows
+        self.x86 = False  # 32-bit walk: 4-byte words, no CFI
+        self.canonical_limit = CANONICAL_LIMIT
 
     def read_u64(self, address: int) -> int:
         if not 0 <= address < 1 << 64:
@@ -326,7 +329,7 @@ class _Walker:
     def plausible_return(self, address: int) -> bool:
         """In an executable module, inside a known function (when the module has symbols
         or CFI), and right after a call instruction."""
-        if not 4096 <= address < CANONICAL_LIMIT:
+        if not 4096 <= address < self.canonical_limit:
             return False
         module = self.sym.module_at(address - 1)
         if module is None:
@@ -367,6 +370,57 @@ class _Walker:
         except (MemoryNotCaptured, ValueError):
             return ms.code_bytes(ms.vaddr(address) - 7, 7)
 
+    # --- x86 (32-bit): frame pointer and validated scan, rust-minidump's rules -----------
+
+    def read_u32(self, address: int) -> int:
+        if not 0 <= address < 1 << 32:
+            raise MemoryNotCaptured(address & 0xFFFF_FFFF, 4)
+        value: int = struct.unpack("<I", self.memory.read(address, 4))[0]
+        return value
+
+    def x86_by_frame_pointer(self, state: _State) -> _State | None:
+        """``ebp`` → saved ``ebp`` and return address; as rust-minidump, nothing else is
+        checked here (stricter checks made its scanner invent frames), the loop still
+        requires the stack to grow."""
+        regs = state.regs
+        ebp = regs.get(RBP)
+        if ebp is None or ebp >= (1 << 32) - 8:
+            return None
+        caller = {r: regs[r] for r in _X86_CALLEE_SAVED if r in regs}
+        caller.update({RA: self.read_u32(ebp + 4), RSP: ebp + 8, RBP: self.read_u32(ebp)})
+        return _State(caller, FrameTrust.FRAME_POINTER, cfa=ebp + 8, exact_pc=False)
+
+    def x86_by_scan(self, state: _State) -> _State | None:
+        if self.scanned >= MAX_SCANNED:
+            return None
+        regs = state.regs
+        esp = regs[RSP]
+        words = SCAN_WORDS * (4 if state.trust is FrameTrust.CONTEXT else 1)
+        for i in range(words):
+            slot = esp + 4 * i
+            try:
+                candidate = self.read_u32(slot)
+            except MemoryNotCaptured:
+                return None
+            if not self.plausible_return(candidate):
+                continue
+            caller = {r: regs[r] for r in _X86_CALLEE_SAVED if r in regs and r != RBP}
+            caller.update({RA: candidate, RSP: slot + 4})
+            if i > 0:  # rebuild the ebp chain: a pushed ebp just below the return address
+                try:
+                    saved = self.read_u32(slot - 4)
+                    if slot < saved and saved - (slot - 4) <= 128 << 10:
+                        self.read_u32(saved)
+                        caller[RBP] = saved
+                    elif RBP in regs and regs[RBP] >= slot + 4:
+                        self.read_u32(regs[RBP])
+                        caller[RBP] = regs[RBP]
+                except MemoryNotCaptured:
+                    pass
+            self.scanned += 1
+            return _State(caller, FrameTrust.SCAN, cfa=slot + 4, exact_pc=False)
+        return None
+
     # --- the loop -----------------------------------------------------------------------
 
     def walk(self, regs: dict[int, int], max_frames: int) -> tuple[list[Frame], str]:
@@ -375,18 +429,26 @@ class _Walker:
         seen = {(regs[RA], regs[RSP])}
         while len(frames) < max_frames:
             first = len(frames) == 1
-            try:
-                caller: _State | None | bool = self.by_cfi(state)
-            except _LOCAL_ERRORS:
-                caller = None
+            caller: _State | None | bool = None
+            if self.x86:
+                try:
+                    caller = self.x86_by_frame_pointer(state)
+                except _LOCAL_ERRORS:
+                    caller = None
+                caller = caller or self.x86_by_scan(state)
+            else:
+                try:
+                    caller = self.by_cfi(state)
+                except _LOCAL_ERRORS:
+                    caller = None
             if caller is False:
                 return frames, "end of stack (CFI: return address undefined)"
-            if caller is None:
+            if caller is None and not self.x86:
                 try:
                     caller = self.by_frame_pointer(state)
                 except _LOCAL_ERRORS:
                     caller = None
-            if caller is None:
+            if caller is None and not self.x86:
                 caller = self.by_scan(state, first)
             if not isinstance(caller, _State):
                 return frames, "no unwind method found a caller"
@@ -405,7 +467,8 @@ class _Walker:
 
     def describe(self, state: _State, index: int) -> Frame:
         pc, sp = state.regs[RA], state.regs[RSP]
-        regs = {_DWARF_REGS[n]: v for n, v in state.regs.items() if n < len(_DWARF_REGS)}
+        names = _X86_NAMES if self.x86 else _AMD64_NAMES
+        regs = {names[n]: v for n, v in state.regs.items() if n in names}
         module = self.sym.module_at(pc if state.exact_pc else pc - 1)
         if module is None:
             return Frame(index, pc, sp, None, state.trust, missing="not in any module",
@@ -471,6 +534,18 @@ def _amd64_regs(ctx: md.ContextAMD64) -> dict[int, int]:
     return {n: getattr(ctx, name) for n, name in enumerate(_DWARF_REGS)}
 
 
+# x86 registers in the walker's slots (pc in RA, sp in RSP, frame pointer in RBP) and the
+# i386 DWARF numbers of the rest: eax ecx edx ebx esp ebp esi edi
+_X86_NAMES = {0: "eax", 1: "ecx", 2: "edx", 3: "ebx", 6: "ebp", 7: "esp", 16: "eip",
+              4: "esi", 5: "edi"}
+_X86_CALLEE_SAVED = (3, 4, 5, RBP)  # ebx esi edi ebp
+
+
+def _x86_regs(ctx: md.ContextX86) -> dict[int, int]:
+    return {0: ctx.eax, 1: ctx.ecx, 2: ctx.edx, 3: ctx.ebx, 4: ctx.esi, 5: ctx.edi,
+            RBP: ctx.ebp, RSP: ctx.esp, RA: ctx.eip}
+
+
 T = TypeVar("T")
 
 
@@ -496,8 +571,12 @@ def walk_thread(dump: Minidump, thread: Thread, symbolizer: Symbolizer, *,
         why = "no context" if thread.context_size == 0 and cpu in (None, "amd64") else \
             f"not walked: arch {cpu or 'unknown'}"
         return CallStack(thread.thread_id, name, [], why)
-    if not isinstance(context, md.ContextAMD64):
-        return CallStack(thread.thread_id, name, [], f"not walked: arch {cpu or 'x86'}")
     walker = _Walker(dump, symbolizer)
+    if isinstance(context, md.ContextX86):
+        walker.x86, walker.canonical_limit = True, 1 << 32
+        frames, end = walker.walk(_x86_regs(context), max_frames)
+        return CallStack(thread.thread_id, name, frames, "ok", end)
+    if not isinstance(context, md.ContextAMD64):
+        return CallStack(thread.thread_id, name, [], f"not walked: arch {cpu or 'unknown'}")
     frames, end = walker.walk(_amd64_regs(context), max_frames)
     return CallStack(thread.thread_id, name, frames, "ok", end)
