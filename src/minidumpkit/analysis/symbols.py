@@ -15,6 +15,7 @@ without a name can say why. Everything is built on first use and cached per modu
 from __future__ import annotations
 
 import bisect
+import mmap
 import os
 import struct
 from array import array
@@ -58,7 +59,10 @@ class SymbolMatch:
 
 
 class _SymbolTable:
-    """One ELF symbol table: function symbols sorted by address, names decoded on lookup."""
+    """One ELF symbol table. A lookup first probes the symbols that start where the FDE
+    covering the pc starts (a search of the raw table for that value, at C speed): that
+    is where compilers put a function's symbol. Only when that finds nothing is the whole
+    table indexed (function symbols sorted by address), once. Names are decoded on use."""
 
     def __init__(self, elf: ElfFile, section: str) -> None:
         self.section = section
@@ -68,50 +72,89 @@ class _SymbolTable:
         data = elf.section_bytes(section)
         if data is None or self._strtab is None:
             raise ElfError(f"{elf.path}: {section} is empty or has no string table")
-        code_sections = {i for i, s in enumerate(elf.by_index) if s.flags & SHF_EXECINSTR}
+        self._data = data
+        self._count = len(data) // _SYM.size
+        # the mapping can be searched in place; a decompressed section is bytes already
+        self._haystack: bytes | mmap.mmap = elf._map if isinstance(data, memoryview) and \
+            elf._map is not None else bytes(data)
+        self._base = sec.offset if self._haystack is elf._map else 0
+        self._code_sections = {i for i, s in enumerate(elf.by_index)
+                               if s.flags & SHF_EXECINSTR}
+        self._probed: dict[int, list[tuple[int, int, int]]] = {}
+
+    def _wanted(self, info: int, shndx: int, value: int) -> bool:
+        kind = info & 0xF
+        if value == 0 or shndx == 0 or shndx >= 0xFF00:
+            return False
+        return kind in (STT_FUNC, STT_GNU_IFUNC) or (
+            kind == STT_NOTYPE and shndx in self._code_sections)
+
+    @cached_property
+    def _index(self) -> tuple[list[int], array[int], array[int], array[int]]:
         entries: list[tuple[int, int, int, int]] = []
-        count = len(data) // _SYM.size
         for name, info, _other, shndx, value, size in _SYM.iter_unpack(
-                bytes(data[:count * _SYM.size])):
-            kind = info & 0xF
-            if value == 0 or shndx == 0 or shndx >= 0xFF00:
-                continue
-            if kind in (STT_FUNC, STT_GNU_IFUNC) or (kind == STT_NOTYPE and shndx in code_sections):
+                bytes(self._data[:self._count * _SYM.size])):
+            if self._wanted(info, shndx, value):
                 entries.append((value, size, name, info >> 4))
         entries.sort()
-        self.starts: list[int] = [e[0] for e in entries]
-        self._sizes = array("Q", [e[1] for e in entries])
-        self._names = array("Q", [e[2] for e in entries])
-        self._binds = array("B", [min(e[3], 255) for e in entries])
+        return ([e[0] for e in entries], array("Q", [e[1] for e in entries]),
+                array("Q", [e[2] for e in entries]), array("B", [min(e[3], 255) for e in entries]))
 
-    def _name(self, i: int) -> str:
+    def _string(self, offset: int) -> str:
         assert self._strtab is not None
-        return self._elf._cstr(self._strtab.offset + self._names[i])
+        return self._elf._cstr(self._strtab.offset + offset)
 
-    def _group(self, i: int) -> range:
-        """Indices of every symbol at the same address as symbol ``i``."""
-        start = self.starts[i]
-        lo = bisect.bisect_left(self.starts, start)
-        hi = bisect.bisect_right(self.starts, start)
-        return range(lo, hi)
+    def _probe(self, value: int) -> list[tuple[int, int, int]]:
+        """(size, name offset, binding) of every wanted symbol whose value is ``value``."""
+        cached = self._probed.get(value)
+        if cached is None:
+            cached = self._probed[value] = self._search(value)
+        return cached
 
-    def _match(self, group: range, size: int) -> SymbolMatch:
-        best = min(group, key=lambda k: (self._sizes[k] != size, _BIND_RANK.get(self._binds[k], 3),
-                                         _name_rank(self._name(k))))
-        raw = self._name(best)
-        aliases = tuple(sorted({self._name(k) for k in group} - {raw}))
-        return SymbolMatch(demangle(raw.split("@", 1)[0]), raw, self.starts[best], size, aliases,
+    def _search(self, value: int) -> list[tuple[int, int, int]]:
+        needle = struct.pack("<Q", value)
+        hay, base = self._haystack, self._base
+        stop = base + self._count * _SYM.size
+        out = []
+        at = hay.find(needle, base, stop)
+        while at >= 0:
+            if (at - base) % _SYM.size == 8:  # st_value's place in an Elf64_Sym
+                name, info, _o, shndx, val, size = _SYM.unpack_from(self._data, at - base - 8)
+                if self._wanted(info, shndx, val):
+                    out.append((size, name, info >> 4))
+            at = hay.find(needle, at + 1, stop)
+        return out
+
+    def _best(self, start: int, size: int, group: list[tuple[int, int, int]]) -> SymbolMatch:
+        """The alias to show among the symbols at ``start``: one of ``size``, global before
+        weak before local, fewest leading underscores; the others are kept."""
+        best = min(group, key=lambda g: (g[0] != size, _BIND_RANK.get(g[2], 3),
+                                         _name_rank(self._string(g[1]))))
+        raw = self._string(best[1])
+        aliases = tuple(sorted({self._string(g[1]) for g in group} - {raw}))
+        return SymbolMatch(demangle(raw.split("@", 1)[0]), raw, start, size, aliases,
                            self.section)
 
+    def _group_at(self, k: int) -> list[tuple[int, int, int]]:
+        starts, sizes, names, binds = self._index
+        lo = bisect.bisect_left(starts, starts[k])
+        hi = bisect.bisect_right(starts, starts[k])
+        return [(sizes[j], names[j], binds[j]) for j in range(lo, hi)]
+
     def lookup(self, vaddr: int, fde: Fde | None) -> SymbolMatch | None:
-        starts, sizes = self.starts, self._sizes
+        if fde is not None:
+            group = self._probe(fde.start)
+            sizes = [g[0] for g in group if g[0] and fde.start + g[0] > vaddr]
+            if sizes:
+                return self._best(fde.start, max(sizes), group)
+        starts, sizes_, _names, _binds = self._index
         i = bisect.bisect_right(starts, vaddr) - 1
         # a sized symbol [start, start + size) that contains vaddr; nested or overlapping
         # symbols are rare, so only a bounded number of predecessors is looked at
         k = i
         while k >= 0 and i - k < 256:
-            if starts[k] + sizes[k] > vaddr:
-                return self._match(self._group(k), sizes[k])
+            if starts[k] + sizes_[k] > vaddr:
+                return self._best(starts[k], sizes_[k], self._group_at(k))
             k -= 1
         # size-0 symbols (hand-written assembly) take the extent of the FDE covering vaddr
         if fde is None:
@@ -119,11 +162,11 @@ class _SymbolTable:
         lo = bisect.bisect_left(starts, fde.start)
         hi = bisect.bisect_left(starts, fde.end)
         inside = range(lo, hi)
-        if any(sizes[j] for j in inside) or not inside:
+        if any(sizes_[j] for j in inside) or not inside:
             return None
         before = [j for j in inside if starts[j] <= vaddr]
         j = before[-1] if before else lo
-        return self._match(self._group(j), 0)
+        return self._best(starts[j], 0, self._group_at(j))
 
 
 def _name_rank(name: str) -> tuple[int, int, int, str]:
