@@ -793,3 +793,30 @@ def test_walk_with_corrupted_module_files(dumps: dict[str, types.SimpleNamespace
             for thread in dump.threads:
                 stack = walk_stack(dump, thread, use_local_files=False, symbol_paths=[where])
                 assert stack.frames and len(stack.frames) <= 1024
+
+
+def test_gnu_debuglink(dumps: dict[str, types.SimpleNamespace], tmp_path: Path) -> None:
+    """A stripped binary whose .gnu_debuglink names its debug file (objcopy
+    --add-gnu-debuglink, as distributions do) in a directory of its own: the walk finds
+    the debug file by that name (and checks its build id), and names the static
+    function."""
+    d = dumps["stack_target"]
+    tid = int(d.info["static"])
+    bin_dir, dbg_dir = tmp_path / "bin", tmp_path / "dbg"
+    bin_dir.mkdir()
+    dbg_dir.mkdir()
+    debug = dbg_dir / "stack_target.dbg"
+    stripped = bin_dir / "stack_target"
+    subprocess.run(["objcopy", "--only-keep-debug", str(d.binary), str(debug)], check=True)
+    subprocess.run(["objcopy", "--strip-all", f"--add-gnu-debuglink={debug}",
+                    str(d.binary), str(stripped)], check=True)
+    with minidumpkit.open_minidump(d.path) as dump:
+        libc = next(m.name for m in dump.modules if m.basename.startswith("libc.so"))
+    paths = [bin_dir, dbg_dir, Path(libc).parent, "/usr/lib/debug"]
+    stacks = stacks_of(d.path, use_local_files=False, symbol_paths=paths)
+    assert "static_wait" in chain(stacks[tid])
+    # the same name, another build id: refused
+    subprocess.run(["objcopy", "--only-keep-debug", str(dumps["cxx_target"].binary),
+                    str(debug)], check=True)
+    stacks = stacks_of(d.path, use_local_files=False, symbol_paths=paths)
+    assert "static_wait" not in chain(stacks[tid])

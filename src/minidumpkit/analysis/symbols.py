@@ -402,6 +402,28 @@ class Symbolizer:
         seen: set[str] = set()
         return [c for c in out if not (c in seen or seen.add(c))]  # type: ignore[func-returns-value]
 
+    def _debuglink_candidates(self, path: str, elf: ElfFile) -> list[str]:
+        """Where GDB looks for the debug file a ``.gnu_debuglink`` section names: the
+        binary's directory, its ``.debug/`` subdirectory, the same path under the global
+        debug directory, and the user's directories. The file must still carry the
+        module's build id (stronger than the link's CRC, which is not checked)."""
+        try:
+            raw = elf.section_bytes(".gnu_debuglink")
+        except ElfError:
+            return []
+        if raw is None:
+            return []
+        name = bytes(raw).split(b"\0", 1)[0].decode("utf-8", "replace")
+        if not name or "/" in name:
+            return []
+        directory = os.path.dirname(os.path.abspath(path))
+        out = []
+        if self.use_local_files:
+            out += [os.path.join(directory, name), os.path.join(directory, ".debug", name),
+                    os.path.join(self.debug_root, directory.lstrip("/"), name)]
+        out += [os.path.join(p, name) for p in self.symbol_paths if os.path.isdir(p)]
+        return out
+
     def _locate(self, module: Module) -> ModuleSymbols:
         ms = ModuleSymbols(module)
         build_id = module.build_id
@@ -409,7 +431,8 @@ class Symbolizer:
             ms.problem = "no build id in the dump: no file can be checked against it"
             return ms
         mismatches: list[str] = []
-        for path in self._candidates(module, build_id):
+        candidates = self._candidates(module, build_id)
+        for path in candidates:  # grows by the .gnu_debuglink names of the files found
             if not os.path.isfile(path):
                 ms.attempts.append(f"{path}: absent")
                 continue
@@ -424,6 +447,8 @@ class Symbolizer:
                                   f"the dump records {build_id.hex()}")
                 continue
             ms.attempts.append(f"{path}: used")
+            candidates += [c for c in self._debuglink_candidates(path, elf)
+                           if c not in candidates]
             eh = elf.sections.get(".eh_frame")
             if ms.runtime is None and eh is not None and eh.type != SHT_NOBITS:
                 ms.runtime = elf
