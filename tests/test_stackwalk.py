@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -291,6 +292,40 @@ def test_node_text_after_a_gap_equals_lldb(tmp_path: Path) -> None:
     assert text_outside, "no frame in node's text beyond its module record"
     assert assert_same_as_lldb(path) >= 30
     assert assert_lines_as_lldb(path) >= 10
+
+
+DEBIAN_IDLE = {  # Debian programs blocked reading stdin or sleeping: argv
+    "bash": ["bash", "-c", "read line"],
+    "perl": ["perl", "-e", "sleep 1000"],
+    "sqlite3": ["sqlite3"],
+    "tclsh": ["tclsh"],
+    "gdb": ["gdb", "-q", "-nx"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEBIAN_IDLE))
+def test_debian_program_frames_equal_lldb(name: str, tmp_path: Path) -> None:
+    """Debian's own binaries (stripped, their debug files absent unless installed),
+    dumped idle: every frame of every thread as lldb has it, names and lines included."""
+    from conftest import task_states, wait_until
+
+    argv = DEBIAN_IDLE[name]
+    if shutil.which(argv[0]) is None:
+        pytest.fail(f"Debian's {argv[0]} is required (apt-get install {argv[0]})")
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: all(st == "S" for st, _ in task_states(proc.pid).values()),
+                   f"{name} to block (idle)")
+        time.sleep(0.2)  # past start-up: blocked in its idle call, not in a transient one
+        wait_until(lambda: all(st == "S" for st, _ in task_states(proc.pid).values()),
+                   f"{name} to block (idle)")
+        path = minidumpkit.dump(proc.pid, tmp_path / f"{name}.dmp", DumpType.MINI)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert assert_same_as_lldb(path) >= 3
+    assert_lines_as_lldb(path)
 
 
 def test_debug_frame_only_leaf_equals_lldb(dumps: dict[str, types.SimpleNamespace]) -> None:
