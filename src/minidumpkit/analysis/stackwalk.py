@@ -200,7 +200,7 @@ class _Walker:
         if found is None:
             return None
         section, fde = found
-        row = section.row(fde, vaddr)
+        row = ms.row(section, fde, vaddr)
         regs = state.regs
 
         def register(n: int) -> int:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import MinidumpFormatError
 from .breakpad import BreakpadError, BreakpadSymbols, read_module_line
-from .cfi import CfiError, CfiSection, Fde
+from .cfi import CfiError, CfiSection, Fde, Row
 from .demangle import demangle
 from .elf import SHT_NOBITS, ElfError, ElfFile
 from .lines import LineTable
@@ -185,6 +185,10 @@ class ModuleSymbols:
     breakpad: BreakpadSymbols | None = None  # a .sym file, when no ELF file was found
     memory_cfi: CfiSection | None = None  # .eh_frame read from the dump, when no binary
     memory_load_base: int = 0
+    _fdes: dict[int, tuple[CfiSection, Fde] | None] = field(default_factory=dict, repr=False)
+    _rows: dict[int, Row] = field(default_factory=dict, repr=False)
+    _named: dict[int, SymbolMatch | None] = field(default_factory=dict, repr=False)
+    _lined: dict[int, tuple[str, int] | None] = field(default_factory=dict, repr=False)
     attempts: list[str] = field(default_factory=list)
     problem: str | None = None       # why no file was used
 
@@ -226,6 +230,19 @@ class ModuleSymbols:
         return out
 
     def find_fde(self, vaddr: int) -> tuple[CfiSection, Fde] | None:
+        if vaddr in self._fdes:
+            return self._fdes[vaddr]
+        found = self._fdes[vaddr] = self._find_fde(vaddr)
+        return found
+
+    def row(self, section: CfiSection, fde: Fde, vaddr: int) -> Row:
+        """The CFI row at ``vaddr`` (cached per address)."""
+        row = self._rows.get(vaddr)
+        if row is None:
+            row = self._rows[vaddr] = section.row(fde, vaddr)
+        return row
+
+    def _find_fde(self, vaddr: int) -> tuple[CfiSection, Fde] | None:
         for section in self._cfi:
             try:
                 fde = section.find(vaddr)
@@ -258,6 +275,13 @@ class ModuleSymbols:
         return bool(self._tables)
 
     def symbolize(self, vaddr: int) -> SymbolMatch | None:
+        """The function containing ``vaddr`` (cached: threads share most addresses)."""
+        if vaddr in self._named:
+            return self._named[vaddr]
+        found = self._named[vaddr] = self._symbolize(vaddr)
+        return found
+
+    def _symbolize(self, vaddr: int) -> SymbolMatch | None:
         if self.breakpad is not None:
             named = self.breakpad.function(vaddr)
             if named is None:
@@ -280,7 +304,13 @@ class ModuleSymbols:
         return None
 
     def source(self, vaddr: int) -> tuple[str, int] | None:
-        """(source file path, line) from .debug_line, when a file has it."""
+        """(source file path, line) from .debug_line, when a file has it (cached)."""
+        if vaddr in self._lined:
+            return self._lined[vaddr]
+        found = self._lined[vaddr] = self._source(vaddr)
+        return found
+
+    def _source(self, vaddr: int) -> tuple[str, int] | None:
         if self.breakpad is not None:
             return self.breakpad.source(vaddr)
         lines = self._lines
