@@ -21,6 +21,11 @@ command -v make >/dev/null || need_apt+=(make)
 command -v readelf >/dev/null || need_apt+=(binutils)
 command -v gdb >/dev/null || need_apt+=(gdb)
 command -v npm >/dev/null || need_apt+=(npm)
+# tests/test_stackwalk.py: Debian programs walked against lldb, and libc's debug file
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
+command -v tclsh >/dev/null || need_apt+=(tcl)
+dpkg -s libc6-dbg >/dev/null 2>&1 || need_apt+=(libc6-dbg)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
