@@ -804,3 +804,30 @@ def test_gnu_debuglink(dumps: dict[str, types.SimpleNamespace], tmp_path: Path) 
                     str(debug)], check=True)
     stacks = stacks_of(d.path, use_local_files=False, symbol_paths=paths)
     assert "static_wait" not in chain(stacks[tid])
+
+
+def test_module_recorded_by_file_name_only() -> None:
+    """Crashpad records libc as ``libc.so.6``: the loader's directories are searched for
+    it (build id checked). Where this machine's libc is the one that was dumped (the
+    fixture was written on Debian 12 with libc build id 93ac61ec...), the worker threads
+    walk out of pause() by CFI into start_thread; with another libc, the file is refused
+    and the frame says why."""
+    path = FIXTURES / "third-party" / "generated-crashpad-linux-x86_64-3threads-segv.dmp"
+    with minidumpkit.open_minidump(path) as dump:
+        libc = next(m for m in dump.modules if m.name == "libc.so.6")
+        assert libc.build_id is not None
+        from minidumpkit.analysis.elf import read_build_id
+
+        here = [p for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6")
+                if Path(p).exists()]
+        same = bool(here) and read_build_id(here[0]) == libc.build_id
+        worker = next(t for t in dump.threads if t.name == "worker-one")
+        stack = walk_stack(dump, worker)
+        if same:
+            assert [f.trust for f in stack.frames[:2]] == [FrameTrust.CONTEXT, FrameTrust.CFI]
+            assert chain(stack)[-2:] == ["start_thread", "clone3"]
+        else:
+            missing = stack.frames[0].missing
+            assert missing is not None and missing.startswith("build id mismatch"), missing
+            assert all(f.trust is not FrameTrust.CFI for f in stack.frames
+                       if f.module == "libc.so.6")

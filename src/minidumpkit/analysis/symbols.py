@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["ModuleSymbols", "SymbolMatch", "Symbolizer"]
 
 DEBUG_ROOT = "/usr/lib/debug"
+# where the dynamic loader looks by default (Debian's multiarch directories first)
+LIBRARY_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
+                "/lib", "/usr/lib")
 _SYM = struct.Struct("<IBBHQQ")  # Elf64_Sym: name, info, other, shndx, value, size
 STT_NOTYPE, STT_FUNC, STT_GNU_IFUNC = 0, 2, 10
 STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
@@ -421,7 +424,10 @@ class Symbolizer:
         tail = os.path.join(".build-id", hexid[:2], hexid[2:] + ".debug")
         out: list[str] = []
         if self.use_local_files:
-            out += [name, os.path.join(self.debug_root, tail)]
+            out.append(name)
+            if "/" not in name and "\\" not in name:  # a bare file name (Crashpad: libc.so.6)
+                out += [os.path.join(d, name) for d in LIBRARY_DIRS]
+            out.append(os.path.join(self.debug_root, tail))
         for p in self.symbol_paths:
             if os.path.isdir(p):
                 out += [os.path.join(p, name.lstrip("/")), os.path.join(p, base),
