@@ -24,6 +24,10 @@ command -v npm >/dev/null || need_apt+=(npm)
 command -v ld.lld >/dev/null || need_apt+=(lld)  # lld-linked targets (module extent tests)
 command -v memcached >/dev/null || need_apt+=(memcached)  # real programs dumped FULL
 command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
+# tests/test_stackwalk.py: Debian programs walked against lldb, and libc's debug file
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v tclsh >/dev/null || need_apt+=(tcl)
+dpkg -s libc6-dbg >/dev/null 2>&1 || need_apt+=(libc6-dbg)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q

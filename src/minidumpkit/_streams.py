@@ -16,6 +16,10 @@ from ._lazydataclass import lazy_dataclass
 from .flags import StreamType
 
 if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable
+
+    from .analysis import CallStack
     from .reader import Minidump
 
 __all__ = [
@@ -254,6 +258,13 @@ class Thread:
     @property
     def stack_end(self) -> int:
         return self.stack_start + self.stack_size
+
+    def frames(self, symbol_paths: Iterable[str | os.PathLike[str]] = ()) -> CallStack:
+        """This thread's call stack: :func:`minidumpkit.analysis.walk_stack` (imported on
+        call; the reader itself never loads the analysis layer)."""
+        from .analysis import walk_stack
+
+        return walk_stack(self._dump, self, symbol_paths=symbol_paths)
 
     @property
     def registers(self) -> dict[str, int]:

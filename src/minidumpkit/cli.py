@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("file", metavar="FILE", help="the minidump to read")
     info.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     _add_python_options(info)
+    _add_stack_arguments(info)
 
     dump = sub.add_parser("dump", help="write a minidump of a running process",
                           description="Write a minidump of process PID.")
@@ -149,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _info(args.file, as_json=args.json, out=sys.stdout, err=sys.stderr,
+                         stacks=not args.no_stacks, symbol_paths=args.symbols,
                          python=_python_mode(args))
         return _dump(args.pid, args.output, args.type, progress=args.progress,
                      overwrite=args.overwrite, all_memory=args.all_memory,
@@ -350,7 +352,8 @@ def _iso(stamp: int) -> str | None:
         return None
 
 
-def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, python: str = "") -> int:
+def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, stacks: bool = False,
+          symbol_paths: Sequence[str] = (), python: str = "") -> int:
     from .reader import open_minidump
 
     try:
@@ -367,6 +370,8 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, python: str = "
     with dump:
         report = _Report(dump)
         data = report.build(path)
+        if stacks and python != "only":  # --python-only prints the Python stacks alone
+            _add_stacks(dump, data, symbol_paths, report)
         if python:
             report.section("Python stacks", lambda: _add_python(dump, data), None)
     if python == "only":
@@ -378,6 +383,8 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, python: str = "
         _print_python(data, out)
     else:
         _print_text(data, out)
+        if stacks and "stacks" in data:
+            _print_stacks(data, out)
         if python:
             _print_python(data, out)
     for problem in report.errors:
@@ -500,6 +507,85 @@ def _print_python(data: dict[str, Any], out: TextIO) -> None:
             out.write(f'  File "{f["filename"]}", line {f["line"]}, in {f["qualname"]}\n')
         if t["status"]:
             out.write(f"  [{t['status']}]\n")
+
+
+# --- stacks (minidumpkit.analysis) ----------------------------------------------------------
+
+STACKS_SCHEMA_VERSION = 1
+
+
+def _add_stack_arguments(info: argparse.ArgumentParser) -> None:
+    info.add_argument("--symbols", metavar="PATH", action="append", default=[],
+                      help="a file or directory to search for modules' files and debug files "
+                           "(a sysroot, a directory of .debug files, a .build-id tree); "
+                           "repeatable; searched after each module's own path and "
+                           "/usr/lib/debug/.build-id")
+    info.add_argument("--no-stacks", action="store_true",
+                      help="do not walk the threads' call stacks")
+
+
+def _add_stacks(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str],
+                report: _Report) -> None:
+    """Walk every thread into ``data['threads'][i]['frames']`` (docs/stacks.md: schema)."""
+    from .analysis import symbolizer_for, walk_stack
+
+    symbolizer = symbolizer_for(dump, symbol_paths)
+    threads: list[Thread] = report.section("ThreadList", lambda: dump.threads, [])
+    rows = {row["thread_id"]: row for row in data["threads"]}
+    for thread in threads:
+        row = rows.get(thread.thread_id)
+        if row is None:
+            continue
+        try:
+            stack = walk_stack(dump, thread, symbol_paths=symbol_paths)
+        except MinidumpFormatError as exc:
+            report.errors.append(f"stack of thread {thread.thread_id}: {exc}")
+            row["stack"] = {"status": f"not walked: {exc}", "end": ""}
+            row["frames"] = []
+            continue
+        row["stack"] = {"status": stack.status, "end": stack.end}
+        row["frames"] = [frame.to_json() for frame in stack.frames]
+    needed = {f["module_path"] for row in data["threads"] for f in row.get("frames", ())
+              if f["module_path"] is not None}
+    modules = []
+    listed: list[Module] = report.section("ModuleList", lambda: dump.modules, [])
+    for module in listed:
+        if module.name not in needed:
+            continue
+        found = symbolizer.for_module(module)
+        modules.append({"name": module.name, "problem": found.problem,
+                        "files": [f.path for f in found.files]})
+    data["stacks"] = {"schema": "minidumpkit-stacks", "version": STACKS_SCHEMA_VERSION,
+                      "symbol_paths": list(symbol_paths), "modules": modules}
+
+
+def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
+    """The crashing or requesting thread first, then every thread: a header, then one
+    line per frame."""
+    rows = sorted(data["threads"], key=lambda t: not (t["crashed"] or t.get("requesting")))
+    out.write("\nStacks:\n")
+    for t in rows:
+        mark = " crashing" if t["crashed"] else " requesting" if t.get("requesting") else ""
+        out.write(f'thread {t["thread_id"]} "{t["name"] or ""}"{mark}\n')
+        for f in t.get("frames", ()):
+            parts = [f"  #{f['index']} {f['pc']}"]
+            if f["function"] is not None:
+                off = int(f["function_offset"], 16)
+                parts.append(f["function"] + (f"+0x{off:x}" if off else ""))
+            if f["module"] is not None:
+                parts.append(f"({f['module']}+{f['module_offset']})")
+            if f["file"] is not None:
+                parts.append(f"{f['file'].rsplit('/', 1)[-1]}:{f['line']}")
+            parts.append(f"[{f['trust']}]")
+            out.write(" ".join(parts) + "\n")
+        status = t.get("stack", {}).get("status", "ok")
+        if status != "ok":
+            out.write(f"  ({status})\n")
+    missing = [m for m in data["stacks"]["modules"] if m["problem"]]
+    if missing:
+        out.write("\nModules without symbols:\n")
+        for m in missing:
+            out.write(f"  {m['name']}: {m['problem']}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m minidumpkit.cli

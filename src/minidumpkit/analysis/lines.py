@@ -1,0 +1,345 @@
+"""Source file and line of an address from DWARF ``.debug_line``, parsed lazily.
+
+Only what one lookup needs: ``.debug_aranges`` maps the address to its compilation unit;
+that unit's first DIE gives the offset of its line program (``DW_AT_stmt_list``) and its
+directory; the program is run once into sorted rows (cached per unit) and bisected. DWARF
+versions 2 to 5 are read. Anything unreadable raises :class:`LineError`: the frame then
+has no line, nothing else changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import posixpath
+import struct
+from dataclasses import dataclass
+from functools import cached_property
+
+from .cfi import CfiError, _Reader
+from .elf import ElfError, ElfFile
+
+__all__ = ["LineError", "LineTable"]
+
+
+class LineError(Exception):
+    """DWARF line information that cannot be read."""
+
+
+@dataclass(slots=True)
+class _Unit:
+    addresses: list[int]  # row start addresses, sorted
+    ends: list[int]       # for each row, where its range ends (next row or sequence end)
+    files: list[int]
+    lines: list[int]
+    names: list[str]      # file index -> path
+
+
+# fixed-size forms: DW_FORM_* -> byte size (offset-size forms are handled apart)
+_FIXED = {0x01: 8, 0x05: 2, 0x06: 4, 0x07: 8, 0x0B: 1, 0x0C: 1, 0x11: 1, 0x12: 2, 0x13: 4,
+          0x14: 8, 0x19: 0, 0x1E: 16, 0x20: 8, 0x21: 0, 0x25: 1, 0x26: 2, 0x27: 3, 0x28: 4,
+          0x29: 1, 0x2A: 2, 0x2B: 3, 0x2C: 4, 0x1C: 4, 0x24: 8}
+_OFFSET_FORMS = {0x0E, 0x10, 0x17, 0x1D, 0x1F}  # strp, ref_addr, sec_offset, strp_sup, line_strp
+_ULEB_FORMS = {0x0F, 0x15, 0x1A, 0x1B, 0x22, 0x23}
+
+
+class LineTable:
+    """Lines of one ELF file (usually a separate debug file)."""
+
+    def __init__(self, elf: ElfFile) -> None:
+        self.elf = elf
+        self._units: dict[int, _Unit | None] = {}
+
+    def _section(self, name: str) -> memoryview | bytes:
+        data = self.elf.section_bytes(name)
+        if data is None:
+            raise LineError(f"{self.elf.path}: no {name}")
+        return data
+
+    @cached_property
+    def _aranges(self) -> tuple[list[int], list[int], list[int]]:
+        data = self._section(".debug_aranges")
+        triples: list[tuple[int, int, int]] = []
+        pos = 0
+        while pos + 4 <= len(data):
+            r = _Reader(data, pos, len(data))
+            length, offset_size = r.fmt("I"), 4
+            if length == 0xFFFFFFFF:
+                length, offset_size = r.fmt("Q"), 8
+            end = r.pos + length
+            if end > len(data) or length == 0:
+                break
+            r.end = end
+            r.fmt("H")  # version
+            cu = r.fmt("I" if offset_size == 4 else "Q")
+            address_size, _seg = r.u8(), r.u8()
+            if address_size != 8:
+                pos = end
+                continue
+            r.pos += -(r.pos - pos) % 16  # tuples are aligned to twice the address size
+            count = (end - r.pos) // 16
+            for start, size in struct.iter_unpack("<QQ", bytes(data[r.pos:r.pos + 16 * count])):
+                if start == 0 and size == 0:
+                    break
+                triples.append((start, start + size, cu))
+            pos = end
+        triples.sort()
+        return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
+
+    def lookup(self, vaddr: int) -> tuple[str, int] | None:
+        """(file path, line) of the row covering ``vaddr``, or None."""
+        try:
+            starts, ends, cus = self._aranges
+            i = bisect.bisect_right(starts, vaddr) - 1
+            if i < 0 or vaddr >= ends[i]:
+                return None
+            if cus[i] in self._units:
+                unit = self._units[cus[i]]
+            else:
+                unit = self._units[cus[i]] = self._unit(cus[i])
+            if unit is None:
+                return None
+            k = bisect.bisect_right(unit.addresses, vaddr) - 1
+            if k < 0 or vaddr >= unit.ends[k]:
+                return None
+            f = unit.files[k]
+            if not 0 <= f < len(unit.names):
+                return None
+            return unit.names[f], unit.lines[k]
+        except (LineError, CfiError, ElfError, struct.error, IndexError, ValueError,
+                KeyError, UnicodeDecodeError):
+            return None
+
+    # --- the unit's DIE: stmt_list and comp_dir ------------------------------------------
+
+    def _unit(self, cu_offset: int) -> _Unit | None:
+        info = self._section(".debug_info")
+        r = _Reader(info, cu_offset, len(info))
+        length, offset_size = r.fmt("I"), 4
+        if length == 0xFFFFFFFF:
+            length, offset_size = r.fmt("Q"), 8
+        r.end = min(len(info), r.pos + length)
+        version = r.fmt("H")
+        off_fmt = "I" if offset_size == 4 else "Q"
+        if version >= 5:
+            unit_type, _addr_size = r.u8(), r.u8()
+            abbrev_offset = r.fmt(off_fmt)
+            if unit_type in (0x02, 0x06):  # type units: signature + type offset
+                r.pos += 8 + offset_size
+            elif unit_type in (0x04, 0x05):  # skeleton / split: dwo id
+                r.pos += 8
+        else:
+            abbrev_offset = r.fmt(off_fmt)
+            r.u8()
+        code = r.uleb()
+        attrs = self._abbrev(abbrev_offset, code)
+        stmt_list = comp_dir = None
+        for attr, form, implicit in attrs:
+            value = self._form(r, form, offset_size, implicit)
+            if attr == 0x10:
+                stmt_list = value
+            elif attr == 0x1B:
+                comp_dir = self._string(form, value)
+        if not isinstance(stmt_list, int):
+            return None
+        return self._program(stmt_list, comp_dir if isinstance(comp_dir, str) else None)
+
+    def _abbrev(self, offset: int, code: int) -> list[tuple[int, int, int]]:
+        data = self._section(".debug_abbrev")
+        r = _Reader(data, offset, len(data))
+        while True:
+            this = r.uleb()
+            if this == 0:
+                raise LineError(f"abbreviation {code} not found")
+            r.uleb()  # tag
+            r.u8()    # has children
+            attrs: list[tuple[int, int, int]] = []
+            while True:
+                attr, form = r.uleb(), r.uleb()
+                implicit = r.sleb() if form == 0x21 else 0
+                if attr == 0 and form == 0:
+                    break
+                attrs.append((attr, form, implicit))
+            if this == code:
+                return attrs
+
+    def _form(self, r: _Reader, form: int, offset_size: int, implicit: int) -> int | bytes | None:
+        if form in _OFFSET_FORMS:
+            return r.fmt("I" if offset_size == 4 else "Q")
+        if form in _ULEB_FORMS:
+            return r.uleb()
+        if form == 0x0D:
+            return r.sleb()
+        if form == 0x08:
+            return r.cstr()
+        if form == 0x21:
+            return implicit
+        if form in (0x09, 0x18):  # block, exprloc
+            r.pos += r.uleb()
+            return None
+        if form in (0x0A, 0x03, 0x04):  # block1, block2, block4
+            r.pos += r.fmt({0x0A: "B", 0x03: "H", 0x04: "I"}[form])
+            return None
+        if form == 0x16:  # indirect (once: a chain of them is malformed)
+            inner = r.uleb()
+            if inner == 0x16:
+                raise LineError("DW_FORM_indirect to DW_FORM_indirect")
+            return self._form(r, inner, offset_size, implicit)
+        size = _FIXED.get(form)
+        if size is None:
+            raise LineError(f"unknown DWARF form 0x{form:x}")
+        start = r.need(size)
+        return int.from_bytes(r.buf[start:start + size], "little") if size <= 8 else None
+
+    def _string(self, form: int, value: int | bytes | None) -> str | None:
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        if not isinstance(value, int):
+            return None
+        section = {0x0E: ".debug_str", 0x1F: ".debug_line_str"}.get(form)
+        if section is None:
+            return None
+        data = self._section(section)
+        end = bytes(data[value:value + 4096]).find(b"\0")
+        return bytes(data[value:value + (end if end >= 0 else 0)]).decode("utf-8", "replace")
+
+    # --- the line program ----------------------------------------------------------------
+
+    def _program(self, offset: int, comp_dir: str | None) -> _Unit:
+        data = self._section(".debug_line")
+        r = _Reader(data, offset, len(data))
+        length, offset_size = r.fmt("I"), 4
+        if length == 0xFFFFFFFF:
+            length, offset_size = r.fmt("Q"), 8
+        end = min(len(data), r.pos + length)
+        r.end = end
+        version = r.fmt("H")
+        if version >= 5:
+            r.u8()  # address size
+            r.u8()  # segment selector size
+        header_length = r.fmt("I" if offset_size == 4 else "Q")
+        program = r.pos + header_length
+        min_inst = r.u8()
+        if version >= 4:
+            r.u8()  # maximum operations per instruction (VLIW only)
+        default_is_stmt = r.u8()
+        line_base = struct.unpack("b", bytes([r.u8()]))[0]
+        line_range = r.u8()
+        opcode_base = r.u8()
+        if line_range == 0:
+            raise LineError("line_range 0")
+        std_lengths = [r.u8() for _ in range(opcode_base - 1)]
+        names = self._file_names(r, version, offset_size, comp_dir)
+        r.pos = program
+        return self._run(r, min_inst, bool(default_is_stmt), line_base, line_range,
+                         opcode_base, std_lengths, names, version)
+
+    def _entries(self, r: _Reader, offset_size: int) -> list[dict[int, int | bytes | None]]:
+        formats = [(r.uleb(), r.uleb()) for _ in range(r.u8())]
+        out = []
+        count = r.uleb()
+        if count > r.end - r.pos + 1 or (count and not formats):
+            raise LineError(f"{count} directory/file entries cannot fit in the header")
+        for _ in range(count):
+            entry: dict[int, int | bytes | None] = {}
+            for content, form in formats:
+                value = self._form(r, form, offset_size, 0)
+                entry[content] = self._string(form, value) if content == 1 else value  # type: ignore[assignment]
+            out.append(entry)
+        return out
+
+    def _file_names(self, r: _Reader, version: int, offset_size: int,
+                    comp_dir: str | None) -> list[str]:
+        if version >= 5:
+            dirs = [str(e.get(1) or "") for e in self._entries(r, offset_size)]
+            files = self._entries(r, offset_size)
+            out = []
+            for e in files:
+                name = str(e.get(1) or "")
+                d = e.get(2)
+                base = dirs[d] if isinstance(d, int) and 0 <= d < len(dirs) else ""
+                out.append(_join(comp_dir, base, name))
+            return out
+        dirs = [comp_dir or ""]
+        while True:
+            directory = r.cstr()
+            if not directory:
+                break
+            dirs.append(directory.decode("utf-8", "replace"))
+        out = [""]  # DWARF 2-4 count files from 1
+        while True:
+            raw = r.cstr()
+            if not raw:
+                break
+            index = r.uleb()
+            r.uleb()
+            r.uleb()
+            base = dirs[index] if index < len(dirs) else ""
+            out.append(_join(comp_dir, base, raw.decode("utf-8", "replace")))
+        return out
+
+    def _run(self, r: _Reader, min_inst: int, default_is_stmt: bool, line_base: int,
+             line_range: int, opcode_base: int, std_lengths: list[int], names: list[str],
+             version: int) -> _Unit:
+        rows: list[tuple[int, int, int, int]] = []  # (address, end, file, line)
+        pending: list[tuple[int, int, int]] = []    # rows of the current sequence
+        address, file, line = 0, 1, 1
+
+        def emit() -> None:
+            pending.append((address, file, line))
+
+        def end_sequence() -> None:
+            for k, (a, f, ln) in enumerate(pending):
+                nxt = pending[k + 1][0] if k + 1 < len(pending) else address
+                if nxt > a:
+                    rows.append((a, nxt, f, ln))
+            pending.clear()
+
+        while r.pos < r.end:
+            op = r.u8()
+            if op >= opcode_base:
+                adjusted = op - opcode_base
+                address += (adjusted // line_range) * min_inst
+                line += line_base + adjusted % line_range
+                emit()
+            elif op == 0:
+                size = r.uleb()
+                stop = r.pos + size
+                sub = r.u8() if size else 0
+                if sub == 1:
+                    end_sequence()
+                    address, file, line = 0, 1, 1
+                elif sub == 2:
+                    address = r.fmt("Q") if stop - r.pos == 8 else address
+                r.pos = stop
+            elif op == 1:
+                emit()
+            elif op == 2:
+                address += r.uleb() * min_inst
+            elif op == 3:
+                line += r.sleb()
+            elif op == 4:
+                file = r.uleb()
+            elif op == 5:
+                r.uleb()
+            elif op in (6, 7, 10, 11):
+                pass
+            elif op == 8:
+                address += ((255 - opcode_base) // line_range) * min_inst
+            elif op == 9:
+                address += r.fmt("H")
+            else:
+                for _ in range(std_lengths[op - 1] if op - 1 < len(std_lengths) else 0):
+                    r.uleb()
+        rows.sort()
+        del version, default_is_stmt
+        return _Unit([x[0] for x in rows], [x[1] for x in rows], [x[2] for x in rows],
+                     [x[3] for x in rows], names)
+
+
+def _join(comp_dir: str | None, directory: str, name: str) -> str:
+    if posixpath.isabs(name):
+        return posixpath.normpath(name)
+    path = posixpath.join(directory, name)
+    if not posixpath.isabs(path) and comp_dir:
+        path = posixpath.join(comp_dir, path)
+    return posixpath.normpath(path)
