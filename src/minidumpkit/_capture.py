@@ -94,6 +94,7 @@ class CapturedThreadState:
     blocked: bool = False
     syscall: int | None = None
     restarted: bool = False
+    interrupted: bool = False  # the stop broke the call off (rax -EINTR); see ThreadStateFlags
     robust_list: tuple[int, int] | None = None  # (head, len) from get_robust_list(2)
 
 

@@ -303,7 +303,8 @@ class ThreadState:
     None, None when not sampled). ``orig_rax`` is the raw register (-1: not in a system
     call). ``syscall`` is the call the thread is blocked in (``blocked``), with a
     ``restart_syscall`` mapped back to the call it restarts (``restarted``; None when
-    the call site did not tell). ``robust_list``: (head, len) of its robust mutex list.
+    the call site did not tell). ``interrupted``: the stop broke the call off (it
+    returns EINTR when the thread resumes). ``robust_list``: (head, len) of its robust mutex list.
     """
 
     thread_id: int
@@ -316,6 +317,7 @@ class ThreadState:
     syscall: int | None
     restarted: bool
     robust_list: tuple[int, int] | None
+    interrupted: bool = False
 
     @property
     def syscall_name(self) -> str | None:

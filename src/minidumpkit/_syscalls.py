@@ -7,7 +7,7 @@ the OS. The name table is the kernel's ``asm/unistd_64.h`` (Linux 6.1 uapi heade
 
 from __future__ import annotations
 
-__all__ = ["ERESTART", "RESTART_SYSCALL", "SYSCALL_INSN", "syscall_at_call_site",
+__all__ = ["EINTR", "ERESTART", "RESTART_SYSCALL", "SYSCALL_INSN", "syscall_at_call_site",
            "syscall_name"]
 
 # The values a thread's rax holds while it is stopped inside an interruptible system call
@@ -20,6 +20,7 @@ ERESTARTNOHAND = -514
 ERESTART_RESTARTBLOCK = -516
 ERESTART = {ERESTARTSYS: "ERESTARTSYS", ERESTARTNOINTR: "ERESTARTNOINTR",
             ERESTARTNOHAND: "ERESTARTNOHAND", ERESTART_RESTARTBLOCK: "ERESTART_RESTARTBLOCK"}
+EINTR = -4
 # A call interrupted by a stop (ptrace, SIGSTOP) that cannot simply be re-issued
 # (nanosleep, poll with a timeout, futex with a timeout) resumes as restart_syscall: the
 # thread then shows this number, with its original argument registers unchanged.
@@ -113,14 +114,19 @@ def syscall_name(number: int) -> str:
     return _NAMES.get(number, f"syscall_{number}")
 
 
-def syscall_at_call_site(code: bytes) -> int | None:
+def syscall_at_call_site(code: bytes, *, nearby: bool = False) -> int | None:
     """The system call number the code just before a pc loads, or None.
 
     ``code`` ends at the pc (the bytes right before it). A thread in a system call has
     its pc after ``syscall`` (0f 05); glibc's wrappers load the number into eax with
-    the instruction right before it: ``mov $nr, %eax`` (b8 imm32) or ``mov $nr, %rax``
-    (48 c7 c0 imm32). A number taken from a register (the generic ``syscall()``
+    the instruction right before it: ``mov $nr, %eax`` (b8 imm32), ``mov $nr, %rax``
+    (48 c7 c0 imm32), or for read (0) ``xor %eax, %eax`` (31 c0 / 33 c0). A number taken from a register (the generic ``syscall()``
     function, other languages' runtimes) is not a constant here: None.
+
+    ``nearby``: also accept a ``mov $nr, %eax`` up to 12 bytes before the ``syscall``
+    with other instructions in between (glibc's __lll_lock_wait sets an argument
+    register after the number). Without decoding those instructions this is a
+    heuristic: callers that use it say so.
     """
     if not code.endswith(SYSCALL_INSN):
         return None
@@ -129,6 +135,15 @@ def syscall_at_call_site(code: bytes) -> int | None:
         number = int.from_bytes(before[-4:], "little")
     elif len(before) >= 7 and before[-7:-4] == b"\x48\xc7\xc0":
         number = int.from_bytes(before[-4:], "little", signed=True)
+    elif before[-2:] in (b"\x31\xc0", b"\x33\xc0"):
+        number = 0
+    elif nearby:
+        for at in range(len(before) - 6, max(len(before) - 18, -1), -1):
+            if before[at] == 0xB8 and int.from_bytes(before[at + 1:at + 5], "little") in _NAMES:
+                number = int.from_bytes(before[at + 1:at + 5], "little")
+                break
+        else:
+            return None
     else:
         return None
     return number if 0 <= number < 1024 else None

@@ -889,6 +889,10 @@ class ThreadStateFlags(enum.IntFlag):
     RESTARTED = 0x8  # orig_rax is restart_syscall; ``syscall`` comes from the call site
     SYSCALL_UNKNOWN = 0x10  # restarted, and the call site loads no constant number
     ROBUST_LIST = 0x20  # robust_list_head/_len are valid
+    # rax held -EINTR: the stop broke off this call (epoll_wait, select and others that
+    # are never restarted return EINTR when the thread resumes; signal(7)); set with
+    # BLOCKED only when the thread was sampled asleep just before the stop
+    INTERRUPTED = 0x40
 
 
 CAPTURE_STOP = 1  # stop every thread, read, detach

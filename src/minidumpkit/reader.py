@@ -567,7 +567,8 @@ class Minidump(Closeable):
                 blocked=blocked, syscall=r.syscall if known else None,
                 restarted=bool(flags & md.ThreadStateFlags.RESTARTED),
                 robust_list=((r.robust_list_head, r.robust_list_len)
-                             if flags & md.ThreadStateFlags.ROBUST_LIST else None)))
+                             if flags & md.ThreadStateFlags.ROBUST_LIST else None),
+                interrupted=bool(flags & md.ThreadStateFlags.INTERRUPTED)))
         return out
 
     # --- exception ---------------------------------------------------------------------

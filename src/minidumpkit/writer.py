@@ -903,6 +903,8 @@ def _thread_state_entry(st: CapturedThreadState) -> bytes:
         flags |= md.ThreadStateFlags.SYSCALL_UNKNOWN
     if st.robust_list is not None:
         flags |= md.ThreadStateFlags.ROBUST_LIST
+    if st.interrupted:
+        flags |= md.ThreadStateFlags.INTERRUPTED
     head, size = st.robust_list or (0, 0)
     mask = (1 << 64) - 1
     return md.ThreadState(

@@ -11,7 +11,8 @@ Three steps, each its own function so the stop protocol stays as it is:
   of the -ERESTART* values the kernel leaves there for a call it will restart; a
   ``restart_syscall`` (a call interrupted by an earlier stop, ours or any tracer's) is
   mapped back to the interrupted call from the code before the pc (``mov $nr, %eax;
-  syscall``). The robust-mutex list head comes from get_robust_list(2).
+  syscall``). A call the stop broke off (rax -EINTR: epoll_wait, select ...) counts
+  as blocked when the thread was sampled asleep just before. The robust-mutex list head comes from get_robust_list(2).
 * :func:`lock_memory`: the ranges the lock analysis reads (the object around each
   waited-on futex word, every robust list head and its entries), so that a MINI dump
   holds them.
@@ -27,7 +28,7 @@ from typing import Protocol
 
 from .._capture import CapturedThreadState
 from .._ffi import libc
-from .._syscalls import ERESTART, RESTART_SYSCALL, syscall_at_call_site
+from .._syscalls import EINTR, ERESTART, RESTART_SYSCALL, syscall_at_call_site
 from ..errors import ProcessError
 from . import _procfs
 from ._ptrace import ProcessStop
@@ -119,19 +120,26 @@ def collect(stop: ProcessStop, pid: int, tids: Iterable[int], memory: _Reader,
             continue  # killed while stopped: no registers, no state
         registers[tid] = regs
         orig, rax = _signed(regs["orig_rax"]), _signed(regs["rax"])
+        got = (samples or {}).get(tid)
         blocked = orig >= 0 and rax in ERESTART
+        # A call the kernel never restarts after a stop (epoll_wait, select, ...) has
+        # already been broken off with -EINTR: it was blocking if the thread was asleep
+        # in the kernel just before the stop.
+        interrupted = (orig >= 0 and rax == EINTR and got is not None
+                       and got.state in ("S", "D") and bool(got.wchan))
+        blocked = blocked or interrupted
         syscall: int | None = orig if blocked else None
         restarted = blocked and orig == RESTART_SYSCALL
         if restarted:
             rip = regs["rip"]
             syscall = syscall_at_call_site(memory.read(rip - _CALL_SITE_BYTES, _CALL_SITE_BYTES))
-        got = (samples or {}).get(tid)
         seized = stop.seized_ns.get(tid)
         age = seized - got.at_ns if got is not None and seized is not None else None
         states[tid] = CapturedThreadState(
             tid=tid, state=got.state if got is not None else "",
             wchan=got.wchan if got is not None else "", sample_age_ns=age,
             orig_rax=orig, blocked=blocked, syscall=syscall, restarted=restarted,
+            interrupted=interrupted,
             robust_list=_robust_list(tid))
     return states, registers
 

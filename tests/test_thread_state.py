@@ -1,0 +1,246 @@
+"""Thread states, blocking system calls and futex waits, from MINI dumps of a real target.
+
+tests/targets/locks_target.c parks one thread in each situation (a mutex holder blocked
+in read() on a pipe, mutex / PI mutex / robust mutex / condvar / semaphore / join
+waiters, nanosleep, epoll_wait). Expected values come from the kernel (/proc/PID/task/
+TID/{syscall,stat,wchan} read by the test while the target is parked), from gdb on the
+live process (orig_rax, call stacks) and from what the target printed about itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import minidumpkit as mdk
+from minidumpkit._backends import linux
+from minidumpkit._selection import DumpPolicy
+from minidumpkit.analysis.locks import WaitKind, futex_waits
+from minidumpkit.analysis.threads import thread_statuses
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="Linux only")
+
+ROLES = ("main", "mutex_waiter", "pi_waiter", "robust_waiter", "cond_waiter", "sem_waiter",
+         "sleeper", "epoller", "joiner")
+# the call each role blocks in (glibc 2.36 x86_64: nanosleep() is clock_nanosleep)
+EXPECTED_CALL = {"main": 0, "mutex_waiter": 202, "pi_waiter": 202, "robust_waiter": 202,
+                 "cond_waiter": 202, "sem_waiter": 202, "sleeper": 230, "epoller": 232,
+                 "joiner": 202}
+ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+
+
+def _proc(pid: int, tid: int) -> dict[str, object]:
+    """What the kernel shows for a parked thread: syscall line, state letter, wchan."""
+    line = Path(f"/proc/{pid}/task/{tid}/syscall").read_text().split()
+    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    return {"nr": int(line[0]), "args": tuple(int(a, 16) for a in line[1:7]),
+            "sp": int(line[7], 16), "pc": int(line[8], 16),
+            "state": stat.rsplit(")", 1)[1].split()[0],
+            "wchan": Path(f"/proc/{pid}/task/{tid}/wchan").read_text().strip()}
+
+
+def _tids(target) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    return {role: target.int(role) for role in ROLES}
+
+
+def _gdb(pid: int) -> tuple[dict[int, int], dict[int, list[str]]]:
+    """gdb attached to the live process: {tid: orig_rax}, {tid: [function, ...]}."""
+    gdb = shutil.which("gdb")
+    if gdb is None:
+        pytest.fail("gdb is needed to check orig_rax against an independent reader")
+    out = subprocess.run([gdb, "-p", str(pid), "-batch", "-nx",
+                          "-ex", "thread apply all info registers orig_rax",
+                          "-ex", "thread apply all bt"],
+                         capture_output=True, text=True, timeout=120).stdout
+    orig: dict[int, int] = {}
+    frames: dict[int, list[str]] = {}
+    tid = None
+    for line in out.splitlines():
+        m = re.match(r"Thread \d+ \(Thread 0x[0-9a-f]+ \(LWP (\d+)\)", line)
+        if m:
+            tid = int(m.group(1))
+            frames.setdefault(tid, [])
+            continue
+        m = re.match(r"orig_rax\s+0x[0-9a-f]+\s+(-?\d+)", line)
+        if m and tid is not None:
+            orig[tid] = int(m.group(1))
+            continue
+        m = re.match(r"#\d+\s+(?:0x[0-9a-f]+ in )?([\w.@]+) \(", line)
+        if m and tid is not None and tid in orig:
+            frames[tid].append(m.group(1))
+    return orig, frames
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frame:
+    function: str | None
+
+
+def _park_and_read(target) -> dict[str, dict[str, object]]:  # type: ignore[no-untyped-def]
+    target.wait_parked(*ROLES)
+    return {role: _proc(target.pid, tid) for role, tid in _tids(target).items()}
+
+
+def _dump(pid: int, path: Path, **policy: int) -> mdk.Minidump:
+    if policy:
+        with open(path, "wb") as f:
+            linux.write_dump(pid, f, mdk.DumpType.MINI, policy=DumpPolicy(**policy))
+    else:
+        mdk.dump(pid, path, mdk.DumpType.MINI)
+    return mdk.open_minidump(path)
+
+
+def _check_against_proc(dump: mdk.Minidump, kernel: dict[str, dict[str, object]],
+                        tids: dict[str, int]) -> None:
+    for role, tid in tids.items():
+        seen, st = kernel[role], dump.thread_states[tid]
+        thread = dump.thread(tid)
+        assert thread is not None
+        regs = thread.registers
+        assert st.state == seen["state"] == "S", role
+        assert st.wchan == seen["wchan"], role
+        assert st.sample_age_ns is not None and st.sample_age_ns >= 0
+        assert st.orig_rax == seen["nr"], role
+        assert st.blocked, role
+        assert st.syscall == EXPECTED_CALL[role], role
+        assert st.restarted == (seen["nr"] == 219), role
+        # the kernel's view of the arguments and the registers in our CONTEXT agree
+        assert tuple(regs[r] for r in ARG_REGS) == seen["args"], role
+        assert regs["rip"] == seen["pc"] and regs["rsp"] == seen["sp"], role
+
+
+def test_states_syscalls_and_waits(target_bins, start_target, tmp_path: Path) -> None:
+    target = start_target([str(target_bins["locks_target"])])
+    tids = _tids(target)
+    addr = {k: target.int(k) for k in ("normal", "pi", "robust", "cond", "sem")}
+    kernel = _park_and_read(target)
+    assert kernel["sleeper"]["nr"] == 230  # nothing has stopped it yet
+
+    first = _dump(target.pid, tmp_path / "first.dmp")
+    _check_against_proc(first, kernel, tids)
+
+    # gdb on the live process agrees on orig_rax (gdb reads it after our dump released the
+    # threads; only the sleeper has changed since, into restart_syscall)
+    kernel = _park_and_read(target)
+    gdb_orig, gdb_frames = _gdb(target.pid)
+    for role, tid in tids.items():
+        assert gdb_orig[tid] == kernel[role]["nr"], role
+        expected_first = 230 if role == "sleeper" else first.thread_states[tid].orig_rax
+        assert first.thread_states[tid].orig_rax == expected_first
+
+    # after our dump and gdb's attach/detach: the sleeper is in restart_syscall (219),
+    # mapped back to clock_nanosleep from its call site; the others in the same calls
+    kernel = _park_and_read(target)
+    assert kernel["sleeper"]["nr"] == 219
+    again = _dump(target.pid, tmp_path / "again.dmp")
+    _check_against_proc(again, kernel, tids)
+    twice = _dump(target.pid, tmp_path / "twice.dmp")
+    kernel = _park_and_read(target)
+    _check_against_proc(twice, kernel, tids)
+    for dump in (first, again, twice):
+        calls = {role: dump.thread_states[tid].syscall for role, tid in tids.items()}
+        assert calls == EXPECTED_CALL
+    sleeper = twice.thread_states[tids["sleeper"]]
+    assert sleeper.restarted and sleeper.orig_rax == 219 and sleeper.syscall_name == "clock_nanosleep"
+
+    # the calls decoded
+    for dump in (first, twice):
+        statuses = {s.thread_id: s for s in thread_statuses(dump)}
+        main = statuses[tids["main"]].call
+        assert main is not None and main.name == "read"
+        assert main.details["fd"] == 0
+        assert main.details["fd_target"] == os.readlink(f"/proc/{target.pid}/fd/0")
+        assert main.details["fd_target"].startswith("pipe:[")
+        ep = statuses[tids["epoller"]].call
+        assert ep is not None and ep.name == "epoll_wait"
+        assert ep.details["fd"] == target.int("epfd")
+        assert ep.details["fd_target"] == "anon_inode:[eventpoll]"
+        assert ep.details["timeout_ms"] == -1
+        sl = statuses[tids["sleeper"]].call
+        assert sl is not None and sl.name == "clock_nanosleep"
+        assert (sl.details["clock"], sl.details["absolute"], sl.details["seconds"]) \
+            == ("CLOCK_REALTIME", False, 1000)
+        cw = statuses[tids["cond_waiter"]].call
+        assert cw is not None and cw.details["address"] == addr["cond"] + 40
+
+    # futex waits from the call and memory alone
+    waits = futex_waits(twice)
+    assert set(waits) == {tids[r] for r in ("mutex_waiter", "pi_waiter", "robust_waiter",
+                                             "cond_waiter", "sem_waiter", "joiner")}
+    pi = waits[tids["pi_waiter"]]
+    assert (pi.kind, pi.address, pi.owner_tid, pi.owner_died) \
+        == (WaitKind.PI_MUTEX, addr["pi"], tids["main"], False)
+    robust = waits[tids["robust_waiter"]]
+    assert (robust.kind, robust.address, robust.owner_tid) \
+        == (WaitKind.ROBUST_MUTEX, addr["robust"], tids["main"])
+    join = waits[tids["joiner"]]
+    assert (join.kind, join.owner_tid) == (WaitKind.JOIN, tids["sleeper"])
+    assert join.address == target.int("sleeper_pthread") + 720  # glibc 2.36 (analysis.md B.4)
+    for role in ("mutex_waiter", "cond_waiter", "sem_waiter"):
+        wait = waits[tids[role]]
+        assert wait.kind is WaitKind.UNKNOWN and wait.owner_tid is None, role
+        assert "needs the libc frame" in wait.reason, role
+
+    # with gdb's call stacks as the frames, the kinds the frame tells are told
+    frames = {tid: [_Frame(f) for f in names] for tid, names in gdb_frames.items()}
+    told = futex_waits(twice, frames)
+    mutex = told[tids["mutex_waiter"]]
+    assert (mutex.kind, mutex.address, mutex.owner_tid) \
+        == (WaitKind.MUTEX, addr["normal"], tids["main"])
+    assert (told[tids["cond_waiter"]].kind, told[tids["cond_waiter"]].owner_tid) \
+        == (WaitKind.CONDVAR, None)
+    assert (told[tids["sem_waiter"]].kind, told[tids["sem_waiter"]].owner_tid) \
+        == (WaitKind.SEMAPHORE, None)
+    assert told[tids["pi_waiter"]] == pi and told[tids["robust_waiter"]] == robust
+
+    # the lock memory: what the analysis read is in the MINI dump; measure its cost
+    without = _dump(target.pid, tmp_path / "without.dmp", max_lock_memory_bytes=0)
+    with_size = (tmp_path / "twice.dmp").stat().st_size
+    without_size = (tmp_path / "without.dmp").stat().st_size
+    for name in ("pi", "robust", "sem"):
+        assert len(twice.memory.read(addr[name], 32)) == 32
+    stream = twice.stream(mdk.StreamType.MinidumpkitThreadStateStream)
+    assert stream is not None
+    bare = without_size - stream.data_size  # neither the lock memory nor the state stream
+    ratio = with_size / bare
+    print(f"MINI with lock memory and state stream {with_size} B, without lock memory "
+          f"{without_size} B, without both {bare} B: ratio {ratio:.4f}")
+    assert ratio <= 1.10
+    without_waits = futex_waits(without)
+    assert without_waits[tids["pi_waiter"]].owner_tid in (None, tids["main"])
+    for dump in (first, again, twice, without):
+        dump.close()
+
+
+def test_foreign_dump_without_state_stream(target_bins, start_target, tmp_path: Path) -> None:
+    """A dump without minidumpkit's stream (Breakpad-style): the blocked calls are
+    inferred from rax and the call site, and said to be."""
+    target = start_target([str(target_bins["locks_target"])])
+    tids = _tids(target)
+    kernel = _park_and_read(target)
+    dump = _dump(target.pid, tmp_path / "a.dmp")
+    data = bytearray((tmp_path / "a.dmp").read_bytes())
+    info = dump.stream(mdk.StreamType.MinidumpkitThreadStateStream)
+    assert info is not None
+    dump.close()
+    # turn the stream into an unused directory entry, as another writer would not have it
+    header_dir = int.from_bytes(data[12:16], "little")
+    entry = header_dir + 12 * info.index
+    data[entry:entry + 4] = bytes(4)
+    foreign = mdk.open_minidump(bytes(data))
+    assert foreign.thread_states == {}
+    statuses = {s.thread_id: s for s in thread_statuses(foreign)}
+    for role, tid in tids.items():
+        call = statuses[tid].call
+        if role == "epoller":  # broken off with EINTR by the stop: not provably blocked
+            assert call is None
+            continue
+        assert call is not None and call.source.startswith("registers and code"), role
+        assert call.number == kernel[role]["nr"], role
+    foreign.close()
