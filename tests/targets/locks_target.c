@@ -12,6 +12,9 @@
  *   epoller        epoll_wait(-1) on an empty pipe, again after EINTR (a ptrace stop
  *                  makes epoll_wait return EINTR once)
  *   joiner         pthread_join(sleeper)            futex WAIT_BITSET on sleeper's TID word
+ *   raw_sleeper    syscall(SYS_clock_nanosleep, ...) through glibc's generic syscall():
+ *                  the number comes from a register, so once restarted (restart_syscall)
+ *                  its call site does not tell which call it was
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,10 +34,10 @@ static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static sem_t sem;
 static int epfd, epipe[2];
 static pthread_t sleeper_thread;
-static volatile int tids[8];
+static volatile int tids[9];
 
 enum { MUTEX_WAITER, PI_WAITER, ROBUST_WAITER, COND_WAITER, SEM_WAITER, SLEEPER, EPOLLER,
-       JOINER };
+       JOINER, RAW_SLEEPER };
 
 static void publish(int slot) { tids[slot] = (int)syscall(SYS_gettid); }
 
@@ -68,6 +71,13 @@ static void *epoller(void *arg) {
     return arg;
 }
 
+static void *raw_sleeper(void *arg) {
+    struct timespec req = {1000, 0};
+    publish(RAW_SLEEPER);
+    for (;;) syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &req, NULL);
+    return arg;
+}
+
 static void *joiner(void *arg) { publish(JOINER); pthread_join(sleeper_thread, NULL); return arg; }
 
 int main(void) {
@@ -96,13 +106,14 @@ int main(void) {
     pthread_create(&sleeper_thread, NULL, sleeper, NULL);
     pthread_create(&t, NULL, epoller, NULL);
     pthread_create(&t, NULL, joiner, NULL);
-    for (int i = 0; i < 8; i++)
+    pthread_create(&t, NULL, raw_sleeper, NULL);
+    for (int i = 0; i < 9; i++)
         while (!tids[i]) usleep(1000);
     printf("READY main=%d mutex_waiter=%d pi_waiter=%d robust_waiter=%d cond_waiter=%d "
-           "sem_waiter=%d sleeper=%d epoller=%d joiner=%d normal=%p pi=%p robust=%p cond=%p "
+           "sem_waiter=%d sleeper=%d epoller=%d joiner=%d raw_sleeper=%d normal=%p pi=%p robust=%p cond=%p "
            "sem=%p epfd=%d sleeper_pthread=0x%lx\n",
            (int)getpid(), tids[0], tids[1], tids[2], tids[3], tids[4], tids[5], tids[6], tids[7],
-           (void *)&normal, (void *)&pi, (void *)&robust, (void *)&cond, (void *)&sem, epfd,
+           tids[8],           (void *)&normal, (void *)&pi, (void *)&robust, (void *)&cond, (void *)&sem, epfd,
            (unsigned long)sleeper_thread);
     fflush(stdout);
     char buf[64];

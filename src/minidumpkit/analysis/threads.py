@@ -83,8 +83,10 @@ class BlockingCall:
     def describe(self) -> str:
         """One line: ``futex(0x55..., FUTEX_WAIT_PRIVATE, 2)``, ``read(fd 3 -> pipe:[…])``."""
         d = self.details
-        name = self.name or "restart_syscall (original call unknown)"
-        if self.name == "futex":
+        name = self.name
+        if name is None:
+            text = "restart_syscall (original call unknown)"
+        elif name == "futex":
             text = f"futex(0x{d['address']:x}, {d['op_name']}, {d['val']})"
         elif "fd" in d:
             target = d.get("fd_target")
