@@ -27,11 +27,13 @@ from minidumpkit.analysis.threads import thread_statuses
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="Linux only")
 
 ROLES = ("main", "mutex_waiter", "pi_waiter", "robust_waiter", "cond_waiter", "sem_waiter",
-         "sleeper", "epoller", "joiner", "raw_sleeper")
+         "sleeper", "epoller", "joiner", "raw_sleeper", "rw_reader", "rw_writer", "rec_waiter",
+         "err_waiter", "poller", "reaper")
 # the call each role blocks in (glibc 2.36 x86_64: nanosleep() is clock_nanosleep)
 EXPECTED_CALL = {"main": 0, "mutex_waiter": 202, "pi_waiter": 202, "robust_waiter": 202,
                  "cond_waiter": 202, "sem_waiter": 202, "sleeper": 230, "epoller": 232,
-                 "joiner": 202, "raw_sleeper": 230}
+                 "joiner": 202, "raw_sleeper": 230, "rw_reader": 202, "rw_writer": 202,
+                 "rec_waiter": 202, "err_waiter": 202, "poller": 7, "reaper": 61}
 ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 
 
@@ -123,7 +125,8 @@ def _check_against_proc(dump: mdk.Minidump, kernel: dict[str, dict[str, object]]
 def test_states_syscalls_and_waits(target_bins, start_target, live, tmp_path: Path) -> None:
     target = start_target([str(target_bins["locks_target"])])
     tids = _tids(target)
-    addr = {k: target.int(k) for k in ("normal", "pi", "robust", "cond", "sem")}
+    addr = {k: target.int(k) for k in ("normal", "pi", "robust", "cond", "sem", "rw", "rec",
+                                       "err")}
     kernel = _park_and_read(target)
     assert kernel["sleeper"]["nr"] == kernel["raw_sleeper"]["nr"] == 230  # not stopped yet
 
@@ -178,13 +181,21 @@ def test_states_syscalls_and_waits(target_bins, start_target, live, tmp_path: Pa
         if dump is twice:
             assert raw_call.name is None and raw_call.restarted
             assert raw_call.describe() == "restart_syscall (original call unknown) [restarted]"
+        po = statuses[tids["poller"]].call
+        assert po is not None and po.name == "poll" and po.details["timeout_ms"] == -1
+        assert po.details["fds"] == [{"fd": target.int("pipe"), "events": 1,  # POLLIN
+                                      "target": os.readlink(f"/proc/{target.pid}/fd/"
+                                                            f"{target.int('pipe')}")}]
+        reaper = statuses[tids["reaper"]].call
+        assert reaper is not None and reaper.name == "wait4"
+        assert reaper.details["pid"] == target.int("child")
         cw = statuses[tids["cond_waiter"]].call
         assert cw is not None and cw.details["address"] == addr["cond"] + 40
 
     # futex waits from the call and memory alone
     waits = futex_waits(twice)
-    assert set(waits) == {tids[r] for r in ("mutex_waiter", "pi_waiter", "robust_waiter",
-                                             "cond_waiter", "sem_waiter", "joiner")}
+    futex_roles = [r for r in ROLES if EXPECTED_CALL[r] == 202]
+    assert set(waits) == {tids[r] for r in futex_roles}
     pi = waits[tids["pi_waiter"]]
     assert (pi.kind, pi.address, pi.owner_tid, pi.owner_died) \
         == (WaitKind.PI_MUTEX, addr["pi"], tids["main"], False)
@@ -194,7 +205,8 @@ def test_states_syscalls_and_waits(target_bins, start_target, live, tmp_path: Pa
     join = waits[tids["joiner"]]
     assert (join.kind, join.owner_tid) == (WaitKind.JOIN, tids["sleeper"])
     assert join.address == target.int("sleeper_pthread") + 720  # glibc 2.36 (analysis.md B.4)
-    for role in ("mutex_waiter", "cond_waiter", "sem_waiter"):
+    for role in ("mutex_waiter", "cond_waiter", "sem_waiter", "rw_reader", "rw_writer",
+                 "rec_waiter", "err_waiter"):
         wait = waits[tids[role]]
         assert wait.kind is WaitKind.UNKNOWN and wait.owner_tid is None, role
         assert "needs the libc frame" in wait.reason, role
@@ -210,6 +222,14 @@ def test_states_syscalls_and_waits(target_bins, start_target, live, tmp_path: Pa
     assert (told[tids["sem_waiter"]].kind, told[tids["sem_waiter"]].owner_tid) \
         == (WaitKind.SEMAPHORE, None)
     assert told[tids["pi_waiter"]] == pi and told[tids["robust_waiter"]] == robust
+    for role, obj in (("rec_waiter", "rec"), ("err_waiter", "err")):
+        wait = told[tids[role]]
+        assert (wait.kind, wait.address, wait.owner_tid) \
+            == (WaitKind.MUTEX, addr[obj], tids["main"]), role
+    for role, offset in (("rw_reader", 8), ("rw_writer", 12)):  # analysis.md B.5
+        wait = told[tids[role]]
+        assert (wait.kind, wait.object_address, wait.address, wait.owner_tid) \
+            == (WaitKind.RWLOCK, addr["rw"], addr["rw"] + offset, tids["main"]), role
 
     # the lock memory: what the analysis read is in the MINI dump; measure its cost
     without = _dump(target.pid, tmp_path / "without.dmp", max_lock_memory_bytes=0)

@@ -15,6 +15,12 @@
  *   raw_sleeper    syscall(SYS_clock_nanosleep, ...) through glibc's generic syscall():
  *                  the number comes from a register, so once restarted (restart_syscall)
  *                  its call site does not tell which call it was
+ *   rw_reader      pthread_rwlock_rdlock(&rw), main holds it for writing
+ *   rw_writer      pthread_rwlock_wrlock(&rw)
+ *   rec_waiter     pthread_mutex_lock(&rec), a recursive mutex main holds twice
+ *   err_waiter     pthread_mutex_lock(&err), an error-checking mutex main holds
+ *   poller         poll(-1) on the empty pipe
+ *   reaper         waitpid(child): wait4 on a child that sleeps (and dies with us)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,7 +28,11 @@
 #include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,10 +44,14 @@ static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static sem_t sem;
 static int epfd, epipe[2];
 static pthread_t sleeper_thread;
-static volatile int tids[9];
+static pthread_mutex_t rec, err;
+static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
+static pid_t child;
+#define NTHREADS 15
+static volatile int tids[NTHREADS];
 
 enum { MUTEX_WAITER, PI_WAITER, ROBUST_WAITER, COND_WAITER, SEM_WAITER, SLEEPER, EPOLLER,
-       JOINER, RAW_SLEEPER };
+       JOINER, RAW_SLEEPER, RW_READER, RW_WRITER, REC_WAITER, ERR_WAITER, POLLER, REAPER };
 
 static void publish(int slot) { tids[slot] = (int)syscall(SYS_gettid); }
 
@@ -78,6 +92,24 @@ static void *raw_sleeper(void *arg) {
     return arg;
 }
 
+static void *rw_reader(void *arg) { publish(RW_READER); pthread_rwlock_rdlock(&rw); return arg; }
+static void *rw_writer(void *arg) { publish(RW_WRITER); pthread_rwlock_wrlock(&rw); return arg; }
+static void *rec_waiter(void *arg) { publish(REC_WAITER); pthread_mutex_lock(&rec); return arg; }
+static void *err_waiter(void *arg) { publish(ERR_WAITER); pthread_mutex_lock(&err); return arg; }
+
+static void *poller(void *arg) {
+    struct pollfd pfd = {.fd = epipe[0], .events = POLLIN};
+    publish(POLLER);
+    for (;;) poll(&pfd, 1, -1);
+    return arg;
+}
+
+static void *reaper(void *arg) {
+    publish(REAPER);
+    for (;;) waitpid(child, NULL, 0);
+    return arg;
+}
+
 static void *joiner(void *arg) { publish(JOINER); pthread_join(sleeper_thread, NULL); return arg; }
 
 int main(void) {
@@ -89,7 +121,18 @@ int main(void) {
     pthread_mutexattr_init(&attr);
     pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(&robust, &attr);
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&rec, &attr);
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+    pthread_mutex_init(&err, &attr);
     sem_init(&sem, 0, 0);
+    child = fork();
+    if (child == 0) {  /* dies with its parent: never left behind */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;) pause();
+    }
     if (pipe(epipe) != 0) return 1;
     epfd = epoll_create1(0);
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = epipe[0]};
@@ -98,6 +141,10 @@ int main(void) {
     pthread_mutex_lock(&normal);
     pthread_mutex_lock(&pi);
     pthread_mutex_lock(&robust);
+    pthread_mutex_lock(&rec);
+    pthread_mutex_lock(&rec);
+    pthread_mutex_lock(&err);
+    pthread_rwlock_wrlock(&rw);
     pthread_create(&t, NULL, mutex_waiter, NULL);
     pthread_create(&t, NULL, pi_waiter, NULL);
     pthread_create(&t, NULL, robust_waiter, NULL);
@@ -107,13 +154,23 @@ int main(void) {
     pthread_create(&t, NULL, epoller, NULL);
     pthread_create(&t, NULL, joiner, NULL);
     pthread_create(&t, NULL, raw_sleeper, NULL);
-    for (int i = 0; i < 9; i++)
+    pthread_create(&t, NULL, rw_reader, NULL);
+    while (!tids[RW_READER]) usleep(1000);
+    usleep(20000);  /* the reader queues first, then the writer */
+    pthread_create(&t, NULL, rw_writer, NULL);
+    pthread_create(&t, NULL, rec_waiter, NULL);
+    pthread_create(&t, NULL, err_waiter, NULL);
+    pthread_create(&t, NULL, poller, NULL);
+    pthread_create(&t, NULL, reaper, NULL);
+    for (int i = 0; i < NTHREADS; i++)
         while (!tids[i]) usleep(1000);
     printf("READY main=%d mutex_waiter=%d pi_waiter=%d robust_waiter=%d cond_waiter=%d "
-           "sem_waiter=%d sleeper=%d epoller=%d joiner=%d raw_sleeper=%d normal=%p pi=%p robust=%p cond=%p "
+           "sem_waiter=%d sleeper=%d epoller=%d joiner=%d raw_sleeper=%d rw_reader=%d rw_writer=%d rec_waiter=%d err_waiter=%d "
+           "poller=%d reaper=%d child=%d rw=%p rec=%p err=%p pipe=%d normal=%p pi=%p robust=%p cond=%p "
            "sem=%p epfd=%d sleeper_pthread=0x%lx\n",
            (int)getpid(), tids[0], tids[1], tids[2], tids[3], tids[4], tids[5], tids[6], tids[7],
-           tids[8],           (void *)&normal, (void *)&pi, (void *)&robust, (void *)&cond, (void *)&sem, epfd,
+           tids[8], tids[9], tids[10], tids[11], tids[12], tids[13], tids[14], (int)child,
+           (void *)&rw, (void *)&rec, (void *)&err, epipe[0],           (void *)&normal, (void *)&pi, (void *)&robust, (void *)&cond, (void *)&sem, epfd,
            (unsigned long)sleeper_thread);
     fflush(stdout);
     char buf[64];
