@@ -89,10 +89,11 @@ def _park_and_read(target) -> dict[str, dict[str, object]]:  # type: ignore[no-u
     return {role: _proc(target.pid, tid) for role, tid in _tids(target).items()}
 
 
-def _dump(pid: int, path: Path, **policy: int) -> mdk.Minidump:
-    if policy:
+def _dump(pid: int, path: Path, dump_type: int = mdk.DumpType.MINI,
+          **policy: int) -> mdk.Minidump:
+    if policy or dump_type != mdk.DumpType.MINI:
         with open(path, "wb") as f:
-            linux.write_dump(pid, f, mdk.DumpType.MINI, policy=DumpPolicy(**policy))
+            linux.write_dump(pid, f, mdk.MiniDumpType(dump_type), policy=DumpPolicy(**policy))
     else:
         mdk.dump(pid, path, mdk.DumpType.MINI)
     return mdk.open_minidump(path)
@@ -244,8 +245,6 @@ def test_states_syscalls_and_waits(target_bins, start_target, live, tmp_path: Pa
     print(f"MINI with lock memory and state stream {with_size} B, without lock memory "
           f"{without_size} B, without both {bare} B: ratio {ratio:.4f}")
     assert ratio <= 1.10
-    without_waits = futex_waits(without)
-    assert without_waits[tids["pi_waiter"]].owner_tid in (None, tids["main"])
     for dump in (first, again, twice, without):
         dump.close()
 
@@ -278,3 +277,40 @@ def test_foreign_dump_without_state_stream(target_bins, start_target, tmp_path: 
         assert call is not None and call.source.startswith("registers and code"), role
         assert call.number == kernel[role]["nr"], role
     foreign.close()
+
+
+def test_lock_memory_missing_or_stream_malformed(target_bins, start_target, tmp_path: Path) -> None:
+    """A Normal dump without the lock memory holds no mutex bytes (the mutexes are
+    globals, on no stack): owners are unknown, with the reason; a malformed state
+    stream falls back to the registers, and says why where nothing is found."""
+    target = start_target([str(target_bins["locks_target"])])
+    tids = _tids(target)
+    _park_and_read(target)
+    bare = _dump(target.pid, tmp_path / "bare.dmp", mdk.MiniDumpType.Normal,
+                 max_lock_memory_bytes=0)
+    pi_addr = target.int("pi")
+    with pytest.raises(mdk.MemoryNotCaptured):
+        bare.memory.read(pi_addr, 4)
+    waits = futex_waits(bare)
+    pi = waits[tids["pi_waiter"]]
+    assert (pi.kind, pi.owner_tid) == (WaitKind.PI_MUTEX, None)
+    assert "not in the dump" in pi.reason
+    # the robust mutex cannot be matched to a list without its memory: unknown, not a guess
+    assert waits[tids["robust_waiter"]].kind is WaitKind.UNKNOWN
+    full = _dump(target.pid, tmp_path / "full.dmp", mdk.MiniDumpType.Normal)
+    assert full.memory.read(pi_addr, 4)
+    assert futex_waits(full)[tids["pi_waiter"]].owner_tid == tids["main"]
+
+    data = bytearray((tmp_path / "full.dmp").read_bytes())
+    info = full.stream(mdk.StreamType.MinidumpkitThreadStateStream)
+    assert info is not None
+    data[info.rva + 8:info.rva + 12] = (10_000).to_bytes(4, "little")  # entries past the end
+    broken = mdk.open_minidump(bytes(data))
+    with pytest.raises(mdk.MinidumpFormatError):
+        broken.thread_states
+    statuses = {s.thread_id: s for s in thread_statuses(broken)}
+    assert statuses[tids["pi_waiter"]].call is not None
+    assert statuses[tids["pi_waiter"]].call.source.startswith("registers and code")
+    assert "thread state stream unreadable" in statuses[tids["epoller"]].note
+    for dump in (bare, full, broken):
+        dump.close()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .. import format as md
 from ..errors import MemoryNotCaptured
-from .threads import BlockingCall, blocking_call
+from .threads import BlockingCall, blocking_call, thread_states
 
 if TYPE_CHECKING:
     from .._streams import Thread
@@ -132,7 +132,7 @@ def _u32(dump: Minidump, address: int) -> int | None:
 def robust_mutexes(dump: Minidump, thread_id: int) -> list[RobustMutex]:
     """The robust mutexes thread ``thread_id`` holds, from its robust list in the dump
     (empty when the dump has no list head for it or the list is not captured)."""
-    state = dump.thread_states.get(thread_id)
+    state = thread_states(dump).get(thread_id)
     if state is None or state.robust_list is None:
         return []
     head = state.robust_list[0]
@@ -160,7 +160,7 @@ def _tid_words(dump: Minidump) -> dict[int, int]:
     """{address of a thread's TID word: thread id}, for threads whose word (glibc 2.36:
     16 bytes before the robust list head) is in the dump and holds the thread's id."""
     out: dict[int, int] = {}
-    for tid, state in dump.thread_states.items():
+    for tid, state in thread_states(dump).items():
         if state.robust_list is None:
             continue
         at = state.robust_list[0] - TID_BEFORE_ROBUST_HEAD
@@ -274,7 +274,7 @@ def _shared_by(command: int) -> str:
 
 
 def _robust_owner(dump: Minidump, address: int) -> tuple[int, RobustMutex] | None:
-    for tid in dump.thread_states:
+    for tid in thread_states(dump):
         for entry in robust_mutexes(dump, tid):
             if entry.address == address:
                 return tid, entry
@@ -309,7 +309,7 @@ def _from_frame(dump: Minidump, call: BlockingCall, base: dict[str, object],
             readers = _u32(dump, obj)
             writer = _u32(dump, obj + RWLOCK_CUR_WRITER)
             if readers is not None and writer and readers & 3 == 3 \
-                    and writer in dump.thread_states:
+                    and writer in thread_states(dump):
                 return FutexWait(**base, kind=kind, object_address=obj,  # type: ignore[arg-type]
                                  owner_tid=writer, evidence=f"{evidence}; __cur_writer")
         return FutexWait(**base, kind=kind, evidence=evidence,  # type: ignore[arg-type]

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import format as md
 from .._syscalls import ERESTART, RESTART_SYSCALL, syscall_at_call_site, syscall_name
-from ..errors import MemoryNotCaptured
+from ..errors import MemoryNotCaptured, MinidumpFormatError
 
 if TYPE_CHECKING:
-    from .._streams import Thread
+    from .._streams import Thread, ThreadState
     from ..reader import Minidump
 
-__all__ = ["BlockingCall", "ThreadStatus", "blocking_call", "thread_status", "thread_statuses"]
+__all__ = ["BlockingCall", "ThreadStatus", "blocking_call", "stream_problem", "thread_status",
+           "thread_states", "thread_statuses"]
 
 # x86_64 system call argument registers, in order
 ARG_REGISTERS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
@@ -138,6 +139,24 @@ def _registers(thread: Thread) -> dict[str, int] | None:
     return {name: int(getattr(ctx, name)) for name in (*ARG_REGISTERS, "rax", "rip", "rsp")}
 
 
+def thread_states(dump: Minidump) -> dict[int, ThreadState]:
+    """``dump.thread_states``, or {} when the stream is malformed (then the registers
+    are read as for a dump without it; :func:`stream_problem` says why)."""
+    try:
+        return dump.thread_states
+    except MinidumpFormatError:
+        return {}
+
+
+def stream_problem(dump: Minidump) -> str | None:
+    """Why the thread state stream cannot be used, or None (absent streams are fine)."""
+    try:
+        dump.thread_states
+    except MinidumpFormatError as exc:
+        return f"thread state stream unreadable: {exc}"
+    return None
+
+
 def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
@@ -157,7 +176,7 @@ def blocking_call(dump: Minidump, thread: Thread) -> BlockingCall | None:
     if regs is None:
         return None
     args = tuple(regs[r] for r in ARG_REGISTERS)
-    state = dump.thread_states.get(thread.thread_id)
+    state = thread_states(dump).get(thread.thread_id)
     if state is not None:
         if not state.blocked:
             return None
@@ -258,7 +277,7 @@ def _int32(value: int) -> int:
 
 def thread_status(dump: Minidump, thread: Thread) -> ThreadStatus:
     """:class:`ThreadStatus` of one of ``dump.threads``."""
-    state = dump.thread_states.get(thread.thread_id)
+    state = thread_states(dump).get(thread.thread_id)
     call = blocking_call(dump, thread)
     if call is not None:
         note = "blocked"
@@ -272,6 +291,9 @@ def thread_status(dump: Minidump, thread: Thread) -> ThreadStatus:
     else:
         note = ("unknown: no thread state stream, and the registers do not show a blocked "
                 "system call")
+        problem = stream_problem(dump)
+        if problem is not None:
+            note = f"unknown: {problem}; the registers do not show a blocked system call"
     return ThreadStatus(
         thread_id=thread.thread_id, name=thread.name,
         state=state.state if state is not None else None,
