@@ -127,8 +127,8 @@ class DumpPolicy:
         (1 MiB).
     ``max_lock_memory_bytes``
         bytes of the memory the lock analysis needs (the objects around waited-on futex
-        words, robust mutex lists; docs/threads.md), copied whatever the dump type
-        (64 KiB; 0 leaves it out).
+        words, robust mutex lists; docs/threads.md), copied in every dump type but those
+        with WithoutOptionalData (64 KiB; 0 leaves it out).
     """
 
     max_stack_size: int = 1 * MiB
@@ -660,7 +660,8 @@ def select(capture: ProcessCapture, dump_type: MiniDumpType, policy: DumpPolicy,
                 base.append(MemoryRange(*window, RangeKind.INSTRUCTION_WINDOW))
         if optional and choice.flags & ThreadWriteFlags.ThreadData and t.teb:
             base += _around(index, t.teb, THREAD_DATA_BEFORE, THREAD_DATA_AFTER)
-    base += _lock_memory(index, capture.lock_memory, policy.max_lock_memory_bytes)
+    if optional:  # the lock analysis's memory is optional data, like indirect memory
+        base += _lock_memory(index, capture.lock_memory, policy.max_lock_memory_bytes)
     if optional and dump_type & MiniDumpType.WithModuleHeaders:
         for mc in module_choices:  # the ELF (PE) headers: the module's first page
             base += _around(index, mc.module.base, 0, 4096)
