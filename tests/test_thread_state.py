@@ -314,3 +314,28 @@ def test_lock_memory_missing_or_stream_malformed(target_bins, start_target, tmp_
     assert "thread state stream unreadable" in statuses[tids["epoller"]].note
     for dump in (bare, full, broken):
         dump.close()
+
+
+@pytest.mark.xfail(strict=True, raises=ImportError,
+                   reason="needs the stack walker (branch `stacks`, not merged yet): when it "
+                          "is, this passes; remove this mark")
+def test_walker_frames_tell_every_kind(target_bins, start_target, tmp_path: Path) -> None:
+    """With our own walker's frames every futex wait of the target gets its kind and owner."""
+    from minidumpkit.analysis import walk_stacks  # type: ignore[attr-defined]
+
+    target = start_target([str(target_bins["locks_target"])])
+    tids = _tids(target)
+    _park_and_read(target)
+    dump = _dump(target.pid, tmp_path / "a.dmp")
+    frames = {cs.thread_id: cs.frames for cs in walk_stacks(dump)}
+    waits = futex_waits(dump, frames)
+    main = tids["main"]
+    expected = {"mutex_waiter": (WaitKind.MUTEX, main), "pi_waiter": (WaitKind.PI_MUTEX, main),
+                "robust_waiter": (WaitKind.ROBUST_MUTEX, main),
+                "cond_waiter": (WaitKind.CONDVAR, None), "sem_waiter": (WaitKind.SEMAPHORE, None),
+                "joiner": (WaitKind.JOIN, tids["sleeper"]), "rw_reader": (WaitKind.RWLOCK, main),
+                "rw_writer": (WaitKind.RWLOCK, main), "rec_waiter": (WaitKind.MUTEX, main),
+                "err_waiter": (WaitKind.MUTEX, main)}
+    assert {role: (waits[tids[role]].kind, waits[tids[role]].owner_tid) for role in expected} \
+        == expected
+    dump.close()
