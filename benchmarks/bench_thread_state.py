@@ -40,9 +40,9 @@ from minidumpkit._backends import _threadstate  # noqa: E402
 @contextlib.contextmanager
 def thread_state_off() -> Iterator[None]:
     saved = (_threadstate.sample, _threadstate.collect, _threadstate.lock_memory)
-    _threadstate.sample = lambda pid: {}  # type: ignore[assignment]
-    _threadstate.collect = lambda *a, **k: ({}, {})  # type: ignore[assignment]
-    _threadstate.lock_memory = lambda *a, **k: []  # type: ignore[assignment]
+    _threadstate.sample = lambda pid: {}
+    _threadstate.collect = lambda *a, **k: ({}, {})
+    _threadstate.lock_memory = lambda *a, **k: []
     try:
         yield
     finally:

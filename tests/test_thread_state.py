@@ -14,7 +14,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,7 +49,7 @@ def _proc(pid: int, tid: int) -> dict[str, object]:
             "wchan": Path(f"/proc/{pid}/task/{tid}/wchan").read_text().strip()}
 
 
-def _tids(target) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _tids(target: Any) -> dict[str, int]:
     return {role: target.int(role) for role in ROLES}
 
 
@@ -84,7 +86,7 @@ class _Frame:
     function: str | None
 
 
-def _park_and_read(target) -> dict[str, dict[str, object]]:  # type: ignore[no-untyped-def]
+def _park_and_read(target: Any) -> dict[str, dict[str, object]]:
     target.wait_parked(*ROLES)
     return {role: _proc(target.pid, tid) for role, tid in _tids(target).items()}
 
@@ -123,7 +125,9 @@ def _check_against_proc(dump: mdk.Minidump, kernel: dict[str, dict[str, object]]
         assert regs["rip"] == seen["pc"] and regs["rsp"] == seen["sp"], role
 
 
-def test_states_syscalls_and_waits(target_bins, start_target, live, tmp_path: Path) -> None:
+def test_states_syscalls_and_waits(
+        target_bins: dict[str, Path], start_target: Callable[..., Any], live: Any,
+        tmp_path: Path) -> None:
     target = start_target([str(target_bins["locks_target"])])
     tids = _tids(target)
     addr = {k: target.int(k) for k in ("normal", "pi", "robust", "cond", "sem", "rw", "rec",
@@ -158,7 +162,8 @@ def test_states_syscalls_and_waits(target_bins, start_target, live, tmp_path: Pa
         calls = {role: dump.thread_states[tid].syscall for role, tid in tids.items()}
         assert calls == {**EXPECTED_CALL, "raw_sleeper": raw}
     sleeper = twice.thread_states[tids["sleeper"]]
-    assert sleeper.restarted and sleeper.orig_rax == 219 and sleeper.syscall_name == "clock_nanosleep"
+    assert sleeper.restarted and sleeper.orig_rax == 219
+    assert sleeper.syscall_name == "clock_nanosleep"
 
     # the calls decoded
     for dump in (first, twice):
@@ -249,7 +254,8 @@ def test_states_syscalls_and_waits(target_bins, start_target, live, tmp_path: Pa
         dump.close()
 
 
-def test_foreign_dump_without_state_stream(target_bins, start_target, tmp_path: Path) -> None:
+def test_foreign_dump_without_state_stream(
+        target_bins: dict[str, Path], start_target: Callable[..., Any], tmp_path: Path) -> None:
     """A dump without minidumpkit's stream (Breakpad-style): the blocked calls are
     inferred from rax and the call site, and said to be."""
     target = start_target([str(target_bins["locks_target"])])
@@ -279,7 +285,8 @@ def test_foreign_dump_without_state_stream(target_bins, start_target, tmp_path: 
     foreign.close()
 
 
-def test_lock_memory_missing_or_stream_malformed(target_bins, start_target, tmp_path: Path) -> None:
+def test_lock_memory_missing_or_stream_malformed(
+        target_bins: dict[str, Path], start_target: Callable[..., Any], tmp_path: Path) -> None:
     """A Normal dump without the lock memory holds no mutex bytes (the mutexes are
     globals, on no stack): owners are unknown, with the reason; a malformed state
     stream falls back to the registers, and says why where nothing is found."""
@@ -309,8 +316,8 @@ def test_lock_memory_missing_or_stream_malformed(target_bins, start_target, tmp_
     with pytest.raises(mdk.MinidumpFormatError):
         broken.thread_states
     statuses = {s.thread_id: s for s in thread_statuses(broken)}
-    assert statuses[tids["pi_waiter"]].call is not None
-    assert statuses[tids["pi_waiter"]].call.source.startswith("registers and code")
+    pi_call = statuses[tids["pi_waiter"]].call
+    assert pi_call is not None and pi_call.source.startswith("registers and code")
     assert "thread state stream unreadable" in statuses[tids["epoller"]].note
     for dump in (bare, full, broken):
         dump.close()
@@ -319,7 +326,8 @@ def test_lock_memory_missing_or_stream_malformed(target_bins, start_target, tmp_
 @pytest.mark.xfail(strict=True, raises=ImportError,
                    reason="needs the stack walker (branch `stacks`, not merged yet): when it "
                           "is, this passes; remove this mark")
-def test_walker_frames_tell_every_kind(target_bins, start_target, tmp_path: Path) -> None:
+def test_walker_frames_tell_every_kind(
+        target_bins: dict[str, Path], start_target: Callable[..., Any], tmp_path: Path) -> None:
     """With our own walker's frames every futex wait of the target gets its kind and owner."""
     from minidumpkit.analysis import walk_stacks  # type: ignore[attr-defined]
 

@@ -120,8 +120,9 @@ def syscall_at_call_site(code: bytes, *, nearby: bool = False) -> int | None:
     ``code`` ends at the pc (the bytes right before it). A thread in a system call has
     its pc after ``syscall`` (0f 05); glibc's wrappers load the number into eax with
     the instruction right before it: ``mov $nr, %eax`` (b8 imm32), ``mov $nr, %rax``
-    (48 c7 c0 imm32), or for read (0) ``xor %eax, %eax`` (31 c0 / 33 c0). A number taken from a register (the generic ``syscall()``
-    function, other languages' runtimes) is not a constant here: None.
+    (48 c7 c0 imm32), or for read (0) ``xor %eax, %eax`` (31 c0 / 33 c0). A number
+    taken from a register (the generic ``syscall()`` function, other languages'
+    runtimes) is not a constant here: None.
 
     ``nearby``: also accept a ``mov $nr, %eax`` up to 12 bytes before the ``syscall``
     with other instructions in between (glibc's __lll_lock_wait sets an argument

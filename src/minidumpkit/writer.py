@@ -432,8 +432,8 @@ class _Job:
                                          size_of_entry=md.ThreadInfo.SIZE,
                                          number_of_entries=len(choices))
         states = self.capture.thread_states
-        entries = [md.ThreadInfo(thread_id=c.thread.tid, dump_flags=_info_flags(states.get(c.thread.tid)),
-                                 dump_error=0,
+        entries = [md.ThreadInfo(thread_id=c.thread.tid,
+                                 dump_flags=_info_flags(states.get(c.thread.tid)), dump_error=0,
                                  exit_status=_STILL_ACTIVE, create_time=c.thread.create_time,
                                  exit_time=0, kernel_time=c.thread.kernel_time,
                                  user_time=c.thread.user_time,

@@ -12,7 +12,8 @@ Three steps, each its own function so the stop protocol stays as it is:
   ``restart_syscall`` (a call interrupted by an earlier stop, ours or any tracer's) is
   mapped back to the interrupted call from the code before the pc (``mov $nr, %eax;
   syscall``). A call the stop broke off (rax -EINTR: epoll_wait, select ...) counts
-  as blocked when the thread was sampled asleep just before. The robust-mutex list head comes from get_robust_list(2).
+  as blocked when the thread was sampled asleep just before. The robust-mutex list
+  head comes from get_robust_list(2).
 * :func:`lock_memory`: the ranges the lock analysis reads (the object around each
   waited-on futex word, every robust list head and its entries), so that a MINI dump
   holds them.

@@ -223,46 +223,46 @@ def futex_wait(dump: Minidump, thread: Thread,
     if call is None or call.name != "futex":
         return None
     d = call.details
-    base = dict(thread_id=thread.thread_id, address=d["address"], op_name=d["op_name"])
+    base = FutexWait(thread.thread_id, d["address"], d["op_name"], WaitKind.UNKNOWN)
     address, word = d["address"], d.get("word")
     if d["command"] in _LOCK_PI_COMMANDS:
+        pi = dataclasses.replace(base, kind=WaitKind.PI_MUTEX, object_address=address,
+                                 evidence="FUTEX_LOCK_PI is only used to lock PI mutexes")
         if word is None:
-            return FutexWait(**base, kind=WaitKind.PI_MUTEX, object_address=address,
-                             evidence="FUTEX_LOCK_PI is only used to lock PI mutexes",
-                             reason="the futex word is not in the dump: owner unknown")
-        return FutexWait(**base, kind=WaitKind.PI_MUTEX, object_address=address,
-                         owner_tid=(word & FUTEX_TID_MASK) or None,
-                         owner_died=bool(word & FUTEX_OWNER_DIED),
-                         evidence="FUTEX_LOCK_PI is only used to lock PI mutexes; the owner's "
-                                  "TID is in the futex word")
+            return dataclasses.replace(
+                pi, reason="the futex word is not in the dump: owner unknown")
+        return dataclasses.replace(
+            pi, owner_tid=(word & FUTEX_TID_MASK) or None,
+            owner_died=bool(word & FUTEX_OWNER_DIED),
+            evidence=pi.evidence + "; the owner's TID is in the futex word")
     robust = _robust_owner(dump, address)
     if robust is not None:
         holder, entry = robust
-        died = word is not None and bool(word & FUTEX_OWNER_DIED)
-        evidence = (f"the futex word is a mutex on thread {holder}'s robust list (it holds "
-                    "it)")
+        evidence = f"the futex word is a mutex on thread {holder}'s robust list (it holds it)"
         if word is not None and word & FUTEX_TID_MASK != holder:
             evidence += f"; but the word's TID is {word & FUTEX_TID_MASK}"
-        return FutexWait(**base, kind=WaitKind.PI_MUTEX if entry.pi else WaitKind.ROBUST_MUTEX,
-                         object_address=address, owner_tid=holder, owner_died=died,
-                         evidence=evidence)
+        return dataclasses.replace(
+            base, kind=WaitKind.PI_MUTEX if entry.pi else WaitKind.ROBUST_MUTEX,
+            object_address=address, owner_tid=holder,
+            owner_died=word is not None and bool(word & FUTEX_OWNER_DIED), evidence=evidence)
     joined = _tid_words(dump).get(address)
     if joined is not None and d["val"] == joined:
-        return FutexWait(**base, kind=WaitKind.JOIN, object_address=address, owner_tid=joined,
-                         evidence=f"the futex word is thread {joined}'s TID word in its "
-                                  "control block, and the wait expects that TID: pthread_join")
+        return dataclasses.replace(
+            base, kind=WaitKind.JOIN, object_address=address, owner_tid=joined,
+            evidence=f"the futex word is thread {joined}'s TID word in its control block, "
+                     "and the wait expects that TID: pthread_join")
     if frames:
         told = _kind_from_frames(frames)
         if told is not None:
             return _from_frame(dump, call, base, *told)
         top = next((f.function for f in frames if f.function), None)
-        return FutexWait(**base, kind=WaitKind.UNKNOWN,
-                         reason="no libc lock function among the frames "
-                                f"(innermost named: {top or 'none'})")
-    return FutexWait(**base, kind=WaitKind.UNKNOWN,
-                     reason=f"needs the libc frame (stack walker): {d['op_name']} on a word "
-                            "that is neither a PI mutex, a robust mutex on a thread's list, "
-                            "nor a thread's TID word is used alike by " + _shared_by(d["command"]))
+        return dataclasses.replace(
+            base, reason="no libc lock function among the frames "
+                         f"(innermost named: {top or 'none'})")
+    return dataclasses.replace(
+        base, reason=f"needs the libc frame (stack walker): {d['op_name']} on a word that "
+                     "is neither a PI mutex, a robust mutex on a thread's list, nor a "
+                     "thread's TID word is used alike by " + _shared_by(d["command"]))
 
 
 def _shared_by(command: int) -> str:
@@ -281,26 +281,27 @@ def _robust_owner(dump: Minidump, address: int) -> tuple[int, RobustMutex] | Non
     return None
 
 
-def _from_frame(dump: Minidump, call: BlockingCall, base: dict[str, object],
+def _from_frame(dump: Minidump, call: BlockingCall, base: FutexWait,
                 kind: WaitKind, function: str) -> FutexWait:
     d = call.details
     address, word = d["address"], d.get("word")
-    evidence = f"frame {function}"
+    told = dataclasses.replace(base, kind=kind, evidence=f"frame {function}")
     if kind is WaitKind.MUTEX:
+        mutex = dataclasses.replace(told, object_address=address)
         mutex_kind = _u32(dump, address + MUTEX_KIND)
         if mutex_kind is None or word is None:
-            return FutexWait(**base, kind=kind, object_address=address,  # type: ignore[arg-type]
-                             evidence=evidence, reason="the mutex is not in the dump: owner unknown")
+            return dataclasses.replace(mutex, reason="the mutex is not in the dump: owner unknown")
         if mutex_kind & (MUTEX_KIND_ROBUST | MUTEX_KIND_PI):
-            return FutexWait(**base, kind=(WaitKind.PI_MUTEX if mutex_kind & MUTEX_KIND_PI  # type: ignore[arg-type]
-                                           else WaitKind.ROBUST_MUTEX),
-                             object_address=address, owner_tid=(word & FUTEX_TID_MASK) or None,
-                             owner_died=bool(word & FUTEX_OWNER_DIED),
-                             evidence=f"{evidence}; __kind {mutex_kind}: the TID is in the word")
+            return dataclasses.replace(
+                mutex, kind=(WaitKind.PI_MUTEX if mutex_kind & MUTEX_KIND_PI
+                             else WaitKind.ROBUST_MUTEX),
+                owner_tid=(word & FUTEX_TID_MASK) or None,
+                owner_died=bool(word & FUTEX_OWNER_DIED),
+                evidence=f"{told.evidence}; __kind {mutex_kind}: the TID is in the word")
         owner = _u32(dump, address + MUTEX_OWNER)
-        return FutexWait(**base, kind=kind, object_address=address,  # type: ignore[arg-type]
-                         owner_tid=owner or None, evidence=f"{evidence}; __owner",
-                         reason="" if owner else "locked, __owner is 0 (owner unknown)")
+        return dataclasses.replace(
+            mutex, owner_tid=owner or None, evidence=f"{told.evidence}; __owner",
+            reason="" if owner else "locked, __owner is 0 (owner unknown)")
     if kind is WaitKind.RWLOCK:
         # waits on __wrphase_futex (+8) or __writers_futex (+12); a write-held lock
         # has WRPHASE|WRLOCKED in __readers and the writer in __cur_writer
@@ -310,17 +311,17 @@ def _from_frame(dump: Minidump, call: BlockingCall, base: dict[str, object],
             writer = _u32(dump, obj + RWLOCK_CUR_WRITER)
             if readers is not None and writer and readers & 3 == 3 \
                     and writer in thread_states(dump):
-                return FutexWait(**base, kind=kind, object_address=obj,  # type: ignore[arg-type]
-                                 owner_tid=writer, evidence=f"{evidence}; __cur_writer")
-        return FutexWait(**base, kind=kind, evidence=evidence,  # type: ignore[arg-type]
-                         reason="not write-held: held by readers, who are not recorded")
+                return dataclasses.replace(told, object_address=obj, owner_tid=writer,
+                                           evidence=f"{told.evidence}; __cur_writer")
+        return dataclasses.replace(
+            told, reason="not write-held: held by readers, who are not recorded")
     if kind is WaitKind.JOIN:
-        return FutexWait(**base, kind=kind, object_address=address,  # type: ignore[arg-type]
-                         owner_tid=d["val"] or None, evidence=f"{evidence}; the TID it waits on")
+        return dataclasses.replace(told, object_address=address, owner_tid=d["val"] or None,
+                                   evidence=f"{told.evidence}; the TID it waits on")
     reason = {WaitKind.CONDVAR: "condition variables record no owner: a signal is expected",
               WaitKind.SEMAPHORE: "semaphores have no owner: a post is expected",
               WaitKind.BARRIER: "barriers have no owner: more arrivals are expected"}[kind]
-    return FutexWait(**base, kind=kind, evidence=evidence, reason=reason)  # type: ignore[arg-type]
+    return dataclasses.replace(told, reason=reason)
 
 
 def futex_waits(dump: Minidump, frames: Mapping[int, Sequence[FrameLike]] | None = None,
