@@ -10,6 +10,7 @@ live process (orig_rax, call stacks) and from what the target printed about itse
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -236,6 +237,14 @@ def test_states_syscalls_and_waits(
         wait = told[tids[role]]
         assert (wait.kind, wait.object_address, wait.address, wait.owner_tid) \
             == (WaitKind.RWLOCK, addr["rw"], addr["rw"] + offset, tids["main"]), role
+
+    # JSON views carry the same facts
+    as_json = json.loads(json.dumps([s.to_json() for s in thread_statuses(twice)]))
+    main_json = next(t for t in as_json if t["id"] == tids["main"])
+    assert main_json["call"]["syscall"] == "read" and main_json["call"]["details"]["fd"] == 0
+    pi_json = json.loads(json.dumps(pi.to_json()))
+    assert (pi_json["kind"], pi_json["owner_tid"], pi_json["address"]) \
+        == ("pi_mutex", tids["main"], hex(addr["pi"]))
 
     # the lock memory: what the analysis read is in the MINI dump; measure its cost
     without = _dump(target.pid, tmp_path / "without.dmp", max_lock_memory_bytes=0)

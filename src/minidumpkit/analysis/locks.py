@@ -100,6 +100,15 @@ class FutexWait:
     evidence: str = ""
     reason: str = ""
 
+    def to_json(self) -> dict[str, object]:
+        """Plain JSON types; addresses as ``"0x..."`` strings."""
+        return {"thread": self.thread_id, "kind": self.kind.value,
+                "address": f"0x{self.address:x}", "op": self.op_name,
+                "object_address": None if self.object_address is None
+                else f"0x{self.object_address:x}",
+                "owner_tid": self.owner_tid, "owner_died": self.owner_died,
+                "evidence": self.evidence, "reason": self.reason}
+
     def describe(self) -> str:
         if self.kind is WaitKind.UNKNOWN:
             return f"futex 0x{self.address:x} ({self.op_name}): unknown: {self.reason}"

@@ -109,6 +109,14 @@ class BlockingCall:
             text = f"{name}()"
         return text + (" [restarted]" if self.restarted else "")
 
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types; addresses and registers as ``"0x..."`` strings."""
+        details = {k: (f"0x{v:x}" if k in ("address", "timeout") and isinstance(v, int) else v)
+                   for k, v in self.details.items()}
+        return {"syscall": self.name, "number": self.number, "restarted": self.restarted,
+                "args": [f"0x{a:x}" for a in self.args], "source": self.source,
+                "details": details}
+
 
 @dataclasses.dataclass(frozen=True)
 class ThreadStatus:
@@ -123,6 +131,11 @@ class ThreadStatus:
     sample_age_ns: int | None
     call: BlockingCall | None
     note: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.thread_id, "name": self.name, "state": self.state,
+                "wchan": self.wchan, "sample_age_ns": self.sample_age_ns,
+                "call": None if self.call is None else self.call.to_json(), "note": self.note}
 
     def describe(self) -> str:
         head = f"thread {self.thread_id}" + (f' "{self.name}"' if self.name else "")
