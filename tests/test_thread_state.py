@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from oracles import run
 
 import minidumpkit as mdk
 from minidumpkit._backends import linux
@@ -252,6 +253,14 @@ def test_states_syscalls_and_waits(
     without_size = (tmp_path / "without.dmp").stat().st_size
     for name in ("pi", "robust", "sem"):
         assert len(twice.memory.read(addr[name], 32)) == 32
+    # Breakpad's minidump_dump reads the file (the new stream included) and its MemoryList
+    # holds the lock objects
+    out = run("breakpad-minidump-dump", tmp_path / "twice.dmp").stdout
+    ranges = [(int(a, 16), int(n, 16)) for a, n in re.findall(
+        r"MDMemoryDescriptor\n  start_of_memory_range = (0x[0-9a-f]+)\n"
+        r"  memory.data_size\s+= (0x[0-9a-f]+)", out)]
+    for name in ("pi", "robust", "sem", "normal", "rw"):
+        assert any(a <= addr[name] and addr[name] + 40 <= a + n for a, n in ranges), name
     stream = twice.stream(mdk.StreamType.MinidumpkitThreadStateStream)
     assert stream is not None
     bare = without_size - stream.data_size  # neither the lock memory nor the state stream
