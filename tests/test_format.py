@@ -64,6 +64,9 @@ SDK_LAYOUTS: dict[str, str] = {
     "LinkMap32": "3I",
     "CrashpadInfoHeader": "I16s16s" "II" "II",
     "MinidumpkitInfo": "IIQQ",
+    # minidumpkit's own (docs/threads.md gives the layout)
+    "ThreadStateListHeader": "IIII",
+    "ThreadState": "IIIIQQQQQ64s",
 }
 
 # Sizes quoted by the SDK documentation / Breakpad headers, for the records people

@@ -77,6 +77,28 @@ class CapturedThread:
 
 
 @dataclasses.dataclass(frozen=True)
+class CapturedThreadState:
+    """A thread's scheduler state and system call (the MinidumpkitThreadState stream).
+
+    ``state``/``wchan`` were read ``sample_age_ns`` before the thread was stopped ("" and
+    None when not sampled). ``orig_rax`` is the raw register (-1 outside a system call);
+    ``syscall`` the call it is blocked in (None if not blocked, or a restart whose call
+    site gave no number); ``restarted``: orig_rax was restart_syscall.
+    """
+
+    tid: int
+    state: str = ""
+    wchan: str = ""
+    sample_age_ns: int | None = None
+    orig_rax: int = -1
+    blocked: bool = False
+    syscall: int | None = None
+    restarted: bool = False
+    interrupted: bool = False  # the stop broke the call off (rax -EINTR); see ThreadStateFlags
+    robust_list: tuple[int, int] | None = None  # (head, len) from get_robust_list(2)
+
+
+@dataclasses.dataclass(frozen=True)
 class CapturedModule:
     """A loaded image: an ELF file mapped into the process (or a PE image on Windows)."""
 
@@ -151,6 +173,11 @@ class ProcessCapture:
     # How the memory was frozen: md.CAPTURE_STOP, CAPTURE_VA_CLONE, ...
     capture_method: int = md.CAPTURE_STOP
     pause_ns: int = 0
+    # per-thread scheduler state and system call, by thread id (Linux)
+    thread_states: dict[int, CapturedThreadState] = dataclasses.field(default_factory=dict)
+    # (address, size) of memory the lock analysis needs (futex objects, robust lists,
+    # TCB words), copied even in a MINI dump within DumpPolicy.max_lock_memory_bytes
+    lock_memory: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     # When the process was frozen (seconds since the epoch) for the header's TimeDateStamp;
     # 0 means "now", taken by the writer.
     timestamp: int = 0

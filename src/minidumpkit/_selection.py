@@ -125,6 +125,10 @@ class DumpPolicy:
     ``chunk_size``
         bytes read from the target at a time; cancel and progress are polled per chunk
         (1 MiB).
+    ``max_lock_memory_bytes``
+        bytes of the memory the lock analysis needs (the objects around waited-on futex
+        words, robust mutex lists; docs/threads.md), copied in every dump type but those
+        with WithoutOptionalData (64 KiB; 0 leaves it out).
     """
 
     max_stack_size: int = 1 * MiB
@@ -133,19 +137,22 @@ class DumpPolicy:
     max_memory_ranges: int = BREAKPAD_MAX_MEMORY_RANGES
     max_memory_bytes: int = 3 << 30
     chunk_size: int = 1 * MiB
+    max_lock_memory_bytes: int = 64 << 10
 
     def __init__(self, *, max_stack_size: int | None = None,
                  max_indirect_pointers: int | None = None,
                  max_indirect_bytes: int | None = None,
                  max_memory_ranges: int | None = None,
                  max_memory_bytes: int | None = None,
-                 chunk_size: int | None = None) -> None:
+                 chunk_size: int | None = None,
+                 max_lock_memory_bytes: int | None = None) -> None:
         limits = {"max_stack_size": max_stack_size,
                   "max_indirect_pointers": max_indirect_pointers,
                   "max_indirect_bytes": max_indirect_bytes,
                   "max_memory_ranges": max_memory_ranges,
                   "max_memory_bytes": max_memory_bytes,
-                  "chunk_size": chunk_size}
+                  "chunk_size": chunk_size,
+                  "max_lock_memory_bytes": max_lock_memory_bytes}
         for name, value in limits.items():
             if value is None:
                 continue
@@ -653,6 +660,8 @@ def select(capture: ProcessCapture, dump_type: MiniDumpType, policy: DumpPolicy,
                 base.append(MemoryRange(*window, RangeKind.INSTRUCTION_WINDOW))
         if optional and choice.flags & ThreadWriteFlags.ThreadData and t.teb:
             base += _around(index, t.teb, THREAD_DATA_BEFORE, THREAD_DATA_AFTER)
+    if optional:  # the lock analysis's memory is optional data, like indirect memory
+        base += _lock_memory(index, capture.lock_memory, policy.max_lock_memory_bytes)
     if optional and dump_type & MiniDumpType.WithModuleHeaders:
         for mc in module_choices:  # the ELF (PE) headers: the module's first page
             base += _around(index, mc.module.base, 0, 4096)
@@ -686,6 +695,23 @@ def _around(index: RegionIndex, address: int, before: int, after: int) -> list[M
         return []
     lo, hi = max(region.start, address - before), min(region.end, address + after)
     return [MemoryRange(lo, hi, RangeKind.EXTRA)] if hi > lo else []
+
+
+def _lock_memory(index: RegionIndex, wanted: Sequence[tuple[int, int]],
+                 budget: int) -> list[MemoryRange]:
+    """The backend's lock-analysis ranges, clipped to readable mappings, in the order
+    given (futex objects first) until ``budget`` bytes."""
+    out: list[MemoryRange] = []
+    for address, size in wanted:
+        for lo, hi, region in index.segments(address, address + size):
+            if region is None or not dumpable(region):
+                continue
+            hi = min(hi, lo + budget)
+            if hi <= lo:
+                return out
+            out.append(MemoryRange(lo, hi, RangeKind.EXTRA))
+            budget -= hi - lo
+    return out
 
 
 def _file_backed(region: Region) -> bool:

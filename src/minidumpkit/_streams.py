@@ -43,6 +43,7 @@ __all__ = [
     "SystemInfo",
     "Thread",
     "ThreadInfo",
+    "ThreadState",
     "UnloadedModule",
     "crash_address",
     "crash_reason",
@@ -302,6 +303,38 @@ class ThreadInfo:
     user_time: int
     start_address: int
     affinity: int
+
+
+@lazy_dataclass
+class ThreadState:
+    """MinidumpkitThreadStateStream entry: a thread's scheduler state and system call.
+
+    ``state`` is the /proc state letter ("S", "R", "D", ...) and ``wchan`` the kernel
+    function it slept in, read ``sample_age_ns`` before the thread was stopped (None,
+    None, None when not sampled). ``orig_rax`` is the raw register (-1: not in a system
+    call). ``syscall`` is the call the thread is blocked in (``blocked``), with a
+    ``restart_syscall`` mapped back to the call it restarts (``restarted``; None when
+    the call site did not tell). ``interrupted``: the stop broke the call off (it
+    returns EINTR when the thread resumes). ``robust_list``: (head, len) of its robust mutex list.
+    """
+
+    thread_id: int
+    flags: md.ThreadStateFlags
+    state: str | None
+    wchan: str | None
+    sample_age_ns: int | None
+    orig_rax: int
+    blocked: bool
+    syscall: int | None
+    restarted: bool
+    robust_list: tuple[int, int] | None
+    interrupted: bool = False
+
+    @property
+    def syscall_name(self) -> str | None:
+        from ._syscalls import syscall_name
+
+        return None if self.syscall is None else syscall_name(self.syscall)
 
 
 # --- modules --------------------------------------------------------------------------

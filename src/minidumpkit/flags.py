@@ -241,6 +241,8 @@ class StreamType(enum.IntEnum):
     MinidumpkitInfoStream = 0x4D4B0001
     # JSON: what a snapshot froze while the target was stopped and what it read live
     MinidumpkitSnapshotStream = 0x4D4B0002
+    # per-thread scheduler state, wchan and blocking system call (docs/threads.md)
+    MinidumpkitThreadStateStream = 0x4D4B0003
 
 
 class ContextFlags(enum.IntFlag):

@@ -848,6 +848,53 @@ class MinidumpkitInfo(Record):
     pause_ns: U64
 
 
+class ThreadStateListHeader(Record):
+    """Header of StreamType.MinidumpkitThreadStateStream (docs/threads.md); the entries
+    (``number_of_entries`` of ``size_of_entry`` bytes) follow at ``size_of_header``."""
+    size_of_header: U32
+    size_of_entry: U32
+    number_of_entries: U32
+    reserved: U32
+
+
+class ThreadState(Record):
+    """One thread's scheduler state and system call (120 bytes).
+
+    ``state`` is the /proc/PID/task/TID/stat state letter (ASCII code; 0 = not sampled)
+    and ``wchan`` the kernel function it sleeps in (NUL-padded ASCII), both read
+    ``sample_age_ns`` before the thread was stopped (once stopped every thread reads
+    ``t`` / ``ptrace_stop``). ``orig_rax`` is the register ptrace returns (the system
+    call number while in a call, all ones outside one); ``syscall`` the call the thread
+    is blocked in, with ``restart_syscall`` mapped back to the interrupted call (valid
+    with BLOCKED and not SYSCALL_UNKNOWN). The argument registers are in the thread's
+    CONTEXT. ``robust_list_head``/``_len``: what get_robust_list(2) returned.
+    """
+    thread_id: U32
+    flags: U32
+    state: U32
+    reserved: U32
+    sample_age_ns: U64
+    orig_rax: U64
+    syscall: U64
+    robust_list_head: U64
+    robust_list_len: U64
+    wchan: Annotated[bytes, "64s"]
+
+
+class ThreadStateFlags(enum.IntFlag):
+    """ThreadState.flags."""
+    SAMPLED = 0x1  # state, wchan and sample_age_ns were read before the stop
+    IN_SYSCALL = 0x2  # orig_rax holds a system call number
+    BLOCKED = 0x4  # rax held -ERESTART*: stopped while blocked in that call
+    RESTARTED = 0x8  # orig_rax is restart_syscall; ``syscall`` comes from the call site
+    SYSCALL_UNKNOWN = 0x10  # restarted, and the call site loads no constant number
+    ROBUST_LIST = 0x20  # robust_list_head/_len are valid
+    # rax held -EINTR: the stop broke off this call (epoll_wait, select and others that
+    # are never restarted return EINTR when the thread resumes; signal(7)); set with
+    # BLOCKED only when the thread was sampled asleep just before the stop
+    INTERRUPTED = 0x40
+
+
 CAPTURE_STOP = 1  # stop every thread, read, detach
 CAPTURE_VA_CLONE = 2  # copy-on-write clone snapshot
 CAPTURE_SNAPSHOT_LIVE = 3  # snapshot of threads/handles; memory read from the live process

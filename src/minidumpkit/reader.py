@@ -58,6 +58,7 @@ from ._streams import (
     SystemInfo,
     Thread,
     ThreadInfo,
+    ThreadState,
     UnloadedModule,
 )
 from .errors import (
@@ -543,6 +544,31 @@ class Minidump(Closeable):
             out.append(ThreadInfo(r.thread_id, md.ThreadInfoFlags(r.dump_flags), r.dump_error,
                                   r.exit_status, r.create_time, r.exit_time, r.kernel_time,
                                   r.user_time, r.start_address, r.affinity))
+        return out
+
+    @cached_property
+    def thread_states(self) -> dict[int, ThreadState]:
+        """MinidumpkitThreadStateStream as {thread id: ThreadState} (empty if absent)."""
+        out: dict[int, ThreadState] = {}
+        for r in self._ex_records(StreamType.MinidumpkitThreadStateStream,
+                                  md.ThreadStateListHeader.SIZE, md.ThreadState,
+                                  "thread state entry"):
+            flags = md.ThreadStateFlags(r.flags)
+            sampled = bool(flags & md.ThreadStateFlags.SAMPLED)
+            blocked = bool(flags & md.ThreadStateFlags.BLOCKED)
+            known = blocked and not flags & md.ThreadStateFlags.SYSCALL_UNKNOWN
+            orig = r.orig_rax - (1 << 64) if r.orig_rax >= 1 << 63 else r.orig_rax
+            out.setdefault(r.thread_id, ThreadState(
+                thread_id=r.thread_id, flags=flags,
+                state=chr(r.state) if sampled and 0 < r.state < 128 else None,
+                wchan=r.wchan.rstrip(b"\0").decode("ascii", "replace") if sampled else None,
+                sample_age_ns=r.sample_age_ns if sampled else None,
+                orig_rax=orig if flags & md.ThreadStateFlags.IN_SYSCALL else -1,
+                blocked=blocked, syscall=r.syscall if known else None,
+                restarted=bool(flags & md.ThreadStateFlags.RESTARTED),
+                robust_list=((r.robust_list_head, r.robust_list_len)
+                             if flags & md.ThreadStateFlags.ROBUST_LIST else None),
+                interrupted=bool(flags & md.ThreadStateFlags.INTERRUPTED)))
         return out
 
     # --- exception ---------------------------------------------------------------------

@@ -36,7 +36,7 @@ from typing import BinaryIO
 
 from . import __version__
 from . import format as md
-from ._capture import CapturedThread, ProcessCapture, Region
+from ._capture import CapturedThread, CapturedThreadState, ProcessCapture, Region
 from ._readahead import ReadAhead
 from ._selection import (
     DumpPolicy,
@@ -184,7 +184,8 @@ def _validate(capture: ProcessCapture) -> None:
             raise ValueError(f"raw stream type 0x{stream_type:x} is reserved or written by the writer")
 
 
-_OWN_STREAMS = frozenset({StreamType.LinuxDsoDebug, StreamType.MinidumpkitInfoStream})
+_OWN_STREAMS = frozenset({StreamType.LinuxDsoDebug, StreamType.MinidumpkitInfoStream,
+                          StreamType.MinidumpkitThreadStateStream})
 
 
 class _File:
@@ -315,7 +316,8 @@ class _Job:
                  + bool(dt & MiniDumpType.WithHandleData)
                  + len(cap.raw_streams) + (cap.dso_debug is not None) + 1
                  + with_info + bool(dt & MiniDumpType.WithUnloadedModules)
-                 + bool(sel.memory64))
+                 + bool(sel.memory64)
+                 + bool(self.states(threads)))
         f = self.file
         f.raw(bytes(md.Header.SIZE + count * md.Directory.SIZE))
         if dt & MiniDumpType.FilterMemory:
@@ -334,6 +336,9 @@ class _Job:
             self.stream(StreamType.ThreadNamesStream, self.thread_names(named))
         if self.dump_type & MiniDumpType.WithThreadInfo:
             self.stream(StreamType.ThreadInfoListStream, self.thread_info(info))
+        if self.states(threads):
+            self.stream(StreamType.MinidumpkitThreadStateStream,
+                        self.thread_state(self.states(threads)))
         self.stream(StreamType.ModuleListStream, self.module_list(sel))
         if cap.exception is not None:
             self.stream(StreamType.ExceptionStream, self.exception(contexts))
@@ -468,13 +473,28 @@ class _Job:
         header = md.ThreadInfoListHeader(size_of_header=md.ThreadInfoListHeader.SIZE,
                                          size_of_entry=md.ThreadInfo.SIZE,
                                          number_of_entries=len(choices))
-        entries = [md.ThreadInfo(thread_id=c.thread.tid, dump_flags=0, dump_error=0,
+        states = self.capture.thread_states
+        entries = [md.ThreadInfo(thread_id=c.thread.tid,
+                                 dump_flags=_info_flags(states.get(c.thread.tid)), dump_error=0,
                                  exit_status=_STILL_ACTIVE, create_time=c.thread.create_time,
                                  exit_time=0, kernel_time=c.thread.kernel_time,
                                  user_time=c.thread.user_time,
                                  start_address=c.thread.start_address,
                                  affinity=c.thread.affinity).pack() for c in choices]
         return header.pack() + b"".join(entries)
+
+    def states(self, threads: list[ThreadChoice]) -> list[CapturedThreadState]:
+        """The captured states of the threads written, in ThreadList order."""
+        states = self.capture.thread_states
+        return [states[c.thread.tid] for c in threads if c.thread.tid in states]
+
+    def thread_state(self, states: list[CapturedThreadState]) -> bytes:
+        """MinidumpkitThreadStateStream: a ThreadStateListHeader and one ThreadState per
+        thread (docs/threads.md)."""
+        header = md.ThreadStateListHeader(size_of_header=md.ThreadStateListHeader.SIZE,
+                                          size_of_entry=md.ThreadState.SIZE,
+                                          number_of_entries=len(states), reserved=0)
+        return header.pack() + b"".join(_thread_state_entry(st) for st in states)
 
     # -- modules, exception, system ------------------------------------------------------
 
@@ -902,6 +922,39 @@ class _Job:
             self.descriptors64[-1] = (last[0], last[1] + len(data))
         else:
             self.descriptors64.append((address, len(data)))
+
+
+def _info_flags(state: CapturedThreadState | None) -> int:
+    """MINIDUMP_THREAD_INFO.DumpFlags: a thread sampled as a zombie or dead has exited."""
+    if state is not None and state.state in ("Z", "X"):
+        return int(md.ThreadInfoFlags.EXITED_THREAD)
+    return 0
+
+
+def _thread_state_entry(st: CapturedThreadState) -> bytes:
+    flags = md.ThreadStateFlags(0)
+    if st.sample_age_ns is not None:
+        flags |= md.ThreadStateFlags.SAMPLED
+    if st.orig_rax >= 0:
+        flags |= md.ThreadStateFlags.IN_SYSCALL
+    if st.blocked:
+        flags |= md.ThreadStateFlags.BLOCKED
+    if st.restarted:
+        flags |= md.ThreadStateFlags.RESTARTED
+    if st.blocked and st.syscall is None:
+        flags |= md.ThreadStateFlags.SYSCALL_UNKNOWN
+    if st.robust_list is not None:
+        flags |= md.ThreadStateFlags.ROBUST_LIST
+    if st.interrupted:
+        flags |= md.ThreadStateFlags.INTERRUPTED
+    head, size = st.robust_list or (0, 0)
+    mask = (1 << 64) - 1
+    return md.ThreadState(
+        thread_id=st.tid, flags=int(flags), state=ord(st.state[:1]) if st.state else 0,
+        reserved=0, sample_age_ns=max(st.sample_age_ns or 0, 0), orig_rax=st.orig_rax & mask,
+        syscall=(st.syscall if st.syscall is not None else -1) & mask,
+        robust_list_head=head, robust_list_len=size,
+        wchan=st.wchan.encode("ascii", "replace")[:64]).pack()
 
 
 @functools.lru_cache(maxsize=4)

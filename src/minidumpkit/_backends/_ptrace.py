@@ -137,6 +137,9 @@ class ProcessStop:
         self.stop_started_ns = 0
         self.stopped_ns = 0
         self.detached_ns = 0
+        # tid → perf_counter_ns when it was seized (a thread state sampled before the
+        # stop says how long before its own stop it was read)
+        self.seized_ns: dict[int, int] = {}
         self._regbuf: Any = None  # reused PTRACE_GETREGSET buffer and iovec
         self._iov: Any = None
         # When we are also the target's parent, its exit status belongs to the code that
@@ -207,6 +210,7 @@ class ProcessStop:
                     continue
                 raise _seize_error(self.pid, tid, err)
             self._state[tid] = _State.SEIZED
+            self.seized_ns[tid] = time.perf_counter_ns()
             if _ptrace(libc.PTRACE_INTERRUPT, tid) == -1 and last_errno() != errno.ESRCH:
                 raise ProcessError.from_errno(last_errno(), f"PTRACE_INTERRUPT of thread {tid}",
                                               pid=self.pid)

@@ -47,7 +47,7 @@ from ..errors import (
     UnsupportedError,
 )
 from ..flags import MiniDumpType, StreamType
-from . import _elf, _memory, _procfs
+from . import _elf, _memory, _procfs, _threadstate
 from . import _ptrace as _ptrace_mod
 from ._ptrace import _PERMISSION_HINT, ProcessStop
 
@@ -788,12 +788,15 @@ def _raw_streams(pid: int, maps: bytes, auxv: bytes,
 
 def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
             dump_type: MiniDumpType, machine: dict[int, bytes] | None = None, *,
-            requesting_tid: int | None = None) -> ProcessCapture:
+            requesting_tid: int | None = None,
+            samples: dict[int, _threadstate.Sample] | None = None) -> ProcessCapture:
     """Fill a ProcessCapture of ``pid``, whose threads ``stop`` holds stopped.
 
     ``machine`` is :func:`machine_streams` read beforehand (read now if None).
     ``requesting_tid``: the thread that asked for the dump (a process dumping itself);
-    the exception stream names it (Breakpad's DUMP_REQUESTED). Default: the main thread."""
+    the exception stream names it (Breakpad's DUMP_REQUESTED). Default: the main thread.
+    ``samples``: :func:`._threadstate.sample` taken just before the stop (the threads'
+    scheduler state and wchan; without it they are recorded as not sampled)."""
     maps = _procfs.read_bytes(f"/proc/{pid}/maps", pid)
     regions = _procfs.parse_maps(maps.decode("utf-8", "surrogateescape"))
     auxv_raw = _procfs.read_bytes(f"/proc/{pid}/auxv", pid)
@@ -811,6 +814,8 @@ def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
         raise ProcessNotFound(errno.ESRCH, f"process {pid} exited during the dump", pid=pid)
     if dump_type & MiniDumpType.WithAvxXStateContext:
         threads = [dataclasses.replace(t, xstate=_xstate(stop, t.tid)) for t in threads]
+    states, registers = _threadstate.collect(stop, pid, [t.tid for t in threads], memory,
+                                             samples)
     proc_stat = _procfs.read_stat(pid)
     ticks = _procfs.clock_ticks()
     blamed = next((t for t in threads if t.tid == requesting_tid), threads[0])
@@ -838,6 +843,8 @@ def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
                                       auxv.get(_procfs.AT_PHNUM, 0)),
         capture_method=md.CAPTURE_STOP,
         timestamp=int(time.time()),
+        thread_states=states,
+        lock_memory=_threadstate.lock_memory(states, registers, pages),
     )
 
 
@@ -908,9 +915,11 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     machine = machine_streams()
     stop = ProcessStop(pid, ppid=stat.ppid if stat is not None else None)
     held: WriteStats | None = None
+    samples = _threadstate.sample(pid)  # the last thing before the stop (see its docs)
     with ProcessMemory(pid) as memory:
         with stop:
-            cap = capture(pid, stop, memory, dump_type, machine, requesting_tid=requesting_tid)
+            cap = capture(pid, stop, memory, dump_type, machine, requesting_tid=requesting_tid,
+                          samples=samples)
             job = _Planned(policy)
             recording = _RecordingMemory(memory)
             cap.memory = recording
