@@ -341,13 +341,10 @@ def test_lock_memory_missing_or_stream_malformed(
         dump.close()
 
 
-@pytest.mark.xfail(strict=True, raises=ImportError,
-                   reason="needs the stack walker (branch `stacks`, not merged yet): when it "
-                          "is, this passes; remove this mark")
 def test_walker_frames_tell_every_kind(
         target_bins: dict[str, Path], start_target: Callable[..., Any], tmp_path: Path) -> None:
     """With our own walker's frames every futex wait of the target gets its kind and owner."""
-    from minidumpkit.analysis import walk_stacks  # type: ignore[attr-defined]
+    from minidumpkit.analysis import walk_stacks
 
     target = start_target([str(target_bins["locks_target"])])
     tids = _tids(target)
