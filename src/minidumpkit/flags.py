@@ -78,12 +78,21 @@ class DumpType:
         unwritten file mappings) and nothing marked ``MADV_DONTDUMP``. Pass
         ``all_memory=True`` to ``dump``/``Dumper.write``/``Snapshot.write`` (CLI
         ``--all-memory``) for every readable page; see docs/dump-types.md.
+    PYTHON
+        A tiny dump for Python stacks: every thread with its context, stack and
+        thread times, the module list (which the reader needs to find libpython) and,
+        through the Python-aware capture that every dump type gets by default, the
+        memory of the CPython runtime's interpreters, thread states, frames, code
+        objects and strings; no handles, no referenced or optional memory. See
+        docs/python-stacks.md.
     """
 
     MINI = (MiniDumpType.Normal | MiniDumpType.WithThreadInfo | MiniDumpType.WithHandleData
             | MiniDumpType.WithIndirectlyReferencedMemory)
     TRIAGE = (MiniDumpType.Normal | MiniDumpType.WithThreadInfo | MiniDumpType.FilterMemory
               | MiniDumpType.FilterModulePaths | MiniDumpType.WithoutOptionalData)
+    PYTHON = (MiniDumpType.Normal | MiniDumpType.WithThreadInfo
+              | MiniDumpType.WithoutOptionalData)
     FULL = (MiniDumpType.WithFullMemory | MiniDumpType.WithFullMemoryInfo
             | MiniDumpType.WithHandleData | MiniDumpType.WithThreadInfo
             | MiniDumpType.WithUnloadedModules)
@@ -241,6 +250,9 @@ class StreamType(enum.IntEnum):
     MinidumpkitInfoStream = 0x4D4B0001
     # JSON: what a snapshot froze while the target was stopped and what it read live
     MinidumpkitSnapshotStream = 0x4D4B0002
+    # The CPython runtime the writer walked (format.MinidumpkitPython + JSON);
+    # 0x4D4B0003 is the per-thread state stream
+    MinidumpkitPythonStream = 0x4D4B0004
 
 
 class ContextFlags(enum.IntFlag):
