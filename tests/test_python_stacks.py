@@ -158,11 +158,12 @@ def test_equal_py_spy_on_frozen_process(start_target: Any, tmp_path: Path, versi
 
 @pytest.mark.parametrize("version", ["3.12.1"])
 def test_mini_dump_says_what_is_missing(start_target: Any, tmp_path: Path, version: str) -> None:
-    """A MINI dump holds thread stacks and module lists, not the heap the thread states and
-    frames live in: the answer is a partial walk that says so, never an exception."""
+    """A MINI dump without the writer's Python-aware capture (python=False) holds thread
+    stacks and module lists, not the heap the thread states and frames live in: the
+    answer is a partial walk that says so, never an exception."""
     target, _ = start_child(start_target, version, tmp_path)
     path = tmp_path / "mini.dmp"
-    mdk.dump(target.pid, path, type=DumpType.MINI)
+    mdk.dump(target.pid, path, type=DumpType.MINI, python=False)
     with mdk.open_minidump(path) as dump:
         alone = python_stacks(dump, use_local_files=False)
         assert alone.status.startswith("no Python runtime found: _PyRuntime not found"), alone

@@ -80,7 +80,8 @@ class DumpType:
         ``--all-memory``) for every readable page; see docs/dump-types.md.
     PYTHON
         A tiny dump for Python stacks: every thread with its context, stack and
-        thread times, the module list (which the reader needs to find libpython) and,
+        thread times, the module list with file names only (the reader finds
+        libpython by its name and base; the capture's stream says which it is) and,
         through the Python-aware capture that every dump type gets by default, the
         memory of the CPython runtime's interpreters, thread states, frames, code
         objects and strings; no handles, no referenced or optional memory. See
@@ -92,7 +93,7 @@ class DumpType:
     TRIAGE = (MiniDumpType.Normal | MiniDumpType.WithThreadInfo | MiniDumpType.FilterMemory
               | MiniDumpType.FilterModulePaths | MiniDumpType.WithoutOptionalData)
     PYTHON = (MiniDumpType.Normal | MiniDumpType.WithThreadInfo
-              | MiniDumpType.WithoutOptionalData)
+              | MiniDumpType.FilterModulePaths | MiniDumpType.WithoutOptionalData)
     FULL = (MiniDumpType.WithFullMemory | MiniDumpType.WithFullMemoryInfo
             | MiniDumpType.WithHandleData | MiniDumpType.WithThreadInfo
             | MiniDumpType.WithUnloadedModules)

@@ -1,0 +1,235 @@
+"""The writer's Python-aware capture on real CPython 3.11, 3.12 and 3.13 children.
+
+Oracles: the child's own sys._current_frames() record (tests/targets/py_stacks_child.py)
+and, for the dumps the capture makes small, a FULL dump (all memory, no capture) of the
+same snapshot read without the capture's stream; the independent readers
+(minidump-stackwalk, Breakpad's minidump_stackwalk, lldb, udmp-parser, skelsec's
+minidump) must accept the dump with its MinidumpkitPythonStream. Sizes and pauses are
+printed (run with -s), never asserted as timings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from oracles import run
+from test_python_stacks import (
+    CHILD,
+    VERSIONS,
+    by_os_thread,
+    check_against_truth,
+    frames_of,
+    interpreter,
+    start_child,
+)
+
+import minidumpkit as mdk
+from minidumpkit import DumpType, PssCaptureFlags, StreamType
+from minidumpkit.analysis import python_stacks
+
+from conftest import Target, assert_released, wait_until
+
+pytestmark = pytest.mark.live
+
+SNAPSHOT = (PssCaptureFlags.VA_CLONE | PssCaptureFlags.THREADS | PssCaptureFlags.THREAD_CONTEXT
+            | PssCaptureFlags.VA_SPACE)
+
+
+def start_three(start_target: Any, version: str, tmp_path: Path) -> tuple[Target, dict[str, Any]]:
+    """The child with three threads: main (asleep), busy (running Python), sleeper."""
+    truth_file = tmp_path / "truth.json"
+    target: Target = start_target([interpreter(version), CHILD, truth_file, "busy,sleeper"])
+    target.wait_parked("pid", "sleeper")
+    main_call = Path(f"/proc/{target.pid}/task/{target.pid}/syscall")
+    wait_until(lambda: main_call.read_text().split()[0] in ("230", "35"),
+               "the main thread to sleep in clock_nanosleep")
+    return target, json.loads(truth_file.read_text())
+
+
+def stream_of(path: Path) -> Any:
+    with mdk.open_minidump(path) as dump:
+        return dump.minidumpkit_python
+
+
+def memory_ranges(path: Path) -> list[tuple[int, int]]:
+    with mdk.open_minidump(path) as dump:
+        return [(r.start, r.end) for r in dump.memory.ranges]
+
+
+def covered(ranges: list[tuple[int, int]]) -> set[int]:
+    """Every 16-byte granule the ranges touch (a set comparison of dump coverage)."""
+    return {a for start, end in ranges for a in range(start & ~15, end, 16)}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_mini_dump_alone_gives_current_frames(start_target: Any, tmp_path: Path,
+                                              version: str) -> None:
+    """A MINI dump now holds the Python stacks: the dump alone (no local files) equals the
+    child's sys._current_frames() record, and a FULL + all_memory dump of it."""
+    target, truth = start_child(start_target, version, tmp_path)
+    busy = target.int("busy")
+    mini = mdk.dump(target.pid, tmp_path / "mini.dmp", type=DumpType.MINI)
+    assert_released(target.pid)
+    full = mdk.dump(target.pid, tmp_path / "full.dmp", type=DumpType.FULL, all_memory=True,
+                    python=False)
+    assert_released(target.pid)
+    with mdk.open_minidump(mini) as dump:
+        info = dump.minidumpkit_python
+        runtime = python_stacks(dump, use_local_files=False)
+        libpython = next(m for m in dump.modules if m.name == runtime.module)
+    assert runtime.found_by == "minidumpkit Python stream"
+    check_against_truth(runtime, truth, busy)
+    assert info is not None and info.status == "complete"
+    assert info.version_hex == truth["version"]
+    assert info.version == runtime.version and info.layout == runtime.layout
+    assert libpython.base == info.module_base
+    assert libpython.base <= info.runtime_address < libpython.end
+    assert info.details["threads"] == len(truth["threads"])
+    assert info.details["frames"] == sum(len(t["frames"]) for t in truth["threads"])
+    with mdk.open_minidump(full) as dump:
+        assert dump.minidumpkit_python is None  # python=False: no stream
+        reference = python_stacks(dump, use_local_files=False)
+    assert reference.found_by == "dump memory (ELF dynamic symbols)"
+    ours, theirs = by_os_thread(runtime), by_os_thread(reference)
+    assert sorted(ours) == sorted(theirs)
+    for tid, thread in ours.items():
+        if tid == busy:  # it ran between the two dumps: the same calls
+            assert [f[:3] for f in frames_of(thread)] == [f[:3] for f in frames_of(theirs[tid])]
+        else:
+            assert frames_of(thread) == frames_of(theirs[tid])
+    assert info.range_count > 0 and info.range_bytes > 0
+    print(f"\n{version}: capture {info.range_count} ranges, {info.range_bytes} B, "
+          f"walk {info.walk_ns / 1e6:.2f} ms")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_capture_cost_on_a_mini_dump(start_target: Any, tmp_path: Path, version: str) -> None:
+    """Same snapshot, MINI with and without the capture: python=False adds nothing (no
+    stream, no Python memory, its stacks unreadable from the dump alone); the capture
+    adds at most 16 KB. The extra pause of a stop-and-dump is measured and printed."""
+    target, _ = start_child(start_target, version, tmp_path)
+    with mdk.Dumper(target.pid).snapshot(SNAPSHOT) as snap:
+        without = snap.write(tmp_path / "without.dmp", DumpType.MINI, python=False)
+        with_py = snap.write(tmp_path / "with.dmp", DumpType.MINI)
+    assert_released(target.pid)
+    assert stream_of(without) is None
+    info = stream_of(with_py)
+    assert info is not None and info.status == "complete"
+    before, after = memory_ranges(without), memory_ranges(with_py)
+    assert covered(before) <= covered(after)
+    with mdk.open_minidump(without) as dump:
+        assert StreamType.MinidumpkitPythonStream not in {s.type for s in dump.streams}
+        assert python_stacks(dump, use_local_files=False).status.startswith(
+            "no Python runtime found")
+    with mdk.open_minidump(with_py) as dump:
+        assert python_stacks(dump, use_local_files=False).status == "ok"
+    added = with_py.stat().st_size - without.stat().st_size
+    assert 0 < added <= 16 * 1024, added
+    # the pause of a stop-and-dump, with and without the capture (alternated; printed)
+    pauses: dict[bool, list[int]] = {True: [], False: []}
+    dumper = mdk.Dumper(target.pid)
+    for i in range(6):
+        python = bool(i % 2)
+        dumper.write(tmp_path / f"p{i}.dmp", DumpType.MINI, python=python)
+        pauses[python].append(dumper.last_times.pause_ns)  # type: ignore[attr-defined]
+        assert_released(target.pid)
+    walk = stream_of(tmp_path / "p5.dmp").walk_ns
+    print(f"\n{version}: MINI {without.stat().st_size} B, +{added} B with the capture "
+          f"({info.range_count} ranges, {info.range_bytes} B); pause median "
+          f"{sorted(pauses[False])[1] / 1e6:.2f} ms without, {sorted(pauses[True])[1] / 1e6:.2f} "
+          f"ms with; walk {walk / 1e6:.2f} ms")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_python_preset_is_tiny_and_equals_full(start_target: Any, tmp_path: Path,
+                                               version: str) -> None:
+    """DumpType.PYTHON of a 3-thread process: at most 64 KB, the same stacks as a FULL
+    dump of the same snapshot (read without the capture's stream), and the record's."""
+    target, truth = start_three(start_target, version, tmp_path)
+    with mdk.Dumper(target.pid).snapshot(SNAPSHOT) as snap:
+        tiny = snap.write(tmp_path / "python.dmp", DumpType.PYTHON)
+        full = snap.write(tmp_path / "full.dmp", DumpType.FULL, all_memory=True, python=False)
+    assert_released(target.pid)
+    assert len(truth["threads"]) == 3
+    size = tiny.stat().st_size
+    print(f"\n{version}: DumpType.PYTHON of 3 threads: {size} B "
+          f"(FULL + all_memory: {full.stat().st_size} B)")
+    assert size <= 64 * 1024, size
+    with mdk.open_minidump(tiny) as dump:
+        ours = python_stacks(dump, use_local_files=False)
+    with mdk.open_minidump(full) as dump:
+        theirs = python_stacks(dump, use_local_files=False)
+    assert ours.status == theirs.status == "ok", (ours.status, theirs.status)
+    assert ours.found_by == "minidumpkit Python stream"
+    assert theirs.found_by == "dump memory (ELF dynamic symbols)"
+    mine, ref = by_os_thread(ours), by_os_thread(theirs)
+    assert sorted(mine) == sorted(ref) == sorted(t["native_id"] for t in truth["threads"])
+    for tid in mine:
+        assert frames_of(mine[tid]) == frames_of(ref[tid])
+        assert mine[tid].holds_gil == ref[tid].holds_gil
+        assert [f.is_entry for f in mine[tid].frames] == [f.is_entry for f in ref[tid].frames]
+    busy = target.int("busy")
+    for expected in truth["threads"]:
+        if expected["native_id"] != busy:
+            assert frames_of(mine[expected["native_id"]]) == expected["frames"]
+
+
+def test_validators_accept_the_python_stream(start_target: Any, tmp_path: Path) -> None:
+    """minidump-stackwalk, Breakpad's minidump_stackwalk, lldb, udmp-parser and skelsec's
+    minidump read a DumpType.PYTHON and a MINI dump holding the new user stream."""
+    target, _ = start_child(start_target, "3.12.1", tmp_path)
+    tids = sorted(int(p.name) for p in Path(f"/proc/{target.pid}/task").iterdir())
+    for dump_type, name in ((DumpType.PYTHON, "python"), (DumpType.MINI, "mini")):
+        path = mdk.dump(target.pid, tmp_path / f"{name}.dmp", type=dump_type)
+        assert_released(target.pid)
+        assert stream_of(path) is not None
+        rust = json.loads(run("minidump-stackwalk", "--json", path, check=True).stdout)
+        assert rust["status"] == "OK"
+        assert sorted(t["thread_id"] for t in rust["threads"]) == tids
+        dumped = run("minidump-stackwalk", "--dump", path, check=True).stdout
+        assert "0x4d4b0004" in dumped.lower(), dumped[:3000]
+        breakpad = run("breakpad-stackwalk", "-m", path, check=True).stdout
+        assert sum(1 for line in breakpad.splitlines() if line[:1].isdigit()
+                   and line.split("|")[0].isdigit()) > 0
+        lldb = run("lldb", "--batch", "--no-lldbinit", "-c", path, "-o", "thread list",
+                   check=True).stdout
+        assert sorted(int(x) for x in re.findall(
+            r"thread #\d+: tid = (\d+)", lldb)) == tids
+        from minidump.minidumpfile import MinidumpFile
+
+        mf = MinidumpFile.parse(str(path))
+        assert sorted(t.ThreadId for t in mf.threads.threads) == tids
+        code = ("import sys, udmp_parser; d = udmp_parser.UserDumpParser(); "
+                "print(int(d.Parse(sys.argv[1])), len(d.Threads()))")
+        out = subprocess.run([sys.executable, "-c", code, str(path)], check=True,
+                             capture_output=True, text=True, timeout=120).stdout.split()
+        assert out == ["1", str(len(tids))], out
+
+
+def test_cli_no_python_and_python_preset(start_target: Any, tmp_path: Path) -> None:
+    """`minidumpkit dump --no-python` writes no Python stream; `--python` is
+    DumpType.PYTHON, whose stacks `info --python-only` prints."""
+    target, truth = start_child(start_target, "3.13.0", tmp_path)
+    cli = [sys.executable, "-m", "minidumpkit"]
+    plain, tiny = tmp_path / "plain.dmp", tmp_path / "tiny.dmp"
+    subprocess.run([*cli, "dump", "--no-python", "-o", str(plain), str(target.pid)], check=True,
+                   timeout=120, capture_output=True)
+    subprocess.run([*cli, "dump", "--python", "-o", str(tiny), str(target.pid)], check=True,
+                   timeout=120, capture_output=True)
+    assert_released(target.pid)
+    assert stream_of(plain) is None
+    with mdk.open_minidump(tiny) as dump:
+        assert dump.minidumpkit_info is not None
+        assert dump.minidumpkit_info.dump_type == DumpType.PYTHON
+        assert dump.minidumpkit_python is not None
+    text = subprocess.run([*cli, "info", "--python-only", str(tiny)], check=True,
+                          capture_output=True, text=True, timeout=120).stdout
+    sleeper = next(t for t in truth["threads"] if t["native_id"] == target.int("sleeper"))
+    name, qualname, file, line = sleeper["frames"][0]
+    assert f'  File "{file}", line {line}, in {qualname}' in text
