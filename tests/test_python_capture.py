@@ -233,3 +233,62 @@ def test_cli_no_python_and_python_preset(start_target: Any, tmp_path: Path) -> N
     sleeper = next(t for t in truth["threads"] if t["native_id"] == target.int("sleeper"))
     name, qualname, file, line = sleeper["frames"][0]
     assert f'  File "{file}", line {line}, in {qualname}' in text
+
+
+def test_no_stream_for_a_process_without_python(main_dump: Any) -> None:
+    """The shared MINI dump of the C target (no libpython, no python executable): the
+    capture reads nothing and writes no stream."""
+    with mdk.open_minidump(main_dump.path) as dump:
+        assert not any("python" in m.name for m in dump.modules)
+        assert dump.minidumpkit_python is None
+        assert StreamType.MinidumpkitPythonStream not in {s.type for s in dump.streams}
+
+
+def test_time_limit_records_a_partial_walk(start_target: Any, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A walk that runs out of its budget while the target is held stops there: the stream
+    says "partial walk: time limit reached", the dump is still whole and the reader says
+    what is missing instead of failing."""
+    from minidumpkit._backends import _python_capture
+
+    target, _ = start_child(start_target, "3.12.1", tmp_path)
+    monkeypatch.setattr(_python_capture, "HELD_TIME_LIMIT", 0.0)
+    path = mdk.dump(target.pid, tmp_path / "late.dmp", type=DumpType.MINI)
+    assert_released(target.pid)
+    with mdk.open_minidump(path) as dump:
+        info = dump.minidumpkit_python
+        assert info is not None
+        assert info.status == "partial walk: time limit reached", info.status
+        assert info.details["threads"] == 0 and info.details["time_limit_ns"] == 0
+        assert len(dump.threads) == len(list(Path(f"/proc/{target.pid}/task").iterdir()))
+        runtime = python_stacks(dump, use_local_files=False)
+    assert runtime.found_by == "minidumpkit Python stream"
+    assert runtime.status.startswith("partial walk: ") and not runtime.threads, runtime.status
+
+
+@pytest.mark.parametrize("damage", ["json", "header"])
+def test_broken_stream_is_a_format_error(start_target: Any, tmp_path: Path, damage: str) -> None:
+    """A stream whose JSON is not JSON, or whose header claims more bytes than the stream
+    has: MinidumpFormatError from the reader (and from python_stacks), as for any broken
+    stream; the rest of the dump still reads."""
+    from minidumpkit import format as md
+
+    target, _ = start_child(start_target, "3.13.0", tmp_path)
+    path = mdk.dump(target.pid, tmp_path / "py.dmp", type=DumpType.PYTHON)
+    assert_released(target.pid)
+    with mdk.open_minidump(path) as dump:
+        info = next(s for s in dump.streams if s.type == StreamType.MinidumpkitPythonStream)
+        rva, size = info.rva, info.data_size
+    data = bytearray(path.read_bytes())
+    if damage == "json":
+        data[rva + md.MinidumpkitPython.SIZE] = ord("X")
+    else:
+        data[rva:rva + 4] = (size + 1).to_bytes(4, "little")
+    broken = tmp_path / "broken.dmp"
+    broken.write_bytes(bytes(data))
+    with mdk.open_minidump(broken) as dump:
+        assert len(dump.threads) == 4
+        with pytest.raises(mdk.MinidumpFormatError, match="minidumpkit python"):
+            dump.minidumpkit_python
+        with pytest.raises(mdk.MinidumpFormatError):
+            python_stacks(dump)

@@ -68,10 +68,13 @@ class _ExactReads:
 
 
 def capture_python(memory: MemorySource, modules: Sequence[CapturedModule], *,
-                   time_limit: float = HELD_TIME_LIMIT) -> PythonCapture | None:
+                   time_limit: float | None = None) -> PythonCapture | None:
     """Walk the CPython runtime of the captured process; None when no module of it looks
     like CPython (libpython3.X or a python3 executable). Never raises for the target's
-    memory: what went wrong is the capture's status."""
+    memory: what went wrong is the capture's status. ``time_limit``: seconds
+    (default :data:`HELD_TIME_LIMIT`, read at each call)."""
+    if time_limit is None:
+        time_limit = HELD_TIME_LIMIT
     refs = [ModuleRef(m.path, m.base, m.size, m.build_id or None) for m in modules]
     if not python_modules(refs):
         return None
