@@ -64,6 +64,8 @@ SDK_LAYOUTS: dict[str, str] = {
     "LinkMap32": "3I",
     "CrashpadInfoHeader": "I16s16s" "II" "II",
     "MinidumpkitInfo": "IIQQ",
+    # minidumpkit's own: docs/python-stacks.md
+    "MinidumpkitPython": "IIII" "QQQ" "II" "QQ",
 }
 
 # Sizes quoted by the SDK documentation / Breakpad headers, for the records people
