@@ -6,6 +6,7 @@ exactly the same things. This package imports nothing above :mod:`minidumpkit.er
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from . import offsets
@@ -37,7 +38,8 @@ def walk_process(source: MemorySource, modules: Iterable[ModuleRef], *,
     missing memory: the result's ``status`` says what was found. ``log`` collects every
     (address, size) the walk read, for a writer that wants to keep exactly that memory.
     ``located``: where ``_PyRuntime`` is, already known (a dump's MinidumpkitPythonStream),
-    so nothing is looked up."""
+    so nothing is looked up. ``time_limit`` covers the lookup and the walk."""
+    started = time.monotonic()
     modules = list(modules)
     if log is not None:
         source = _Logged(source, log)
@@ -59,7 +61,8 @@ def walk_process(source: MemorySource, modules: Iterable[ModuleRef], *,
         result.status = f"{NOT_FOUND}: {why}"
         return result
     result.layout = layout.name
-    walker = Walker(source, layout, code_type=found.code_type, time_limit=time_limit)
+    walker = Walker(source, layout, code_type=found.code_type,
+                    time_limit=time_limit - (time.monotonic() - started))
     result.threads, result.status = walker.walk(found.runtime)
     return result
 
