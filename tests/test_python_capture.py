@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -195,36 +196,59 @@ def test_python_preset_is_tiny_and_equals_full(start_target: Any, tmp_path: Path
             assert frames_of(mine[expected["native_id"]]) == expected["frames"]
 
 
-def test_validators_accept_the_python_stream(start_target: Any, tmp_path: Path) -> None:
-    """minidump-stackwalk, Breakpad's minidump_stackwalk, lldb, udmp-parser and skelsec's
-    minidump read a DumpType.PYTHON and a MINI dump holding the new user stream."""
-    target, _ = start_child(start_target, "3.12.1", tmp_path)
-    tids = sorted(int(p.name) for p in Path(f"/proc/{target.pid}/task").iterdir())
-    for dump_type, name in ((DumpType.PYTHON, "python"), (DumpType.MINI, "mini")):
-        path = mdk.dump(target.pid, tmp_path / f"{name}.dmp", type=dump_type)
-        assert_released(target.pid)
-        assert stream_of(path) is not None
-        rust = json.loads(run("minidump-stackwalk", "--json", path, check=True).stdout)
-        assert rust["status"] == "OK"
-        assert sorted(t["thread_id"] for t in rust["threads"]) == tids
-        dumped = run("minidump-stackwalk", "--dump", path, check=True).stdout
-        assert "0x4d4b0004" in dumped.lower(), dumped[:3000]
-        breakpad = run("breakpad-stackwalk", "-m", path, check=True).stdout
-        assert sum(1 for line in breakpad.splitlines() if line[:1].isdigit()
-                   and line.split("|")[0].isdigit()) > 0
-        lldb = run("lldb", "--batch", "--no-lldbinit", "-c", path, "-o", "thread list",
-                   check=True).stdout
-        assert sorted(int(x) for x in re.findall(
-            r"thread #\d+: tid = (\d+)", lldb)) == tids
-        from minidump.minidumpfile import MinidumpFile
+def runtime_head(version_hex: int) -> bytes:
+    """The first bytes of an initialized _PyRuntime, from CPython's headers: 3.11 and
+    3.12 start with int _initialized, preinitializing, preinitialized, core_initialized,
+    initialized (1, 0, 1, 1, 1); 3.13 with _Py_DebugOffsets: "xdebugpy", PY_VERSION_HEX."""
+    if version_hex >> 16 >= 0x030D:
+        return b"xdebugpy" + struct.pack("<Q", version_hex)
+    return struct.pack("<5i", 1, 0, 1, 1, 1)
 
-        mf = MinidumpFile.parse(str(path))
-        assert sorted(t.ThreadId for t in mf.threads.threads) == tids
-        code = ("import sys, udmp_parser; d = udmp_parser.UserDumpParser(); "
-                "print(int(d.Parse(sys.argv[1])), len(d.Threads()))")
-        out = subprocess.run([sys.executable, "-c", code, str(path)], check=True,
-                             capture_output=True, text=True, timeout=120).stdout.split()
-        assert out == ["1", str(len(tids))], out
+
+def lldb_bytes(output: str, count: int) -> bytes:
+    """The bytes of `memory read -s1 -fx -c N` in lldb's output."""
+    words = re.findall(r"^0x[0-9a-f]+: ((?:0x[0-9a-f]{2}\s*)+)$", output, re.MULTILINE)
+    return bytes(int(x, 16) for line in words for x in line.split())[:count]
+
+
+@pytest.mark.parametrize("version,dump_type", [(v, "PYTHON") for v in VERSIONS]
+                         + [("3.12.1", "MINI")])
+def test_validators_accept_the_python_stream(start_target: Any, tmp_path: Path, version: str,
+                                             dump_type: str) -> None:
+    """minidump-stackwalk, Breakpad's minidump_stackwalk, lldb, udmp-parser and skelsec's
+    minidump read a dump holding the new user stream; lldb reads the captured
+    _PyRuntime, whose first bytes CPython's headers define."""
+    target, truth = start_child(start_target, version, tmp_path)
+    tids = sorted(int(p.name) for p in Path(f"/proc/{target.pid}/task").iterdir())
+    path = mdk.dump(target.pid, tmp_path / "py.dmp", type=getattr(DumpType, dump_type))
+    assert_released(target.pid)
+    info = stream_of(path)
+    assert info is not None and info.status == "complete"
+    head = runtime_head(truth["version"])
+    rust = json.loads(run("minidump-stackwalk", "--json", path, check=True).stdout)
+    assert rust["status"] == "OK"
+    assert sorted(t["thread_id"] for t in rust["threads"]) == tids
+    dumped = run("minidump-stackwalk", "--dump", path, check=True).stdout
+    assert "0x4d4b0004" in dumped.lower(), dumped[:3000]
+    breakpad = run("breakpad-stackwalk", "-m", path, check=True).stdout
+    threads = {int(m) for m in re.findall(r"^(\d+)\|\d+\|", breakpad, re.MULTILINE)}
+    assert threads == set(range(len(tids))), breakpad[-2000:]
+    lldb = run("lldb", "--batch", "--no-lldbinit", "-c", path, "-o", "thread list",
+               "-o", f"memory read --force -s1 -fx -c{len(head)} {info.runtime_address:#x}",
+               check=True).stdout
+    assert sorted(int(x) for x in re.findall(r"thread #\d+: tid = (\d+)", lldb)) == tids
+    assert lldb_bytes(lldb, len(head)) == head, lldb[-1500:]
+    from minidump.minidumpfile import MinidumpFile
+
+    mf = MinidumpFile.parse(str(path))
+    assert sorted(t.ThreadId for t in mf.threads.threads) == tids
+    # udmp-parser reads memory only through MemoryInfoList regions backed by Memory64List
+    # (full dumps; it answers None or [] even for stacks here): it must parse the file
+    code = ("import sys, udmp_parser; d = udmp_parser.UserDumpParser();"
+            " print(int(d.Parse(sys.argv[1])), len(d.Threads()))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], check=True,
+                         capture_output=True, text=True, timeout=120).stdout.split()
+    assert out == ["1", str(len(tids))], out
 
 
 def test_cli_no_python_and_python_preset(start_target: Any, tmp_path: Path) -> None:
