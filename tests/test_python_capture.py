@@ -11,10 +11,12 @@ printed (run with -s), never asserted as timings.
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +333,28 @@ def test_broken_stream_is_a_format_error(start_target: Any, tmp_path: Path, dama
             dump.minidumpkit_python
         with pytest.raises(mdk.MinidumpFormatError):
             python_stacks(dump)
+
+
+def parked_in_dump_self(path: Path) -> Path:
+    """The frame the self-dump's stacks must show (this function's name, its line)."""
+    return mdk.dump(os.getpid(), path, type=DumpType.PYTHON)  # the line recorded below
+
+
+def test_dump_of_our_own_process_holds_our_stack(tmp_path: Path) -> None:
+    """A process dumping itself (through the helper process) gets the capture too: the
+    stacks of this very interpreter, the calling thread in parked_in_dump_self at the
+    line of its dump() call."""
+    path = parked_in_dump_self(tmp_path / "self.dmp")
+    with mdk.open_minidump(path) as dump:
+        info = dump.minidumpkit_python
+        runtime = python_stacks(dump, use_local_files=False)
+    assert info is not None and info.status == "complete", info
+    assert info.version_hex == sys.hexversion
+    ours = by_os_thread(runtime)[threading.get_native_id()]
+    code = parked_in_dump_self.__code__
+    top = next(f for f in ours.frames if f.function == "parked_in_dump_self")
+    assert top.filename == code.co_filename
+    assert top.line == code.co_firstlineno + 2
+    callers = [f.function for f in ours.frames]
+    assert callers[callers.index("parked_in_dump_self") + 1] == \
+        "test_dump_of_our_own_process_holds_our_stack"
