@@ -16,7 +16,6 @@ import re
 import struct
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -335,26 +334,43 @@ def test_broken_stream_is_a_format_error(start_target: Any, tmp_path: Path, dama
             python_stacks(dump)
 
 
-def parked_in_dump_self(path: Path) -> Path:
-    """The frame the self-dump's stacks must show (this function's name, its line)."""
-    return mdk.dump(os.getpid(), path, type=DumpType.PYTHON)  # the line recorded below
+SELF_DUMP = """
+import os, sys
+import minidumpkit as mdk
+
+def dump_myself(path):
+    return mdk.dump(os.getpid(), path, type=mdk.DumpType.PYTHON)
+
+def caller(path):
+    dump_myself(path)
+
+caller(sys.argv[1])
+"""
 
 
-def test_dump_of_our_own_process_holds_our_stack(tmp_path: Path) -> None:
-    """A process dumping itself (through the helper process) gets the capture too: the
-    stacks of this very interpreter, the calling thread in parked_in_dump_self at the
-    line of its dump() call."""
-    path = parked_in_dump_self(tmp_path / "self.dmp")
+def test_dump_of_its_own_process_holds_its_stack(tmp_path: Path) -> None:
+    """A process dumping itself (through the helper process) gets the capture too: its
+    own stack, the calling thread in dump_myself at the line of its dump() call, called
+    from caller. (A small child rather than pytest itself: pytest's deep stack can take
+    the walk past its 10 ms budget on a loaded machine, which is then a partial walk.)"""
+    script = tmp_path / "self_dump.py"
+    script.write_text(SELF_DUMP)
+    path = tmp_path / "self.dmp"
+    env = dict(os.environ, PYTHONPATH=str(Path(mdk.__file__).parents[1]))
+    proc = subprocess.run([sys.executable, str(script), str(path)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
     with mdk.open_minidump(path) as dump:
         info = dump.minidumpkit_python
         runtime = python_stacks(dump, use_local_files=False)
+        main_tid = dump.misc_info.process_id if dump.misc_info else None
     assert info is not None and info.status == "complete", info
-    assert info.version_hex == sys.hexversion
-    ours = by_os_thread(runtime)[threading.get_native_id()]
-    code = parked_in_dump_self.__code__
-    top = next(f for f in ours.frames if f.function == "parked_in_dump_self")
-    assert top.filename == code.co_filename
-    assert top.line == code.co_firstlineno + 2
-    callers = [f.function for f in ours.frames]
-    assert callers[callers.index("parked_in_dump_self") + 1] == \
-        "test_dump_of_our_own_process_holds_our_stack"
+    assert info.version_hex == sys.hexversion  # the child runs this interpreter
+    assert main_tid is not None
+    frames = by_os_thread(runtime)[main_tid].frames
+    names = [f.function for f in frames]
+    at = names.index("dump_myself")
+    assert names[at + 1:] == ["caller", "<module>"]
+    assert frames[at].filename == str(script)
+    assert frames[at].line == SELF_DUMP.splitlines().index(
+        "    return mdk.dump(os.getpid(), path, type=mdk.DumpType.PYTHON)") + 1

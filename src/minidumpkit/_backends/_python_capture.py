@@ -53,15 +53,36 @@ class PythonCapture:
         return sum(size for _, size in self.ranges)
 
 
+PAGE = 4096
+# reads wider than this go to the target directly (line tables, big strings)
+_CACHED_READ = 2 * PAGE
+
+
 class _ExactReads:
     """The walk's MemorySource contract over a backend reader: exactly ``size`` bytes or
-    OSError (a backend reader answers the readable prefix)."""
+    OSError (a backend reader answers the readable prefix). Small reads are served from
+    whole pages, each read from the target once: the walk's hundreds of small reads
+    (a frame, a code object's header, a string) cluster in few pages, and every read
+    of a stopped target is a system call. What the walk logs stays object-granular."""
 
     def __init__(self, memory: MemorySource) -> None:
         self.memory = memory
+        self.pages: dict[int, bytes] = {}
 
     def read(self, address: int, size: int) -> bytes:
-        data = self.memory.read(address, size)
+        if size > _CACHED_READ or address < 0:
+            data = self.memory.read(address, size)
+        else:
+            data = b""
+            end, page = address + size, address - address % PAGE
+            while page < end:
+                block = self.pages.get(page)
+                if block is None:
+                    block = self.pages[page] = self.memory.read(page, PAGE)
+                data += block[max(address, page) - page:end - page]
+                if len(block) < PAGE:
+                    break
+                page += PAGE
         if len(data) != size:
             raise OSError(5, f"{size} bytes at 0x{address:x} not readable")
         return data
