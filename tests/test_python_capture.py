@@ -374,3 +374,24 @@ def test_dump_of_its_own_process_holds_its_stack(tmp_path: Path) -> None:
     assert frames[at].filename == str(script)
     assert frames[at].line == SELF_DUMP.splitlines().index(
         "    return mdk.dump(os.getpid(), path, type=mdk.DumpType.PYTHON)") + 1
+
+
+def test_unsupported_version_is_named_and_adds_no_memory(start_target: Any,
+                                                          tmp_path: Path) -> None:
+    """CPython 3.10 (no layout here): the stream names why, no memory is added; the same
+    snapshot's MINI with python=False holds the same memory."""
+    exe = Path("/root/.pyenv/versions/3.10.13/bin/python3")
+    if not exe.exists():
+        pytest.skip(f"CPython 3.10 is not installed at {exe}")
+    target: Target = start_target([exe, "-c", "import time\nprint('READY', flush=True)\n"
+                                   "time.sleep(3600)\n"])
+    target.wait_parked()
+    with mdk.Dumper(target.pid).snapshot(SNAPSHOT) as snap:
+        with_py = snap.write(tmp_path / "with.dmp", DumpType.MINI)
+        without = snap.write(tmp_path / "without.dmp", DumpType.MINI, python=False)
+    assert_released(target.pid)
+    info = stream_of(with_py)
+    assert info is not None
+    assert info.status.startswith("no Python runtime found: "), info.status
+    assert info.range_count == 0 and info.range_bytes == 0
+    assert memory_ranges(with_py) == memory_ranges(without)

@@ -104,8 +104,9 @@ def capture_python(memory: MemorySource, modules: Sequence[CapturedModule], *,
     runtime = walk_process(_ExactReads(memory), refs, model=offsets.LP64, open_file=None,
                            time_limit=time_limit, log=log)
     walk_ns = time.perf_counter_ns() - started
-    # Found nothing to walk: the stream says why, the dump gets none of the probing reads.
-    ranges = merge_ranges(log) if runtime.runtime_address is not None else []
+    # Nothing to walk (no runtime, an unsupported version): the stream says why, the
+    # dump gets none of the probing reads.
+    ranges = merge_ranges(log) if runtime.layout is not None else []
     module = next((m for m in refs if m.name == runtime.module), None)
     stream = stream_bytes(runtime, ranges, walk_ns, time_limit,
                           module_base=module.base if module is not None else 0)
