@@ -67,6 +67,8 @@ SDK_LAYOUTS: dict[str, str] = {
     # minidumpkit's own (docs/threads.md gives the layout)
     "ThreadStateListHeader": "IIII",
     "ThreadState": "IIIIQQQQQ64s",
+    # minidumpkit's own: docs/python-stacks.md
+    "MinidumpkitPython": "IIII" "QQQ" "II" "QQ",
 }
 
 # Sizes quoted by the SDK documentation / Breakpad headers, for the records people

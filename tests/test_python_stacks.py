@@ -98,13 +98,14 @@ def test_stacks_equal_current_frames(start_target: Any, tmp_path: Path, version:
                                      source: str) -> None:
     """FULL + all_memory: everything, ELF headers included, is in the dump, so the walk
     needs no file; plain FULL leaves file-backed pages out, so _PyRuntime is found through
-    the module's file on this machine (same build id)."""
+    the module's file on this machine (same build id). Both without the writer's
+    Python-aware capture (python=False), as another writer's dump would be."""
     target, truth = start_child(start_target, version, tmp_path)
     path = tmp_path / "py.dmp"
     if source == "dump memory":
-        mdk.dump(target.pid, path, type=DumpType.FULL, all_memory=True)
+        mdk.dump(target.pid, path, type=DumpType.FULL, all_memory=True, python=False)
     else:
-        mdk.dump(target.pid, path, type=DumpType.FULL)
+        mdk.dump(target.pid, path, type=DumpType.FULL, python=False)
     assert_released(target.pid)
     with mdk.open_minidump(path) as dump:
         runtime = python_stacks(dump, use_local_files=source == "local file")
@@ -158,11 +159,12 @@ def test_equal_py_spy_on_frozen_process(start_target: Any, tmp_path: Path, versi
 
 @pytest.mark.parametrize("version", ["3.12.1"])
 def test_mini_dump_says_what_is_missing(start_target: Any, tmp_path: Path, version: str) -> None:
-    """A MINI dump holds thread stacks and module lists, not the heap the thread states and
-    frames live in: the answer is a partial walk that says so, never an exception."""
+    """A MINI dump without the writer's Python-aware capture (python=False) holds thread
+    stacks and module lists, not the heap the thread states and frames live in: the
+    answer is a partial walk that says so, never an exception."""
     target, _ = start_child(start_target, version, tmp_path)
     path = tmp_path / "mini.dmp"
-    mdk.dump(target.pid, path, type=DumpType.MINI)
+    mdk.dump(target.pid, path, type=DumpType.MINI, python=False)
     with mdk.open_minidump(path) as dump:
         alone = python_stacks(dump, use_local_files=False)
         assert alone.status.startswith("no Python runtime found: _PyRuntime not found"), alone

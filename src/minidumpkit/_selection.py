@@ -525,6 +525,9 @@ class Selection:
     # what WithFullMemory copied: "core_dump" (the OS's core-dump rules), "all_readable"
     # (all_memory=True), None without WithFullMemory; recorded in the MinidumpkitInfo stream
     full_memory: str | None = None
+    # what DumpPolicy.remove_memory took out (normalized): ranges added after planning
+    # (the Python-aware capture's) leave these out too
+    holes: list[MemoryRange] = dataclasses.field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
@@ -669,7 +672,7 @@ def select(capture: ProcessCapture, dump_type: MiniDumpType, policy: DumpPolicy,
     planned, dropped = cap_count(subtract(normalize(base), holes), limit, index, holes)
 
     selection = Selection(thread_choices, module_choices, planned, stacks, index, dropped,
-                          referenced_modules=referenced)
+                          referenced_modules=referenced, holes=holes)
     if optional and dump_type & MiniDumpType.WithIndirectlyReferencedMemory:
         indirect = _indirect_memory(capture, selection, policy, holes, checkpoint)
         indirect = subtract(normalize(indirect), normalize([*planned, *holes]))

@@ -37,6 +37,7 @@ __all__ = [
     "MemoryRange",
     "MemoryRegionInfo",
     "MinidumpkitInfo",
+    "MinidumpkitPython",
     "MiscInfo",
     "Module",
     "StreamInfo",
@@ -672,6 +673,34 @@ class MinidumpkitInfo:
     @property
     def capture_name(self) -> str:
         return CAPTURE_NAMES.get(self.capture, f"unknown {self.capture}")
+
+
+@lazy_dataclass
+class MinidumpkitPython:
+    """MinidumpkitPythonStream: the CPython runtime minidumpkit's writer walked.
+
+    ``status`` is "complete", "partial walk: why" or "no Python runtime found: why";
+    ``range_count`` / ``range_bytes`` the memory the capture added; ``details`` the
+    whole JSON (version, layout, model, module, found_by, threads, frames).
+    """
+
+    format_version: int
+    version_hex: int
+    version: str | None
+    status: str
+    runtime_address: int
+    code_type_address: int
+    module_base: int
+    module: str | None
+    layout: str | None
+    range_count: int
+    range_bytes: int
+    walk_ns: int
+    details: dict[str, object]
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
 
 
 # --- crash reasons --------------------------------------------------------------------

@@ -28,7 +28,8 @@ __all__ = ["main", "parse_dump_type"]
 
 T = TypeVar("T")
 
-_PRESETS = {"MINI": DumpType.MINI, "TRIAGE": DumpType.TRIAGE, "FULL": DumpType.FULL}
+_PRESETS = {"MINI": DumpType.MINI, "TRIAGE": DumpType.TRIAGE, "FULL": DumpType.FULL,
+            "PYTHON": DumpType.PYTHON}
 _MEMBERS = {name.lower(): member for name, member in MiniDumpType.__members__.items()}
 
 
@@ -63,7 +64,7 @@ def _parse_type_token(token: str) -> MiniDumpType:
         number = int(token, 0)
     except ValueError:
         raise ValueError(
-            f"unknown dump type {token!r}: use MINI, TRIAGE, FULL, a MiniDumpType name "
+            f"unknown dump type {token!r}: use MINI, TRIAGE, FULL, PYTHON, a MiniDumpType name "
             "such as WithFullMemory (or MiniDumpWithFullMemory), or a number such as 0x1824"
         ) from None
     return coerce_dump_type(number)
@@ -122,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
                            "memory the kernel's core dump would hold (the target's "
                            "coredump_filter; no MADV_DONTDUMP memory; by default no code or "
                            "unwritten file mappings); with --all-memory every readable page")
+    kind.add_argument("--python", dest="type", action="store_const", const=DumpType.PYTHON,
+                      help="DumpType.PYTHON: threads, stacks, modules and the Python runtime's "
+                           "memory: a tiny dump for Python stacks")
     kind.add_argument("--type", dest="type", type=_dump_type_arg, metavar="NAME[,NAME...]",
                       help="any MiniDumpType combination, e.g. WithFullMemory,WithHandleData "
                            "or 0x1824")
@@ -129,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="WithFullMemory copies every readable page, code, file mappings and "
                            "MADV_DONTDUMP memory included (all_memory=True); implies --full "
                            "when no type is given")
+    dump.add_argument("--no-python", dest="python", action="store_false",
+                      help="no Python-aware capture: leave the CPython runtime's memory and "
+                           "the MinidumpkitPython stream out (python=False)")
     dump.add_argument("--progress", action="store_true",
                       help="draw a progress bar of the memory copied on stderr")
     return parser
@@ -154,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          python=_python_mode(args))
         return _dump(args.pid, args.output, args.type, progress=args.progress,
                      overwrite=args.overwrite, all_memory=args.all_memory,
-                     out=sys.stdout, err=sys.stderr)
+                     python=args.python, out=sys.stdout, err=sys.stderr)
     except BrokenPipeError:
         # the reader of our output went away (| head): not an error worth a traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -179,7 +186,7 @@ def default_dump_name(pid: int, now: datetime.datetime | None = None) -> str:
 
 def _dump(pid: int, output: str | None, dump_type: MiniDumpType | None, *,
           out: TextIO, err: TextIO, progress: bool = False, overwrite: bool = False,
-          all_memory: bool = False) -> int:
+          all_memory: bool = False, python: bool = True) -> int:
     import contextlib
 
     from . import _output
@@ -201,6 +208,8 @@ def _dump(pid: int, output: str | None, dump_type: MiniDumpType | None, *,
     kwargs: dict[str, Any] = {} if dump_type is None else {"type": dump_type}
     if all_memory:
         kwargs["all_memory"] = True
+    if not python:
+        kwargs["python"] = False
     bar: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if progress:
         from .progress import ProgressBar

@@ -103,7 +103,7 @@ class Dumper:
 
     def write(self, path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,
               callbacks: object = None, snapshot: SnapshotMode = "auto",
-              overwrite: bool = True, all_memory: bool = False) -> Path:
+              overwrite: bool = True, all_memory: bool = False, python: bool = True) -> Path:
         """Write a minidump of the process to ``path`` and return it as a Path.
 
         ``path`` is checked before the process is touched: a directory, a missing or
@@ -135,6 +135,13 @@ class Dumper:
         mappings are left out); ``all_memory=True`` adds them. On Windows dbghelp's
         WithFullMemory already copies everything, so it changes nothing there. A dump
         type without WithFullMemory raises ValueError. See docs/dump-types.md.
+
+        ``python``: when the process runs CPython (3.11-3.13), walk its interpreters,
+        thread states, frames and code objects on the frozen target and add exactly that
+        memory and a MinidumpkitPythonStream to the dump, whatever ``type`` is, so
+        :func:`minidumpkit.analysis.python_stacks` reads the Python stacks from the dump
+        alone (Linux; on Windows not yet). ``python=False`` adds nothing. See
+        docs/python-stacks.md.
         """
         if snapshot not in ("auto", "always", "never"):
             raise ValueError(f"snapshot must be 'auto', 'always' or 'never', not {snapshot!r}")
@@ -144,6 +151,8 @@ class Dumper:
         dest = _output.destination(path, overwrite=overwrite)  # before the target is touched
         # (only when asked: backends written to the older protocol keep working)
         options: dict[str, bool] = {"all_memory": True} if all_memory else {}
+        if not python and getattr(self._backend, "PYTHON_CAPTURE", False):
+            options["python"] = False
         if self._use_snapshot(snapshot, dump_type):
             from .snapshot import SnapshotRefused
 
@@ -155,7 +164,7 @@ class Dumper:
             else:
                 with snap:
                     final = snap.write(dest, dump_type, callbacks=policy, close=True,
-                                       all_memory=all_memory)
+                                       all_memory=all_memory, python=python)
                     self.last_times = snap.last_times
                 return final
         with _output.open_output(dest) as out:
@@ -177,9 +186,9 @@ class Dumper:
 
 def dump(pid: int, path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,
          callbacks: object = None, snapshot: SnapshotMode = "auto",
-         overwrite: bool = True, all_memory: bool = False) -> Path:
+         overwrite: bool = True, all_memory: bool = False, python: bool = True) -> Path:
     """Write a minidump of process ``pid`` to ``path``: ``Dumper(pid).write(path, type)``,
     with ``path`` checked first (see :meth:`Dumper.write`)."""
     dest = _output.destination(path, overwrite=overwrite)
     return Dumper(pid).write(dest, type, callbacks=callbacks, snapshot=snapshot,
-                             overwrite=overwrite, all_memory=all_memory)
+                             overwrite=overwrite, all_memory=all_memory, python=python)

@@ -78,11 +78,21 @@ class DumpType:
         unwritten file mappings) and nothing marked ``MADV_DONTDUMP``. Pass
         ``all_memory=True`` to ``dump``/``Dumper.write``/``Snapshot.write`` (CLI
         ``--all-memory``) for every readable page; see docs/dump-types.md.
+    PYTHON
+        A tiny dump for Python stacks: every thread with its context, stack and
+        thread times, the module list with file names only (the reader finds
+        libpython by its name and base; the capture's stream says which it is) and,
+        through the Python-aware capture that every dump type gets by default, the
+        memory of the CPython runtime's interpreters, thread states, frames, code
+        objects and strings; no handles, no referenced or optional memory. See
+        docs/python-stacks.md.
     """
 
     MINI = (MiniDumpType.Normal | MiniDumpType.WithThreadInfo | MiniDumpType.WithHandleData
             | MiniDumpType.WithIndirectlyReferencedMemory)
     TRIAGE = (MiniDumpType.Normal | MiniDumpType.WithThreadInfo | MiniDumpType.FilterMemory
+              | MiniDumpType.FilterModulePaths | MiniDumpType.WithoutOptionalData)
+    PYTHON = (MiniDumpType.Normal | MiniDumpType.WithThreadInfo
               | MiniDumpType.FilterModulePaths | MiniDumpType.WithoutOptionalData)
     FULL = (MiniDumpType.WithFullMemory | MiniDumpType.WithFullMemoryInfo
             | MiniDumpType.WithHandleData | MiniDumpType.WithThreadInfo
@@ -243,6 +253,9 @@ class StreamType(enum.IntEnum):
     MinidumpkitSnapshotStream = 0x4D4B0002
     # per-thread scheduler state, wchan and blocking system call (docs/threads.md)
     MinidumpkitThreadStateStream = 0x4D4B0003
+    # The CPython runtime the writer walked (format.MinidumpkitPython + JSON);
+    # 0x4D4B0003 is the per-thread state stream
+    MinidumpkitPythonStream = 0x4D4B0004
 
 
 class ContextFlags(enum.IntFlag):

@@ -893,6 +893,34 @@ class ThreadStateFlags(enum.IntFlag):
     # are never restarted return EINTR when the thread resumes; signal(7)); set with
     # BLOCKED only when the thread was sampled asleep just before the stop
     INTERRUPTED = 0x40
+class MinidumpkitPython(Record):
+    """Head of StreamType.MinidumpkitPythonStream: the CPython runtime the writer's
+    Python-aware capture walked while the target was held, and the memory it added.
+
+    ``format_version`` is PYTHON_STREAM_VERSION (a reader skips ``size_of_header`` bytes,
+    so later versions may grow the head); ``walk_status`` is one of PYTHON_WALK_*;
+    addresses are 0 when unknown. The rest of the stream is a UTF-8 JSON object:
+    ``version`` ("3.12.1"), ``layout``, ``model`` ("lp64"), ``module`` (path),
+    ``status`` ("complete" or "partial walk: why" or "no Python runtime found: why"),
+    ``found_by``, ``threads``, ``frames``, ``time_limit_ns``.
+    """
+    size_of_header: U32
+    format_version: U32
+    version_hex: U32  # PY_VERSION_HEX
+    walk_status: U32
+    runtime_address: U64  # &_PyRuntime
+    code_type_address: U64  # &PyCode_Type
+    module_base: U64  # the module holding _PyRuntime
+    range_count: U32  # memory ranges the capture added (merged)
+    reserved: U32
+    range_bytes: U64
+    walk_ns: U64  # how long the walk held the target
+
+
+PYTHON_STREAM_VERSION = 1
+PYTHON_WALK_COMPLETE = 0
+PYTHON_WALK_PARTIAL = 1
+PYTHON_WALK_NOT_FOUND = 2
 
 
 CAPTURE_STOP = 1  # stop every thread, read, detach

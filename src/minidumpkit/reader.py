@@ -52,6 +52,7 @@ from ._streams import (
     MemoryRange,
     MemoryRegionInfo,
     MinidumpkitInfo,
+    MinidumpkitPython,
     MiscInfo,
     Module,
     StreamInfo,
@@ -737,6 +738,46 @@ class Minidump(Closeable):
                                       offset=info.rva + skip, stream_type=st)
         return MinidumpkitInfo(head.capture, MiniDumpType(head.dump_type), head.pause_ns,
                                details)
+
+    @cached_property
+    def minidumpkit_python(self) -> MinidumpkitPython | None:
+        """MinidumpkitPythonStream: the CPython runtime minidumpkit's writer walked (its
+        version, ``_PyRuntime`` address, layout, walk status, the memory it added);
+        None when the dump has none. :func:`minidumpkit.analysis.python_stacks` uses it."""
+        st = StreamType.MinidumpkitPythonStream
+        info = self._located(st, md.MinidumpkitPython.SIZE)
+        if info is None:
+            return None
+        head = self._record(md.MinidumpkitPython, info.rva, what="minidumpkit python",
+                            stream_type=st)
+        skip = max(head.size_of_header, md.MinidumpkitPython.SIZE)
+        if skip > info.data_size:
+            raise MinidumpFormatError(
+                f"minidumpkit python: header of {skip} bytes in a {info.data_size}-byte stream",
+                offset=info.rva, stream_type=st)
+        text = self._bytes(info.rva + skip, info.data_size - skip, "minidumpkit python details",
+                           st)
+        try:
+            details = json.loads(text) if text.strip() else {}
+        except (ValueError, RecursionError) as exc:
+            raise MinidumpFormatError(f"minidumpkit python: details are not JSON ({exc})",
+                                      offset=info.rva + skip, stream_type=st) from None
+        if not isinstance(details, dict):
+            raise MinidumpFormatError("minidumpkit python: details are not a JSON object",
+                                      offset=info.rva + skip, stream_type=st)
+
+        def text_of(key: str) -> str | None:
+            value = details.get(key)
+            return value if isinstance(value, str) else None
+
+        status = text_of("status") or {
+            md.PYTHON_WALK_COMPLETE: "complete",
+            md.PYTHON_WALK_PARTIAL: "partial walk: (no reason recorded)",
+        }.get(head.walk_status, "no Python runtime found: (no reason recorded)")
+        return MinidumpkitPython(
+            head.format_version, head.version_hex, text_of("version"), status,
+            head.runtime_address, head.code_type_address, head.module_base, text_of("module"),
+            text_of("layout"), head.range_count, head.range_bytes, head.walk_ns, details)
 
     # --- Linux (Breakpad) streams ------------------------------------------------------
 

@@ -223,13 +223,15 @@ class Snapshot(Closeable):
 
     def write(self, path: str | os.PathLike[str], type: int | MiniDumpType = DumpType.MINI, *,
               callbacks: object = None, close: bool = False, overwrite: bool = True,
-              all_memory: bool = False) -> Path:
+              all_memory: bool = False, python: bool = True) -> Path:
         """Write a minidump of the snapshot to ``path`` (atomically) and return it.
 
         ``path`` and ``overwrite`` follow :meth:`minidumpkit.Dumper.write`: the path is
         checked first, only a regular file the caller may write is replaced.
         ``all_memory=True`` (with WithFullMemory): every readable page, as
-        :meth:`minidumpkit.Dumper.write`.
+        :meth:`minidumpkit.Dumper.write`. ``python``: the Python-aware capture of
+        :meth:`minidumpkit.Dumper.write`, walked in the snapshot's memory (a VA clone's
+        is frozen); ``python=False`` adds nothing.
 
         ``close=True`` makes this the snapshot's last dump: it is freed when the write
         returns or raises, and on Linux a VA-clone snapshot gives each part of its
@@ -252,6 +254,8 @@ class Snapshot(Closeable):
             options: dict[str, bool] = {"last": True} if close else {}
             if all_memory:
                 options["all_memory"] = True
+            if not python and _takes_python(impl):
+                options["python"] = False
             with _output.open_output(dest) as out:
                 self.last_times = impl.write(out, dump_type, policy, **options)
         finally:
@@ -267,6 +271,16 @@ class Snapshot(Closeable):
 
     def _open(self) -> bool:
         return getattr(self, "_impl", None) is not None
+
+
+def _takes_python(impl: object) -> bool:
+    """Whether a backend's write knows ``python`` (one without the capture ignores it)."""
+    import inspect
+
+    try:
+        return "python" in inspect.signature(impl.write).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
 
 
 DEFAULT_FLAGS = (PssCaptureFlags.VA_CLONE | PssCaptureFlags.THREADS

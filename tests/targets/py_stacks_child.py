@@ -66,11 +66,11 @@ def asleep(tid, calls):
     return state == "S" and bool(call) and call[0] != "running" and int(call[0]) in calls
 
 
-def record(path):
+def record(path, names):
     deadline = time.monotonic() + 30
-    while not ("busy" in started
-               and asleep(started.get("sleeper", 0), SLEEP_CALLS["sleeper"])
-               and asleep(started.get("selector", 0), SLEEP_CALLS["selector"])):
+    while not (("busy" in started or "busy" not in names)
+               and all(asleep(started.get(name, 0), SLEEP_CALLS[name])
+                       for name in names if name != "busy")):
         if time.monotonic() > deadline:
             raise SystemExit("threads did not park")
         time.sleep(0.01)
@@ -89,16 +89,19 @@ def record(path):
                       "native_id": thread.native_id, "frames": stack})
     with open(path, "w") as f:
         json.dump({"pid": os.getpid(), "version": sys.hexversion, "threads": truth}, f)
-    print(f"READY pid={os.getpid()} busy={started['busy']} sleeper={started['sleeper']} "
-          f"selector={started['selector']}", flush=True)
+    print("READY pid=" + " ".join([str(os.getpid())]
+                                  + [f"{name}={started[name]}" for name in names]), flush=True)
 
 
-def main(path):
-    for target, name in ((busy_mid, "busy"), (sleeper_mid, "sleeper"),
-                         (lambda: Selector().recurse(3), "selector")):
-        threading.Thread(target=target, name=name, daemon=True).start()
-    record(path); time.sleep(3600)  # noqa: E702  one line: the recorded frame is the parked one
+def main(path, names):
+    threads = {"busy": busy_mid, "sleeper": sleeper_mid,
+               "selector": lambda: Selector().recurse(3)}
+    for name in names:
+        threading.Thread(target=threads[name], name=name, daemon=True).start()
+    record(path, names); time.sleep(3600)  # noqa: E702  one line: the recorded frame is the parked one
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    # argv[2], optional: the threads to start besides main (default busy,sleeper,selector)
+    main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else
+         ["busy", "sleeper", "selector"])

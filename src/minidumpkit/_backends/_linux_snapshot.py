@@ -30,7 +30,7 @@ from .._capture import CapturedThread, Region
 from .._ffi import libc
 from .._selection import DumpPolicy, never_read, select
 from ..errors import ProcessError, ProcessNotFound, UnsupportedError
-from ..flags import ContextFlags, MiniDumpType, PssCaptureFlags
+from ..flags import ContextFlags, MiniDumpType, PssCaptureFlags, StreamType
 from ..snapshot import (
     SnapshotHandle,
     SnapshotProcessInfo,
@@ -38,7 +38,7 @@ from ..snapshot import (
     SnapshotThread,
     SnapshotVaRegion,
 )
-from . import _clone, _memory, _procfs, linux
+from . import _clone, _memory, _procfs, _python_capture, linux
 from ._ptrace import ProcessStop
 
 __all__ = ["FROZEN_LIMIT", "SNAPSHOT_STREAM", "LinuxSnapshot"]
@@ -204,6 +204,7 @@ class LinuxSnapshot:
         self.clone_ns = 0
         self.fatal_window_ns = 0
         self._stub: dict[str, int] | None = None
+        self._python: tuple[_python_capture.PythonCapture | None] | None = None
         try:
             stop = ProcessStop(pid)
             with stop:
@@ -414,10 +415,12 @@ class LinuxSnapshot:
 
     def write(self, out: IO[bytes], dump_type: MiniDumpType,
               policy: DumpPolicy | None, *, last: bool = False,
-              all_memory: bool = False) -> linux.DumpTimes:
+              all_memory: bool = False, python: bool = True) -> linux.DumpTimes:
         """Write a dump of the snapshot to ``out``. ``last``: no dump will follow, so
         the clone's pages are given back as the bulk memory is written. ``all_memory``:
-        WithFullMemory copies every readable page (see ``_selection.select``)."""
+        WithFullMemory copies every readable page (see ``_selection.select``).
+        ``python``: add the target's CPython runtime memory and stream, walked in the
+        snapshot's memory (the clone's, frozen; live without VA_CLONE)."""
         from ..writer import SUPPORTED_TYPES, flag_names, write_minidump
 
         self._check_open()
@@ -437,6 +440,9 @@ class LinuxSnapshot:
             for t in cap.threads] if with_threads else []
         raw = dict(cap.raw_streams)
         raw[SNAPSHOT_STREAM] = json.dumps(self.details(), sort_keys=True).encode()
+        py = self._python_capture() if python else None
+        if py is not None:
+            raw[StreamType.MinidumpkitPythonStream] = py.stream
         view = dataclasses.replace(
             cap, threads=threads, memory=self._memory,
             exception=cap.exception if threads else None,
@@ -446,6 +452,8 @@ class LinuxSnapshot:
             policy = DumpPolicy()
         checkpoint = linux._Planned(policy).checkpoint
         sel = select(view, dump_type, policy, checkpoint, all_memory=all_memory)
+        if py is not None:
+            _python_capture.add_to_selection(sel, py.ranges)
         clone_mem = self._clone_memory
         if last and clone_mem is not None:
             clone_mem.releasing = True
@@ -459,6 +467,15 @@ class LinuxSnapshot:
                 clone_mem.releasing = False
         return linux.DumpTimes(threads=len(threads), stop_ns=0, pause_ns=self.pause_ns,
                                stats=stats)
+
+    def _python_capture(self) -> _python_capture.PythonCapture | None:
+        """The walk of the snapshot's CPython runtime, made once: a VA-clone snapshot's
+        memory does not change, so every dump of it holds the same walk."""
+        if self._python is None or self._clone is None:
+            self._python = (_python_capture.capture_python(
+                self._memory, self._cap.modules,
+                time_limit=_python_capture.SNAPSHOT_TIME_LIMIT),)
+        return self._python[0]
 
     # --- freeing --------------------------------------------------------------------------
 

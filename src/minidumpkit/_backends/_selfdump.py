@@ -73,7 +73,8 @@ def _package_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def dump_self(out: BinaryIO, dump_type: MiniDumpType, *, all_memory: bool = False) -> DumpTimes:
+def dump_self(out: BinaryIO, dump_type: MiniDumpType, *, all_memory: bool = False,
+              python: bool = True) -> DumpTimes:
     """Write a minidump of the calling process to ``out`` through a helper process.
 
     The calling thread is recorded as the one that requested the dump."""
@@ -85,7 +86,8 @@ def dump_self(out: BinaryIO, dump_type: MiniDumpType, *, all_memory: bool = Fals
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "minidumpkit._backends._selfdump", str(os.getpid()), str(fd),
-         str(int(dump_type)), str(threading.get_native_id()), str(int(all_memory))],
+         str(int(dump_type)), str(threading.get_native_id()), str(int(all_memory)),
+         str(int(python))],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         pass_fds=(fd,), env=env)
     told_yama = False
@@ -147,6 +149,7 @@ def _rebuild(report: dict[str, object]) -> BaseException:
 def _helper_main(argv: list[str]) -> int:
     pid, fd, dump_type = int(argv[0]), int(argv[1]), MiniDumpType(int(argv[2]))
     requesting_tid, all_memory = int(argv[3]), argv[4] == "1"
+    python = len(argv) < 6 or argv[5] == "1"
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # unwinds through ProcessStop, which detaches
@@ -158,7 +161,7 @@ def _helper_main(argv: list[str]) -> int:
         from .linux import write_dump
 
         with os.fdopen(fd, "r+b", closefd=False) as out:
-            times = write_dump(pid, out, dump_type, all_memory=all_memory,
+            times = write_dump(pid, out, dump_type, all_memory=all_memory, python=python,
                                requesting_tid=requesting_tid)
             out.flush()
         report = {"threads": times.threads, "stop_ns": times.stop_ns, "pause_ns": times.pause_ns}

@@ -47,7 +47,7 @@ from ..errors import (
     UnsupportedError,
 )
 from ..flags import MiniDumpType, StreamType
-from . import _elf, _memory, _procfs, _threadstate
+from . import _elf, _memory, _procfs, _python_capture, _threadstate
 from . import _ptrace as _ptrace_mod
 from ._ptrace import _PERMISSION_HINT, ProcessStop
 
@@ -866,9 +866,13 @@ class DumpTimes:
 SNAPSHOT_LIMIT = 64 << 20
 
 
+#: write_dump and LinuxSnapshot.write take ``python=False`` (no Python-aware capture)
+PYTHON_CAPTURE = True
+
+
 def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
                policy: DumpPolicy | None = None, all_memory: bool = False,
-               requesting_tid: int | None = None) -> DumpTimes:
+               requesting_tid: int | None = None, python: bool = True) -> DumpTimes:
     """Write a minidump of ``pid`` to ``out`` (a seekable binary file).
 
     The target is stopped while its threads, /proc state and memory are captured and
@@ -879,6 +883,8 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     thread; its process is dumped. ``policy`` answers the writer's questions.
     ``all_memory``: WithFullMemory copies every readable page, not only what the
     kernel's core dump would hold. ``requesting_tid``: see :func:`capture`.
+    ``python``: when the target runs CPython, walk its runtime while it is stopped and
+    add that memory and a MinidumpkitPythonStream (:mod:`._python_capture`).
     """
     from ..writer import SUPPORTED_TYPES, flag_names, record_pause, write_minidump
 
@@ -901,7 +907,7 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
                 "by a helper process); dump from another process, or pass callbacks=None")
         from . import _selfdump
 
-        return _selfdump.dump_self(out, dump_type, all_memory=all_memory)
+        return _selfdump.dump_self(out, dump_type, all_memory=all_memory, python=python)
     try:
         stat: _procfs.Stat | None = _procfs.read_stat(pid)
     except ProcessError:
@@ -920,10 +926,15 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
         with stop:
             cap = capture(pid, stop, memory, dump_type, machine, requesting_tid=requesting_tid,
                           samples=samples)
+            py = _python_capture.capture_python(memory, cap.modules) if python else None
+            if py is not None:
+                cap.raw_streams[StreamType.MinidumpkitPythonStream] = py.stream
             job = _Planned(policy)
             recording = _RecordingMemory(memory)
             cap.memory = recording
             sel = select(cap, dump_type, policy, job.checkpoint, all_memory=all_memory)
+            if py is not None:
+                _python_capture.add_to_selection(sel, py.ranges)
             if sel.total_bytes <= SNAPSHOT_LIMIT:
                 cap.memory = snapshot_selection(memory, sel, recording.blocks)
             else:  # too big to buffer: write while the threads are held

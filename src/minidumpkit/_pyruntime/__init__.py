@@ -6,6 +6,7 @@ exactly the same things. This package imports nothing above :mod:`minidumpkit.er
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from . import offsets
@@ -31,14 +32,18 @@ def walk_process(source: MemorySource, modules: Iterable[ModuleRef], *,
                  model: str = offsets.LP64,
                  open_file: Callable[[str], bytes | None] | None = read_local_file,
                  time_limit: float = DEFAULT_TIME_LIMIT,
-                 log: list[tuple[int, int]] | None = None) -> PythonRuntime:
+                 log: list[tuple[int, int]] | None = None,
+                 located: Located | None = None) -> PythonRuntime:
     """Find and walk the CPython runtime of a process image. Never raises for bad or
     missing memory: the result's ``status`` says what was found. ``log`` collects every
-    (address, size) the walk read, for a writer that wants to keep exactly that memory."""
+    (address, size) the walk read, for a writer that wants to keep exactly that memory.
+    ``located``: where ``_PyRuntime`` is, already known (a dump's MinidumpkitPythonStream),
+    so nothing is looked up. ``time_limit`` covers the lookup and the walk."""
+    started = time.monotonic()
     modules = list(modules)
     if log is not None:
         source = _Logged(source, log)
-    found: Located | None = locate(source, modules, open_file=open_file)
+    found = located if located is not None else locate(source, modules, open_file=open_file)
     if found is None:
         names = [m.name for m in modules]
         why = "no libpython/python module" if not any(
@@ -50,12 +55,14 @@ def walk_process(source: MemorySource, modules: Iterable[ModuleRef], *,
     layout, version, why = layout_for(source, found, model)
     result = PythonRuntime(status="ok", version=version_string(version) if version else None,
                            version_hex=version or None, runtime_address=found.runtime,
-                           module=found.module.name, found_by=found.found_by)
+                           module=found.module.name, found_by=found.found_by,
+                           code_type_address=found.code_type)
     if layout is None:
         result.status = f"{NOT_FOUND}: {why}"
         return result
     result.layout = layout.name
-    walker = Walker(source, layout, code_type=found.code_type, time_limit=time_limit)
+    walker = Walker(source, layout, code_type=found.code_type,
+                    time_limit=time_limit - (time.monotonic() - started))
     result.threads, result.status = walker.walk(found.runtime)
     return result
 

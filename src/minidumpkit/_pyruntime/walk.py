@@ -118,6 +118,7 @@ class PythonRuntime:
     module: str | None = None
     layout: str | None = None
     found_by: str | None = None
+    code_type_address: int | None = None  # &PyCode_Type when the locator found it
     threads: list[PythonThread] = field(default_factory=list)
 
     @property

@@ -11,15 +11,17 @@ ownership and frames (function, qualified name, file, line; entry frames marked)
             print(thread.format())     # File "...", line N, in qualname
 
 ``_PyRuntime`` is found from the module list and the dump's memory (the python module's
-ELF as captured), else from the module's file on this machine when its build id matches.
-The dump must hold the runtime's memory: a FULL dump with ``all_memory=True`` does. See
-docs/python-stacks.md.
+ELF as captured), else from the module's file on this machine when its build id matches;
+in a dump minidumpkit wrote, from its MinidumpkitPythonStream first. The dump must hold
+the runtime's memory: every minidumpkit dump of a CPython process does (the writer's
+Python-aware capture), as does any dump with all memory. See docs/python-stacks.md.
 """
 
 from __future__ import annotations
 
 from .. import format as md
 from .._pyruntime import (
+    Located,
     ModuleRef,
     PythonFrame,
     PythonRuntime,
@@ -65,11 +67,35 @@ def python_stacks(dump: Minidump, *, use_local_files: bool = True,
     if model is None:
         return PythonRuntime(status="no Python runtime found: only x86_64 dumps are walked")
     modules = [ModuleRef(m.name, m.base, m.size, m.build_id) for m in dump.modules]
-    runtime = walk_process(_DumpMemory(dump), modules, model=model,
-                           open_file=read_local_file if use_local_files else None,
-                           time_limit=time_limit)
+    memory = _DumpMemory(dump)
+    runtime = None
+    located = _from_stream(dump, modules)
+    if located is not None:
+        runtime = walk_process(memory, modules, model=model, time_limit=time_limit,
+                               located=located)
+        if runtime.layout is None:  # the stream's version has no layout: look it up
+            runtime = None
+    if runtime is None:
+        runtime = walk_process(memory, modules, model=model,
+                               open_file=read_local_file if use_local_files else None,
+                               time_limit=time_limit)
     _map_threads(dump, runtime.threads)
     return runtime
+
+
+def _from_stream(dump: Minidump, modules: list[ModuleRef]) -> Located | None:
+    """Where the writer found ``_PyRuntime`` (its MinidumpkitPythonStream), when it
+    did and the module holding it is in the dump's module list."""
+    info = dump.minidumpkit_python
+    if info is None or not info.runtime_address:
+        return None
+    module = next((m for m in modules if m.base == info.module_base
+                   and m.base <= info.runtime_address < m.base + m.size), None) or next(
+        (m for m in modules if m.base <= info.runtime_address < m.base + m.size), None)
+    if module is None:
+        return None
+    return Located(module, info.runtime_address, info.version_hex,
+                   info.code_type_address or None, "minidumpkit Python stream")
 
 
 def _map_threads(dump: Minidump, threads: list[PythonThread]) -> None:
