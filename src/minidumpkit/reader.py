@@ -761,7 +761,16 @@ class Minidump(Closeable):
     def _module_crashpad_info(self, index: int, loc: md.Location, st: int,
                               ) -> ModuleCrashpadInfo:
         what = "Crashpad module info"
-        raw = self._record(md.ModuleCrashpadInfo, loc.rva, what=what, stream_type=st)
+        if loc.data_size < md.ModuleCrashpadInfo.SIZE:
+            # Crashpad before annotation objects (2017) wrote 20 bytes: version and the
+            # list and simple annotations. rust-minidump and Breakpad refuse those files.
+            self._span(loc.rva, md.ModuleCrashpadInfo.offset_of("annotation_objects"),
+                       what=what, stream_type=st)
+            head = self._bytes(loc.rva, md.ModuleCrashpadInfo.offset_of("annotation_objects"),
+                               what, st)
+            raw = md.ModuleCrashpadInfo.unpack_from(head + bytes(md.Location.SIZE))
+        else:
+            raw = self._record(md.ModuleCrashpadInfo, loc.rva, what=what, stream_type=st)
         lists: list[str] = []
         if raw.list_annotations.data_size:
             at = raw.list_annotations.rva
