@@ -639,8 +639,9 @@ def test_info_json_stacks_schema(dumps: dict[str, types.SimpleNamespace],
         for f in thread["frames"]:
             assert set(f) == {"index", "pc", "sp", "cfa", "trust", "module", "module_path",
                               "module_offset", "function", "mangled", "function_offset",
-                              "aliases", "file", "line", "missing_symbol"}
+                              "aliases", "file", "line", "missing_symbol", "note"}
             assert (f["function"] is None) == (f["missing_symbol"] is not None)
+            assert f["note"] is None  # only scanned frames whose code was not at hand
     worker = next(t for t in data["threads"] if t["thread_id"] == int(d.info["worker"]))
     assert "shapes::run_worker(int)" in [f["function"] for f in worker["frames"]]
     libstdcxx = [m for m in data["stacks"]["modules"] if "libstdc++" in m["name"]]
