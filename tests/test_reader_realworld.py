@@ -321,3 +321,28 @@ def test_crashpad_info_of_the_first_module_info_layout() -> None:
         # Electron's crash reporter sets these (the dump is of Electron 1.4.3)
         assert m.simple_annotations["prod"] == "Electron"
         assert m.simple_annotations["ver"] == "1.4.3"
+
+
+@pytest.mark.parametrize("cpuid,hwcaps", [(0x410FC090, 0x1007), (0x511F06F0, 0x8040),
+                                          (0x560F5810, 0), (0, 0x40000)])
+def test_arm_cpu_info_matches_rust_json_on_synthetic_dumps(tmp_path: Path, cpuid: int,
+                                                           hwcaps: int) -> None:
+    """The fixtures' ARM dumps record no MIDR: these, built here (an ARM Linux dump whose
+    CPU_INFORMATION holds MIDR and AT_HWCAP), are read by minidump-stackwalk too."""
+    import struct
+
+    from test_stackwalk_arm64_x86 import build_dump
+
+    context = struct.pack("<I16II", 0x40000002, *range(16), 0x10) + bytes(8 + 256 + 32)
+    data = bytearray(build_dump(5, 0x8201, context, (0x8000, bytes(64)), [], []))
+    kind, _, system_rva = struct.unpack_from("<III", data, 32)  # first directory entry
+    assert kind == 7 and struct.unpack_from("<H", data, system_rva)[0] == 5
+    struct.pack_into("<H", data, system_rva + 2, 7)  # processor_level: ARMv7
+    struct.pack_into("<II", data, system_rva + 32, cpuid, hwcaps)
+    path = tmp_path / "arm.dmp"
+    path.write_bytes(bytes(data))
+    rust = json.loads(run("minidump-stackwalk", "--json", path, check=True).stdout)
+    with minidumpkit.open_minidump(path) as d:
+        assert d.system_info is not None
+        assert d.system_info.cpu_info == rust["system_info"]["cpu_info"]
+        assert d.threads[0].registers["pc"] == 15 and d.threads[0].registers["cpsr"] == 0x10
