@@ -4,9 +4,12 @@ Each dump is assembled with plain ``struct`` from the format's definitions (not 
 minidumpkit's writer or format.py), and every expected frame follows from how the stack
 was built: frame records with pointer-authentication bits, return addresses after
 BL/BLR instructions (or not), Breakpad STACK CFI for arm64 and x86, STACK WIN frame data
-and FPO records for x86. The real-world arm64 threads are compared with
-minidump-stackwalk in tests/test_stackwalk.py.
+and FPO records for x86. rust-minidump's ``minidump-stackwalk`` walks the same files
+(with the same Breakpad store) and must find the same frames by the same method; the
+real-world arm64 threads are compared with it in tests/test_stackwalk.py.
 """
+
+import json
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import minidumpkit
 from minidumpkit import MinidumpFormatError
 from minidumpkit.analysis import FrameTrust, walk_stack
 from minidumpkit.analysis.breakpad import BreakpadError, evaluate_win
+from oracles import run
 
 ARM64, X86 = 12, 0
 MACOS, WIN32_NT = 0x8101, 2
@@ -107,13 +111,28 @@ def code(start: int, size: int, instructions: dict[int, int]) -> bytes:
     return words(start, size, instructions, width=4)
 
 
+def rust_frames(path: Path, store: Path | None) -> list[tuple[int, str]]:
+    """minidump-stackwalk's (instruction address, trust) of the one thread."""
+    args: list[str | Path] = ["--json", path]
+    if store is not None:
+        args += ["--symbols-path", store]
+    data = json.loads(run("minidump-stackwalk", *args, check=True).stdout)
+    return [(int(f["offset"], 16), f["trust"]) for f in data["threads"][0]["frames"]]
+
+
 def walk(tmp_path: Path, data: bytes, store: Path | None = None) -> list[tuple[int, int, str]]:
+    """Our frames (pc, sp, trust), after checking that minidump-stackwalk finds the same
+    ones (its address is the return address - 4 on arm64, - 1 on x86, for callers)."""
     path = tmp_path / "synthetic.dmp"
     path.write_bytes(data)
     with minidumpkit.open_minidump(path) as dump:
         stack = walk_stack(dump, dump.threads[0], use_local_files=False,
                            symbol_paths=[store] if store else ())
         assert stack.status == "ok", stack.status
+        assert dump.system_info is not None
+        back = 4 if dump.system_info.cpu == "arm64" else 1
+        ours = [(f.pc - back * (f.index > 0), f.trust.value) for f in stack.frames]
+        assert ours == rust_frames(path, store)
         return [(f.pc, f.sp, f.trust.value) for f in stack.frames]
 
 
@@ -169,6 +188,12 @@ def test_arm64_scan_accepts_only_returns_after_a_call(tmp_path: Path) -> None:
          "scan: in a module; no code bytes to check for a call"),
     ]
     assert stack_.frames[-1].to_json()["note"].startswith("scan: in a module")
+    # rust-minidump checks no instruction: it takes the value after the NOP and then
+    # the misaligned one (docs/stacks.md), and finds the BL/BLRAA returns after them
+    rust = rust_frames(path, None)
+    assert rust[:3] == [(APP + 0x100, "context"), (APP + 0x500 - 4, "scan"),
+                        (APP + 0x502 - 4, "scan")]
+    assert (APP + 0x604 - 4, "scan") in rust
 
 
 def test_arm64_stack_cfi_from_a_breakpad_store(tmp_path: Path) -> None:
