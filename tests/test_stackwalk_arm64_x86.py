@@ -9,10 +9,9 @@ and FPO records for x86. rust-minidump's ``minidump-stackwalk`` walks the same f
 real-world arm64 threads are compared with it in tests/test_stackwalk.py.
 """
 
-import json
-
 from __future__ import annotations
 
+import json
 import struct
 import uuid
 from pathlib import Path
