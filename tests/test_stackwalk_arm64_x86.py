@@ -326,3 +326,34 @@ def test_truncated_synthetic_dumps_raise_only_format_errors(tmp_path: Path) -> N
                     assert all(f.trust in FrameTrust for f in stack_.frames)
         except MinidumpFormatError:
             pass
+
+
+STORE = Path(__file__).parent / "data" / "breakpad-store"
+
+
+def test_x86_windows_dump_with_breakpads_own_symbols() -> None:
+    """Breakpad's minidump2.dmp (Windows XP, x86) with the kernel32 records of Breakpad's
+    own test store (tests/data/breakpad-store): the frames, their trust and names equal
+    minidump-stackwalk's with the same store. The last frame's STACK WIN program gives a
+    null return address: both walks end there. minidump-stackwalk does not walk the
+    thread that wrote the dump (BreakpadInfo's dump thread); we do."""
+    from oracles import FIXTURES
+
+    path = FIXTURES / "real-world" / "breakpad" / "minidump2.dmp"
+    data = json.loads(run("minidump-stackwalk", "--json", path, "--symbols-path", STORE,
+                          check=True).stdout)
+    rust = {t["thread_id"]: t["frames"] for t in data["threads"]}
+    with minidumpkit.open_minidump(path) as dump:
+        assert dump.breakpad_info is not None
+        writer = dump.breakpad_info.dump_thread_id
+        for thread in dump.threads:
+            stack = walk_stack(dump, thread, use_local_files=False, symbol_paths=[STORE])
+            if thread.thread_id == writer:
+                assert rust[writer] == [] and stack.frames
+                continue
+            ours = [(f.pc - (f.index > 0), f.trust.value, f.function) for f in stack.frames]
+            theirs = [(int(f["offset"], 16), f["trust"], f["function"])
+                      for f in rust[thread.thread_id]]
+            assert ours == theirs
+            assert ours[-1][2] == "BaseProcessStart"
+            assert stack.end == "end of stack (return address below 4096)"

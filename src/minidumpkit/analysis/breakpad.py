@@ -6,8 +6,9 @@ module's debug id, as rust-minidump and Breakpad look it up). Addresses in the f
 offsets from the module's base.
 
 Names follow the walker's rule: a FUNC record covers ``[address, address + size)``; a
-PUBLIC record has no size, so it names a pc only when the STACK CFI INIT record covering
-the pc starts at the PUBLIC's address (the same rule as a size-0 ELF symbol and its FDE).
+PUBLIC record has no size, so it names a pc only when the STACK CFI INIT or STACK WIN
+record covering the pc starts at the PUBLIC's address (the same rule as a size-0 ELF
+symbol and its FDE).
 STACK CFI rules are postfix expressions (``.cfa: $rsp 8 +  .ra: .cfa -8 + ^``) evaluated
 with ``+ - * / % @ ^`` as Breakpad defines them. Lines that do not parse are counted and
 skipped, as rust-minidump does.
@@ -144,11 +145,21 @@ class BreakpadSymbols:
         i = bisect.bisect_right(self._func_starts, offset) - 1
         if i >= 0 and offset < self._funcs[i].start + self._funcs[i].size:
             return self._funcs[i].name, self._funcs[i].start
+        # a PUBLIC has no size: the extent of the STACK CFI INIT or STACK WIN record that
+        # starts at it (Windows symbol files have the latter) stands in for one
+        extents: list[tuple[int, int]] = []
         init = self._init(offset)
-        if init is not None and init[0] in self._publics:
-            j = bisect.bisect_left(self._func_starts, init[0])
-            if j == len(self._funcs) or self._funcs[j].start >= init[0] + init[1]:
-                return self._publics[init[0]], init[0]
+        if init is not None:
+            extents.append((init[0], init[1]))
+        win = self.win_info(offset)
+        if win is not None:
+            extents.append((win.start, win.size))
+        for start, size in extents:
+            if start not in self._publics:
+                continue
+            j = bisect.bisect_left(self._func_starts, start)
+            if j == len(self._funcs) or self._funcs[j].start >= start + size:
+                return self._publics[start], start
         return None
 
     def source(self, offset: int) -> tuple[str, int] | None:
