@@ -150,6 +150,32 @@ def test_registers_match_rust_dump(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_exception_registers_match_rust_dump(name: str) -> None:
+    theirs: dict[str, str] | None = None
+    owner = False
+    for heading, fields in rust_dump(name):
+        if heading == "MINIDUMP_EXCEPTION":
+            owner = True
+        elif heading.startswith("CONTEXT_") and owner:
+            theirs = {"(kind)": heading, **fields}
+            break
+        else:
+            owner = False
+    if theirs is None:
+        return
+    d = open_or_none(name)
+    assert d is not None
+    with d:
+        assert d.exception is not None and d.exception.context is not None
+        assert isinstance(d.exception.context, KINDS[theirs.pop("(kind)")])
+        regs = d.exception.context.registers()
+        compared = [reg for key, value in theirs.items()
+                    if (reg := _their_register(key)) in regs
+                    and regs[reg] == int(value, 0)]
+        assert len(compared) == sum(_their_register(k) in regs for k in theirs) >= 8
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_module_ids_match_rust_json(name: str) -> None:
     rust = rust_json(name)
     if rust is None:
