@@ -63,6 +63,20 @@ SDK_LAYOUTS: dict[str, str] = {
     "Debug32": "6I",
     "LinkMap32": "3I",
     "CrashpadInfoHeader": "I16s16s" "II" "II",
+    # ARM64_NT_CONTEXT (winnt.h): flags, cpsr, x0-x30, sp, pc, v0-v31, fpcr, fpsr,
+    # 8 bcr, 8 bvr, 2 wcr, 2 wvr
+    "ContextARM64": "II" "31Q" "QQ" "512s" "II" "8I" "8Q" "2I" "2Q",
+    # Breakpad's MDRawContextARM64_Old (pack(4)): u64 flags, x0-x30, sp, pc, cpsr,
+    # then MDFloatingSaveAreaARM64_Old's fpsr, fpcr and 32 u128
+    "ContextARM64Old": "Q" "31Q" "QQ" "I" "II" "512s",
+    "FloatingSaveAreaARM": "Q" "32Q" "8I",
+    "ContextARM": "I" "16I" "I" "Q32Q8I",
+    "ArmCpuInfo": "II",
+    "StringDictionaryEntry": "II",
+    "ModuleCrashpadInfoLink": "I" "II",
+    "ModuleCrashpadInfo": "I" "II" "II" "II",
+    "AnnotationEntry": "IHHI",
+    "BreakpadInfo": "III",
     "MinidumpkitInfo": "IIQQ",
     # minidumpkit's own (docs/threads.md gives the layout)
     "ThreadStateListHeader": "IIII",
@@ -80,6 +94,7 @@ DOCUMENTED_SIZES = {
     "ExceptionStream": 168, "MiscInfo": 24, "MiscInfo2": 44, "MiscInfo3": 232,
     "MiscInfo4": 832, "MiscInfo5": 1364, "HandleDescriptor": 32, "HandleDescriptor2": 40,
     "UnloadedModule": 24, "VsFixedFileInfo": 52, "Debug64": 40, "LinkMap64": 24,
+    "ContextARM64": 0x390, "ContextARM": 368, "BreakpadInfo": 12,
 }
 
 

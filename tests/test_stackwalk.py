@@ -492,7 +492,8 @@ ALL_DUMPS = sorted(p for p in FIXTURES.rglob("*.dmp") if p.is_file())
 
 def test_every_fixture_walks_or_says_why() -> None:
     """Every thread of every fixture: a CallStack, or MinidumpFormatError from the reader;
-    non-x86_64 threads are reported 'not walked: arch ...', never silently empty."""
+    threads of CPUs we do not walk (32-bit ARM and others) are reported 'not walked:
+    arch ...', never silently empty."""
     assert len(ALL_DUMPS) > 100, f"fixtures missing under {FIXTURES}"
     walked = not_walked = 0
     for path in ALL_DUMPS:
@@ -516,7 +517,10 @@ def test_every_fixture_walks_or_says_why() -> None:
                     walked += 1
                     assert stack.frames and stack.frames[0].trust is FrameTrust.CONTEXT
                     sps = [f.sp for f in stack.frames]
-                    assert sps == sorted(set(sps)), f"{path.name}: sp not increasing"
+                    if cpu == "arm64":  # a stackless leaf keeps its caller's sp
+                        assert sps == sorted(sps), f"{path.name}: sp decreasing"
+                    else:
+                        assert sps == sorted(set(sps)), f"{path.name}: sp not increasing"
                 else:
                     not_walked += 1
                     assert not stack.frames
@@ -524,7 +528,7 @@ def test_every_fixture_walks_or_says_why() -> None:
                         stack.status
                     if cpu not in (None, "amd64"):
                         assert stack.status == f"not walked: arch {cpu}"
-    assert walked > 200 and not_walked >= 8
+    assert walked > 200 and not_walked >= 4
 
 
 def _walked_with_system_info(path: Path) -> bool:
@@ -532,7 +536,8 @@ def _walked_with_system_info(path: Path) -> bool:
     list) whose CPU we walk (amd64, x86): the ones whose frame-pointer chains compare."""
     try:
         with minidumpkit.open_minidump(path) as dump:
-            return (dump.system_info is not None and dump.system_info.cpu in ("amd64", "x86")
+            return (dump.system_info is not None
+                    and dump.system_info.cpu in ("amd64", "x86", "arm64")
                     and bool(dump.threads))
     except MinidumpFormatError:
         return False
@@ -548,15 +553,16 @@ RUST_CHECKED = [p for p in ALL_DUMPS if _walked_with_system_info(p) and p.name n
 def test_frame_pointer_chain_matches_rust_minidump(path: Path) -> None:
     """With no local files (as minidump-stackwalk without symbols), our context frame and
     frame-pointer chain equal rust-minidump's, frame for frame, as far as it goes by
-    context and frame pointer (amd64 and x86); its instruction address is the return
-    address - 1 for callers."""
+    context and frame pointer (amd64, x86 and arm64); its instruction address is the
+    return address - 1 for callers (- 4 on arm64, whose instructions are 4 bytes)."""
     proc = run("minidump-stackwalk", "--json", path)
     if proc.returncode != 0:
         pytest.fail(f"minidump-stackwalk failed on {path.name}: {proc.stderr[-500:]}")
     rust = json.loads(proc.stdout)
     with minidumpkit.open_minidump(path) as dump:
-        if dump.system_info is None or dump.system_info.cpu not in ("amd64", "x86"):
-            pytest.fail(f"{path.name} is neither an amd64 nor an x86 dump")
+        if dump.system_info is None or dump.system_info.cpu not in ("amd64", "x86", "arm64"):
+            pytest.fail(f"{path.name} is not an amd64, x86 or arm64 dump")
+        back = 4 if dump.system_info.cpu == "arm64" else 1
         rust_threads = {t["thread_id"]: t["frames"] for t in rust["threads"]}
         compared = 0
         for thread in dump.threads:
@@ -569,7 +575,7 @@ def test_frame_pointer_chain_matches_rust_minidump(path: Path) -> None:
                     f"thread {thread.thread_id}: rust-minidump has frame {i} ({their}), we stop"
                 ours = stack.frames[i]
                 assert ours.trust.value == their["trust"], (thread.thread_id, str(ours), their)
-                assert ours.pc - (i > 0) == int(their["offset"], 16), \
+                assert ours.pc - back * (i > 0) == int(their["offset"], 16), \
                     f"thread {thread.thread_id} frame {i}: {ours} vs {their}"
                 compared += 1
             if theirs and stack.frames:
@@ -633,8 +639,9 @@ def test_info_json_stacks_schema(dumps: dict[str, types.SimpleNamespace],
         for f in thread["frames"]:
             assert set(f) == {"index", "pc", "sp", "cfa", "trust", "module", "module_path",
                               "module_offset", "function", "mangled", "function_offset",
-                              "aliases", "file", "line", "missing_symbol"}
+                              "aliases", "file", "line", "missing_symbol", "note"}
             assert (f["function"] is None) == (f["missing_symbol"] is not None)
+            assert f["note"] is None  # only scanned frames whose code was not at hand
     worker = next(t for t in data["threads"] if t["thread_id"] == int(d.info["worker"]))
     assert "shapes::run_worker(int)" in [f["function"] for f in worker["frames"]]
     libstdcxx = [m for m in data["stacks"]["modules"] if "libstdc++" in m["name"]]

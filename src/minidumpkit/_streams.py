@@ -23,12 +23,15 @@ if TYPE_CHECKING:
     from .reader import Minidump
 
 __all__ = [
+    "BreakpadInfo",
     "CodeView",
     "CodeViewElf",
     "CodeViewPdb20",
     "CodeViewPdb70",
     "CodeViewUnknown",
     "Context",
+    "CrashpadAnnotation",
+    "CrashpadInfo",
     "DsoDebug",
     "ExceptionInfo",
     "Handle",
@@ -40,6 +43,7 @@ __all__ = [
     "MinidumpkitPython",
     "MiscInfo",
     "Module",
+    "ModuleCrashpadInfo",
     "StreamInfo",
     "SystemInfo",
     "Thread",
@@ -51,7 +55,7 @@ __all__ = [
     "stream_type",
 ]
 
-Context = md.ContextAMD64 | md.ContextX86
+Context = md.ContextAMD64 | md.ContextX86 | md.ContextARM64 | md.ContextARM64Old | md.ContextARM
 
 
 def stream_type(value: int) -> StreamType | int:
@@ -119,6 +123,35 @@ _CPU_NAMES: dict[int, str] = {
     md.ProcessorArchitecture.MIPS64: "mips64",
 }
 
+# MIDR implementer codes and (implementer, part) masks of well-known cores, from the
+# Arm and Qualcomm technical reference manuals.
+_ARM_VENDORS = {0x41: "ARM", 0x51: "Qualcomm", 0x56: "Marvell", 0x69: "Intel"}
+_ARM_PARTS = {
+    0x4100C050: "Cortex-A5", 0x4100C080: "Cortex-A8", 0x4100C090: "Cortex-A9",
+    0x4100C0F0: "Cortex-A15", 0x4100C140: "Cortex-R4", 0x4100C150: "Cortex-R5",
+    0x4100B360: "ARM1136", 0x4100B560: "ARM1156", 0x4100B760: "ARM1176",
+    0x4100B020: "ARM11-MPCore", 0x41009260: "ARM926", 0x41009460: "ARM946",
+    0x41009660: "ARM966", 0x510006F0: "Krait", 0x510000F0: "Scorpion",
+}
+# Linux's 32-bit ARM AT_HWCAP bits (arch/arm/include/uapi/asm/hwcap.h), in bit order
+_ARM_HWCAPS = ("swp", "half", "thumb", "26bit", "fastmult", "fpa", "vfpv2", "edsp", "java",
+               "iwmmxt", "crunch", "thumbee", "neon", "vfpv3", "vfpv3d16", "tls", "vfpv4",
+               "idiva", "idivt")
+
+
+def _arm_cpu_info(level: int, info: md.ArmCpuInfo) -> str:
+    text = f"ARMv{level}"
+    if info.cpuid:
+        vendor = (info.cpuid >> 24) & 0xFF
+        part = info.cpuid & 0xFF00FFF0
+        text += " " + _ARM_VENDORS.get(vendor, f"vendor(0x{vendor:x})")
+        text += " " + _ARM_PARTS.get(part, f"part(0x{part:x})")
+    features = [name for bit, name in enumerate(_ARM_HWCAPS) if info.elf_hwcaps >> bit & 1]
+    if features:
+        text += " features: " + ",".join(features)
+    return text
+
+
 _WINDOWS_PLATFORMS = (md.PlatformId.WIN32_NT, md.PlatformId.WIN32_WINDOWS)
 _LINUX_PLATFORMS = (md.PlatformId.LINUX, md.PlatformId.ANDROID)
 
@@ -171,6 +204,11 @@ class SystemInfo:
         return self.platform in _LINUX_PLATFORMS
 
     @property
+    def is_apple(self) -> bool:
+        """macOS or iOS."""
+        return self.platform in (md.PlatformId.MACOS, md.PlatformId.IOS)
+
+    @property
     def cpu_family(self) -> int:
         return self.processor_level
 
@@ -185,7 +223,13 @@ class SystemInfo:
     @property
     def cpu_info(self) -> str | None:
         """"GenuineIntel family 6 model 13 stepping 8" on x86 (the vendor is only recorded
-        there), "family 6 model 85 stepping 4" on amd64, None elsewhere."""
+        there), "family 6 model 85 stepping 4" on amd64; on 32-bit ARM the architecture
+        level, the CPU's implementer and part from its MIDR and the AT_HWCAP features
+        ("ARMv7 ARM Cortex-A9 features: swp,half,thumb"), as rust-minidump prints them;
+        None elsewhere (arm64 writers record no CPU information)."""
+        if self.architecture == md.ProcessorArchitecture.ARM:
+            return _arm_cpu_info(self.processor_level,
+                                 md.ArmCpuInfo.unpack_from(self.raw.cpu))
         if self.architecture not in (md.ProcessorArchitecture.X86, md.ProcessorArchitecture.AMD64):
             return None
         text = f"family {self.cpu_family} model {self.cpu_model} stepping {self.cpu_stepping}"
@@ -282,11 +326,17 @@ class Thread:
 
     @property
     def fp(self) -> int | None:
-        """The frame pointer (rbp / ebp)."""
-        if isinstance(self.context, md.ContextAMD64):
-            return self.context.rbp
-        if isinstance(self.context, md.ContextX86):
-            return self.context.ebp
+        """The frame pointer: rbp, ebp, x29 on arm64; r11 on ARM (r7 in Apple's
+        Thumb code, which :attr:`registers` has as ``r7``)."""
+        ctx = self.context
+        if isinstance(ctx, md.ContextAMD64):
+            return ctx.rbp
+        if isinstance(ctx, md.ContextX86):
+            return ctx.ebp
+        if isinstance(ctx, (md.ContextARM64, md.ContextARM64Old)):
+            return ctx.fp
+        if isinstance(ctx, md.ContextARM):
+            return ctx.r(11)
         return None
 
 
@@ -380,28 +430,35 @@ def _guid_hex(guid: uuid.UUID) -> str:
 
 
 def debug_id_of(cv: CodeView | None) -> str | None:
-    """Breakpad's debug identifier (GUID + age, upper-case hex), as rust-minidump derives it.
+    """Breakpad's debug identifier, as rust-minidump derives it: the GUID in upper-case
+    hex, then the age in lower-case hex (both print the age with ``%x``/``{:x}``: a
+    PDB of age 0x1c gives ``...1c``, never ``...1C``).
 
     None when there is no usable record: no CodeView, a nil PDB GUID, an all-zero build id.
     """
     if isinstance(cv, CodeViewPdb70):
-        return None if cv.guid.int == 0 else f"{_guid_hex(cv.guid)}{cv.age:X}"
+        return None if cv.guid.int == 0 else f"{_guid_hex(cv.guid)}{cv.age:x}"
     if isinstance(cv, CodeViewPdb20):
-        return f"{cv.signature:08X}{cv.age:X}"
+        return f"{cv.signature:08X}{cv.age:x}"
     if isinstance(cv, CodeViewElf):
         return None if not any(cv.build_id) else md.build_id_to_debug_id(cv.build_id)
     return None
 
 
-def code_id_of(cv: CodeView | None, timestamp: int, size: int, windows: bool) -> str | None:
+def code_id_of(cv: CodeView | None, timestamp: int, size: int, windows: bool,
+               apple: bool = False) -> str | None:
     """The code identifier rust-minidump reports (lower-case hex).
 
-    PE modules (a PDB record, or no record in a Windows dump): ``TimeDateStamp`` as 8
-    hex digits followed by ``SizeOfImage`` (what symbol servers index by). ELF modules:
-    the build id. Otherwise None.
+    Mach-O modules (macOS and iOS dumps, where Breakpad and Crashpad put the image's
+    LC_UUID in a PDB70 record with age 0): that UUID, 32 hex digits. PE modules (a
+    PDB record, or no record in a Windows dump): ``TimeDateStamp`` as 8 hex digits
+    followed by ``SizeOfImage`` (what symbol servers index by). ELF modules: the build
+    id. Otherwise None.
     """
     if isinstance(cv, CodeViewElf):
         return cv.build_id.hex() if any(cv.build_id) else None
+    if apple and isinstance(cv, CodeViewPdb70):
+        return cv.guid.hex
     if isinstance(cv, (CodeViewPdb70, CodeViewPdb20)) or (cv is None and windows):
         return f"{timestamp:08x}{size:x}"
     return None
@@ -703,6 +760,55 @@ class MinidumpkitPython:
         return self.status == "complete"
 
 
+# --- Crashpad and Breakpad info -------------------------------------------------------
+
+@lazy_dataclass
+class CrashpadAnnotation:
+    """One of a module's annotation objects: ``type`` 1 is a string (``text``); types
+    from 0x8000 up are user-defined bytes, which readers show as ``<user defined>``."""
+
+    type: int
+    value: bytes
+
+    @property
+    def text(self) -> str | None:
+        if self.type != md.ANNOTATION_STRING:
+            return None
+        return self.value.decode("utf-8", "replace")
+
+
+@lazy_dataclass
+class ModuleCrashpadInfo:
+    """Crashpad's annotations of one module; ``module_index`` indexes ModuleList."""
+
+    module_index: int
+    version: int
+    list_annotations: list[str]
+    simple_annotations: dict[str, str]
+    annotation_objects: dict[str, CrashpadAnnotation]
+
+
+@lazy_dataclass
+class CrashpadInfo:
+    """CrashpadInfoStream: the report and client ids (UUIDs, as Crashpad prints them),
+    the process-wide simple annotations and each annotated module's annotations."""
+
+    version: int
+    report_id: uuid.UUID
+    client_id: uuid.UUID
+    simple_annotations: dict[str, str]
+    modules: list[ModuleCrashpadInfo]
+
+
+@lazy_dataclass
+class BreakpadInfo:
+    """BreakpadInfoStream: the thread that wrote the dump (Breakpad's handler thread)
+    and the thread that asked for it (the crashed one); None where not valid."""
+
+    dump_thread_id: int | None
+    requesting_thread_id: int | None
+
+
 # --- crash reasons --------------------------------------------------------------------
 # Names follow rust-minidump's minidump-common errors module (which follows the SDK's
 # winnt.h/ntstatus.h and Linux's signum.h/siginfo.h), so the strings compare equal.
@@ -875,16 +981,71 @@ def _linux_reason(code: int, flags: int) -> str:
     return f"{signal} / {_hex32(flags)}"
 
 
+_MAC_EXCEPTIONS = {
+    1: "EXC_BAD_ACCESS", 2: "EXC_BAD_INSTRUCTION", 3: "EXC_ARITHMETIC", 4: "EXC_EMULATION",
+    5: "EXC_SOFTWARE", 6: "EXC_BREAKPOINT", 7: "EXC_SYSCALL", 8: "EXC_MACH_SYSCALL",
+    9: "EXC_RPC_ALERT", 11: "EXC_RESOURCE", 12: "EXC_GUARD",
+    0x43507378: "SIMULATED",  # Crashpad's SimulateCrash ('CPsx')
+}
+# kern_return_t values (mach/kern_return.h) an EXC_BAD_ACCESS carries as its code
+_MAC_KERN = {1: "KERN_INVALID_ADDRESS", 2: "KERN_PROTECTION_FAILURE", 5: "KERN_FAILURE",
+             8: "KERN_NO_ACCESS", 9: "KERN_MEMORY_FAILURE", 10: "KERN_MEMORY_ERROR",
+             50: "KERN_CODESIGN_ERROR"}
+# CPU-specific codes (mach/i386/exception.h, mach/arm/exception.h), per exception
+_MAC_CODES_X86 = {
+    "EXC_BAD_ACCESS": {13: "EXC_I386_GPFLT"},
+    "EXC_BAD_INSTRUCTION": {1: "EXC_I386_INVOP", 10: "EXC_I386_INVTSSFLT",
+                            11: "EXC_I386_SEGNPFLT", 12: "EXC_I386_STKFLT",
+                            13: "EXC_I386_GPFLT", 17: "EXC_I386_ALIGNFLT"},
+    "EXC_ARITHMETIC": {1: "EXC_I386_DIV", 2: "EXC_I386_INTO", 3: "EXC_I386_NOEXT",
+                       4: "EXC_I386_EXTOVR", 5: "EXC_I386_EXTERR", 6: "EXC_I386_EMERR",
+                       7: "EXC_I386_BOUND", 8: "EXC_I386_SSEEXTERR"},
+    "EXC_BREAKPOINT": {1: "EXC_I386_SGL", 2: "EXC_I386_BPT"},
+}
+_MAC_CODES_ARM = {
+    "EXC_BAD_ACCESS": {0x101: "EXC_ARM_DA_ALIGN", 0x102: "EXC_ARM_DA_DEBUG"},
+    "EXC_BAD_INSTRUCTION": {1: "EXC_ARM_UNDEFINED"},
+    "EXC_BREAKPOINT": {1: "EXC_ARM_BREAKPOINT", 0x101: "EXC_ARM_DA_ALIGN",
+                       0x102: "EXC_ARM_DA_DEBUG"},
+}
+_MAC_SOFTWARE = {0x00010002: "SIGABRT", 0xDEADC0DE: "UNCAUGHT_NS_EXCEPTION"}
+
+
+def _mac_reason(code: int, flags: int, system: SystemInfo) -> str:
+    """``EXC_BAD_ACCESS / KERN_INVALID_ADDRESS``: the Mach exception (``code``) and its
+    first code (``flags``, as Breakpad and Crashpad record them), in rust-minidump's
+    spelling; a code without a name is shown in hex."""
+    name = _MAC_EXCEPTIONS.get(code)
+    if name is None:
+        return f"unknown {_hex32(code)} / {_hex32(flags)}"
+    arm = system.architecture in (md.ProcessorArchitecture.ARM, md.ProcessorArchitecture.ARM64,
+                                  md.ProcessorArchitecture.ARM64_OLD)
+    cpu_codes = (_MAC_CODES_ARM if arm else _MAC_CODES_X86).get(name, {})
+    sub = None
+    if name == "EXC_BAD_ACCESS":
+        sub = _MAC_KERN.get(flags) or cpu_codes.get(flags)
+    elif name == "EXC_SOFTWARE":
+        sub = _MAC_SOFTWARE.get(flags)
+    elif name == "SIMULATED":
+        return name
+    else:
+        sub = cpu_codes.get(flags)
+    return f"{name} / {sub or _hex32(flags)}"
+
+
 def crash_reason(code: int, flags: int, params: tuple[int, ...], system: SystemInfo | None) -> str:
     """A human name for an exception, in rust-minidump's spelling.
 
     Windows: the exception / NTSTATUS name, refined for access violations (READ/WRITE/
     EXEC), in-page errors and fast-fail codes. Linux/Android: the signal and its
     ``si_code`` name (``SIGSEGV / SEGV_MAPERR``), ``DUMP_REQUESTED`` for 0xFFFFFFFF.
-    Unknown codes give ``unknown 0x...``. macOS exceptions are not decoded.
+    macOS/iOS: the Mach exception and its code (``EXC_BAD_ACCESS / KERN_INVALID_ADDRESS``).
+    Unknown codes give ``unknown 0x...``.
     """
     if system is not None and system.is_windows:
         return _windows_reason(code, params)
+    if system is not None and system.is_apple:
+        return _mac_reason(code, flags, system)
     if system is not None and system.is_linux:
         return _linux_reason(code, flags)
     return f"unknown {_hex32(code)} / {_hex32(flags)}"

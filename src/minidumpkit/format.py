@@ -482,6 +482,123 @@ class ContextX86(Record):
         return {name: getattr(self, name) for name in names}
 
 
+ARM64_GPRS = tuple(f"x{i}" for i in range(31))  # x29 is the frame pointer, x30 the link register
+
+
+class _ContextARM64Registers:
+    """What the two arm64 layouts share: 31 general registers, sp, pc and cpsr by name."""
+
+    iregs: bytes
+    sp: int
+    pc: int
+    cpsr: int
+
+    def x(self, number: int) -> int:
+        """General register ``x<number>`` (0..30)."""
+        value: int = struct.unpack_from("<Q", self.iregs, number * 8)[0]
+        return value
+
+    @property
+    def fp(self) -> int:
+        return self.x(29)
+
+    @property
+    def lr(self) -> int:
+        return self.x(30)
+
+    def registers(self) -> dict[str, int]:
+        """x0..x30, sp, pc and cpsr, the names minidump-stackwalk and lldb print."""
+        regs = dict(zip(ARM64_GPRS, struct.unpack("<31Q", self.iregs)))
+        regs["sp"] = self.sp
+        regs["pc"] = self.pc
+        regs["cpsr"] = self.cpsr
+        return regs
+
+
+class ContextARM64(_ContextARM64Registers, Record):
+    """ARM64_NT_CONTEXT (912 = 0x390 bytes): Microsoft's arm64 CONTEXT, which Breakpad's
+    MDRawContextARM64 (flag 0x00400000) and Crashpad match byte for byte."""
+    context_flags: U32
+    cpsr: U32
+    iregs: Annotated[bytes, "248s"]  # x0..x30
+    sp: U64
+    pc: U64
+    float_regs: Annotated[bytes, "512s"]  # v0..v31, 16 bytes each
+    fpcr: U32
+    fpsr: U32
+    bcr: Annotated[bytes, "32s"]
+    bvr: Annotated[bytes, "64s"]
+    wcr: Annotated[bytes, "8s"]
+    wvr: Annotated[bytes, "16s"]
+
+
+class ContextARM64Old(_ContextARM64Registers, Record):
+    """Breakpad's first arm64 context, MDRawContextARM64_Old (796 bytes under pack(4);
+    flag 0x80000000 in a 64-bit ``context_flags``); processor architecture 0x8003."""
+    context_flags: U64
+    iregs: Annotated[bytes, "248s"]  # x0..x30
+    sp: U64
+    pc: U64
+    cpsr: U32
+    fpsr: U32
+    fpcr: U32
+    float_regs: Annotated[bytes, "512s"]
+
+
+ARM_GPRS = ("r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12",
+            "sp", "lr", "pc")
+
+
+class FloatingSaveAreaARM(Record):
+    """MDFloatingSaveAreaARM (296 bytes): fpscr, d0..d31 and 8 extra words."""
+    fpscr: U64
+    regs: Annotated[bytes, "256s"]
+    extra: Annotated[bytes, "32s"]
+
+
+class ContextARM(Record):
+    """Breakpad's MDRawContextARM (368 bytes, flag 0x40000000): r0..r15, cpsr, VFP state.
+    Not Windows' ARM CONTEXT, which no minidump writer in use emits."""
+    context_flags: U32
+    iregs: Annotated[bytes, "64s"]  # r0..r15: r13 sp, r14 lr, r15 pc
+    cpsr: U32
+    float_save: FloatingSaveAreaARM
+
+    def r(self, number: int) -> int:
+        """General register ``r<number>`` (0..15)."""
+        value: int = struct.unpack_from("<I", self.iregs, number * 4)[0]
+        return value
+
+    @property
+    def pc(self) -> int:
+        return self.r(15)
+
+    @property
+    def sp(self) -> int:
+        return self.r(13)
+
+    @property
+    def lr(self) -> int:
+        return self.r(14)
+
+    def registers(self) -> dict[str, int]:
+        """r0..r12, sp, lr, pc and cpsr (Breakpad's and rust-minidump's names)."""
+        regs = dict(zip(ARM_GPRS, struct.unpack("<16I", self.iregs)))
+        regs["cpsr"] = self.cpsr
+        return regs
+
+
+CONTEXT_ARM = 0x40000000
+CONTEXT_ARM64 = 0x00400000
+CONTEXT_ARM64_OLD = 0x80000000
+
+
+class ArmCpuInfo(Record):
+    """CPU_INFORMATION of an ARM dump (Breakpad's MDARMCpuInfo): MIDR and AT_HWCAP."""
+    cpuid: U32
+    elf_hwcaps: U32
+
+
 CONTEXT_AMD64 = 0x00100000
 CONTEXT_X86 = 0x00010000
 CONTEXT_AMD64_ALL = 0x0010001F
@@ -832,6 +949,53 @@ class CrashpadInfoHeader(Record):
     client_id: Annotated[bytes, "16s"]
     simple_annotations: Location
     module_list: Location
+
+
+class StringDictionaryEntry(Record):
+    """MinidumpSimpleStringDictionaryEntry: RVAs of two MinidumpUTF8Strings (u32 length,
+    UTF-8 bytes, NUL); a u32 count precedes the entries."""
+    key: U32
+    value: U32
+
+
+class ModuleCrashpadInfoLink(Record):
+    """MinidumpModuleCrashpadInfoLink: which ModuleList entry, and where its info is."""
+    minidump_module_list_index: U32
+    location: Location
+
+
+class ModuleCrashpadInfo(Record):
+    """MinidumpModuleCrashpadInfo (version 1)."""
+    version: U32
+    list_annotations: Location  # MinidumpRVAList of MinidumpUTF8Strings
+    simple_annotations: Location  # a string dictionary
+    annotation_objects: Location  # MinidumpAnnotationList
+
+
+class AnnotationEntry(Record):
+    """MinidumpAnnotation: a name (MinidumpUTF8String) and a typed value
+    (MinidumpByteArray: u32 length, bytes)."""
+    name: U32
+    type: U16
+    reserved: U16
+    value: U32
+
+
+ANNOTATION_STRING = 1  # crashpad::Annotation::Type::kString
+ANNOTATION_USER_DEFINED = 0x8000  # kUserDefinedStart and above
+
+
+# --- Breakpad ---------------------------------------------------------------------
+
+class BreakpadInfo(Record):
+    """MDRawBreakpadInfo (12 bytes): which thread wrote the dump and which asked for it."""
+    validity: U32
+    dump_thread_id: U32
+    requesting_thread_id: U32
+
+
+BREAKPAD_INFO_VALID_DUMP_THREAD_ID = 0x1
+BREAKPAD_INFO_VALID_REQUESTING_THREAD_ID = 0x2
 
 
 # --- minidumpkit's own stream -----------------------------------------------------

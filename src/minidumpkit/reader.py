@@ -42,8 +42,11 @@ from . import _streams as s
 from . import format as md
 from ._closing import Closeable
 from ._streams import (
+    BreakpadInfo,
     CodeView,
     Context,
+    CrashpadAnnotation,
+    CrashpadInfo,
     DsoDebug,
     ExceptionInfo,
     Handle,
@@ -55,6 +58,7 @@ from ._streams import (
     MinidumpkitPython,
     MiscInfo,
     Module,
+    ModuleCrashpadInfo,
     StreamInfo,
     SystemInfo,
     Thread,
@@ -491,7 +495,23 @@ class Minidump(Closeable):
                                 and not flags_x86 & md.CONTEXT_AMD64)):
             return self._record(md.ContextX86, loc.rva, what="thread context",  # or WOW64
                                 stream_type=stream_type)
-        return None
+        arm_family = arch is None or arch in (md.ProcessorArchitecture.ARM64,
+                                              md.ProcessorArchitecture.ARM64_OLD,
+                                              md.ProcessorArchitecture.ARM)
+        if not arm_family:
+            return None
+        # The arm contexts are told apart by their flag word, as rust-minidump and
+        # Breakpad do: Breakpad's old arm64 layout is used with either architecture code.
+        cls: type[Context] | None = None
+        if flags_x86 & md.CONTEXT_ARM64_OLD and size >= md.ContextARM64Old.SIZE:
+            cls = md.ContextARM64Old
+        elif flags_x86 & md.CONTEXT_ARM64 and size >= md.ContextARM64.SIZE:
+            cls = md.ContextARM64
+        elif flags_x86 & md.CONTEXT_ARM and size >= md.ContextARM.SIZE:
+            cls = md.ContextARM
+        if cls is None:
+            return None
+        return self._record(cls, loc.rva, what="thread context", stream_type=stream_type)
 
     @cached_property
     def thread_names(self) -> dict[int, str]:
@@ -623,6 +643,7 @@ class Minidump(Closeable):
             return []
         system = self._basic_system()
         windows = system is not None and system.is_windows
+        apple = system is not None and system.is_apple
         pe_versions = system is not None and system.platform in (
             md.PlatformId.WIN32_NT, md.PlatformId.WIN32_WINDOWS, md.PlatformId.MACOS,
             md.PlatformId.IOS)
@@ -639,7 +660,8 @@ class Minidump(Closeable):
                 version_info=raw.version_info,
                 version=s.version_of(raw.version_info, pe_versions),
                 cv_record=cv, misc_record=misc, debug_id=s.debug_id_of(cv),
-                code_id=s.code_id_of(cv, raw.time_date_stamp, raw.size_of_image, windows)))
+                code_id=s.code_id_of(cv, raw.time_date_stamp, raw.size_of_image, windows,
+                                     apple)))
         return out
 
     def module_at(self, address: int) -> Module | None:
@@ -713,6 +735,107 @@ class Minidump(Closeable):
                 d.handle_count, d.pointer_count,
                 d.object_info_rva if isinstance(d, md.HandleDescriptor2) else None))
         return out
+
+    # --- Crashpad and Breakpad info ----------------------------------------------------
+
+    def _utf8_string(self, rva: int, what: str, st: int) -> str:
+        """A Crashpad MinidumpUTF8String: u32 byte length, UTF-8 bytes (then a NUL)."""
+        length = self._u32(rva, what=what, stream_type=st)
+        return self._bytes(rva + 4, length, what, st).decode("utf-8", "replace")
+
+    def _string_dictionary(self, loc: md.Location, what: str, st: int) -> dict[str, str]:
+        """A MinidumpSimpleStringDictionary (empty when ``loc`` is empty)."""
+        if loc.data_size == 0:
+            return {}
+        self._span(loc.rva, loc.data_size, what=what, stream_type=st)
+        count = self._u32(loc.rva, what=what, stream_type=st)
+        entry = md.StringDictionaryEntry
+        within = (loc.rva, loc.rva + loc.data_size)
+        self._span(loc.rva + 4, count * entry.SIZE, what=f"{what}: {count} entries",
+                   stream_type=st, within=within)
+        out: dict[str, str] = {}
+        for i in range(count):
+            e = self._record(entry, loc.rva + 4 + i * entry.SIZE, what=what, stream_type=st)
+            out[self._utf8_string(e.key, what, st)] = self._utf8_string(e.value, what, st)
+        return out
+
+    def _module_crashpad_info(self, index: int, loc: md.Location, st: int,
+                              ) -> ModuleCrashpadInfo:
+        what = "Crashpad module info"
+        if loc.data_size < md.ModuleCrashpadInfo.SIZE:
+            # Crashpad before annotation objects (2017) wrote 20 bytes: version and the
+            # list and simple annotations. rust-minidump and Breakpad refuse those files.
+            self._span(loc.rva, md.ModuleCrashpadInfo.offset_of("annotation_objects"),
+                       what=what, stream_type=st)
+            head = self._bytes(loc.rva, md.ModuleCrashpadInfo.offset_of("annotation_objects"),
+                               what, st)
+            raw = md.ModuleCrashpadInfo.unpack_from(head + bytes(md.Location.SIZE))
+        else:
+            raw = self._record(md.ModuleCrashpadInfo, loc.rva, what=what, stream_type=st)
+        lists: list[str] = []
+        if raw.list_annotations.data_size:
+            at = raw.list_annotations.rva
+            count = self._u32(at, what=what, stream_type=st)
+            self._span(at + 4, count * 4, what=f"{what}: {count} list annotations",
+                       stream_type=st)
+            lists = [self._utf8_string(self._u32(at + 4 + 4 * i, what=what, stream_type=st),
+                                       what, st) for i in range(count)]
+        objects: dict[str, CrashpadAnnotation] = {}
+        if raw.annotation_objects.data_size:
+            at = raw.annotation_objects.rva
+            count = self._u32(at, what=what, stream_type=st)
+            entry = md.AnnotationEntry
+            self._span(at + 4, count * entry.SIZE, what=f"{what}: {count} annotations",
+                       stream_type=st)
+            for i in range(count):
+                a = self._record(entry, at + 4 + i * entry.SIZE, what=what, stream_type=st)
+                size = self._u32(a.value, what=what, stream_type=st)
+                objects[self._utf8_string(a.name, what, st)] = CrashpadAnnotation(
+                    a.type, self._bytes(a.value + 4, size, what, st))
+        return ModuleCrashpadInfo(
+            index, raw.version, lists,
+            self._string_dictionary(raw.simple_annotations, what, st), objects)
+
+    @cached_property
+    def crashpad_info(self) -> CrashpadInfo | None:
+        """CrashpadInfoStream (dumps written by Crashpad): report and client ids,
+        simple annotations, and per-module list, simple and object annotations."""
+        st = StreamType.CrashpadInfoStream
+        info = self._located(st, md.CrashpadInfoHeader.SIZE)
+        if info is None:
+            return None
+        raw = self._record(md.CrashpadInfoHeader, info.rva, what="Crashpad info",
+                           stream_type=st)
+        modules: list[ModuleCrashpadInfo] = []
+        if raw.module_list.data_size:
+            at = raw.module_list.rva
+            count = self._u32(at, what="Crashpad module list", stream_type=st)
+            link = md.ModuleCrashpadInfoLink
+            self._span(at + 4, count * link.SIZE,
+                       what=f"Crashpad module list: {count} entries", stream_type=st)
+            for i in range(count):
+                entry = self._record(link, at + 4 + i * link.SIZE,
+                                     what="Crashpad module link", stream_type=st)
+                modules.append(self._module_crashpad_info(
+                    entry.minidump_module_list_index, entry.location, st))
+        # Crashpad's UUID type stores its first three fields little-endian, like a GUID
+        return CrashpadInfo(
+            raw.version, uuid.UUID(bytes_le=raw.report_id), uuid.UUID(bytes_le=raw.client_id),
+            self._string_dictionary(raw.simple_annotations, "Crashpad simple annotations", st),
+            modules)
+
+    @cached_property
+    def breakpad_info(self) -> BreakpadInfo | None:
+        """BreakpadInfoStream (Breakpad's and Crashpad's Windows clients)."""
+        st = StreamType.BreakpadInfoStream
+        info = self._located(st, md.BreakpadInfo.SIZE)
+        if info is None:
+            return None
+        raw = self._record(md.BreakpadInfo, info.rva, what="Breakpad info", stream_type=st)
+        dump = raw.validity & md.BREAKPAD_INFO_VALID_DUMP_THREAD_ID
+        requesting = raw.validity & md.BREAKPAD_INFO_VALID_REQUESTING_THREAD_ID
+        return BreakpadInfo(raw.dump_thread_id if dump else None,
+                            raw.requesting_thread_id if requesting else None)
 
     # --- minidumpkit's own stream ------------------------------------------------------
 

@@ -6,8 +6,9 @@ module's debug id, as rust-minidump and Breakpad look it up). Addresses in the f
 offsets from the module's base.
 
 Names follow the walker's rule: a FUNC record covers ``[address, address + size)``; a
-PUBLIC record has no size, so it names a pc only when the STACK CFI INIT record covering
-the pc starts at the PUBLIC's address (the same rule as a size-0 ELF symbol and its FDE).
+PUBLIC record has no size, so it names a pc only when the STACK CFI INIT or STACK WIN
+record covering the pc starts at the PUBLIC's address (the same rule as a size-0 ELF
+symbol and its FDE).
 STACK CFI rules are postfix expressions (``.cfa: $rsp 8 +  .ra: .cfa -8 + ^``) evaluated
 with ``+ - * / % @ ^`` as Breakpad defines them. Lines that do not parse are counted and
 skipped, as rust-minidump does.
@@ -19,7 +20,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["BreakpadError", "BreakpadSymbols", "read_module_line"]
+__all__ = ["BreakpadError", "BreakpadSymbols", "WinFrameInfo", "evaluate_win", "read_module_line"]
 
 
 class BreakpadError(Exception):
@@ -32,6 +33,25 @@ class _Func:
     size: int
     name: str
     lines: list[tuple[int, int, int, int]] = field(default_factory=list)  # addr, size, line, file
+
+
+@dataclass(frozen=True, slots=True)
+class WinFrameInfo:
+    """One ``STACK WIN`` record: Windows x86 frame data (type 4, with a postfix program
+    string) or FPO data (type 0, sizes and whether the function keeps ``ebp``)."""
+
+    type: int
+    start: int
+    size: int
+    parameter_size: int
+    saved_register_size: int
+    local_size: int
+    program: str | None
+    allocates_base_pointer: bool
+
+
+STACK_WIN_FPO = 0
+STACK_WIN_FRAME_DATA = 4
 
 
 def read_module_line(path: str) -> tuple[str, str, str, str] | None:
@@ -57,6 +77,7 @@ class BreakpadSymbols:
         publics: list[tuple[int, str]] = []
         inits: list[tuple[int, int, str]] = []
         deltas: list[tuple[int, str]] = []
+        wins: list[WinFrameInfo] = []
         current: _Func | None = None
         with open(path, "rb") as f:
             head = f.readline().decode("utf-8", "replace").split(None, 4)
@@ -91,7 +112,10 @@ class BreakpadSymbols:
                     elif line[:1] in "0123456789abcdef" and line and current is not None:
                         a, s, ln, fi = line.split()[:4]
                         current.lines.append((int(a, 16), int(s, 16), int(ln), int(fi)))
-                    elif line.startswith(("INFO ", "INLINE", "STACK WIN ")) or not line:
+                    elif line.startswith("STACK WIN "):
+                        wins.append(_win_record(line))
+                        current = None
+                    elif line.startswith(("INFO ", "INLINE")) or not line:
                         pass
                     else:
                         self.corrupt_lines += 1
@@ -108,6 +132,10 @@ class BreakpadSymbols:
         deltas.sort()
         self._deltas = deltas
         self._delta_starts = [d[0] for d in deltas]
+        # frame data (type 4) wins over FPO (type 0) at the same address, as in Breakpad
+        wins.sort(key=lambda w: (w.start, w.type != STACK_WIN_FRAME_DATA))
+        self._wins = wins
+        self._win_starts = [w.start for w in wins]
 
     # --- names and lines ---------------------------------------------------------------
 
@@ -117,11 +145,21 @@ class BreakpadSymbols:
         i = bisect.bisect_right(self._func_starts, offset) - 1
         if i >= 0 and offset < self._funcs[i].start + self._funcs[i].size:
             return self._funcs[i].name, self._funcs[i].start
+        # a PUBLIC has no size: the extent of the STACK CFI INIT or STACK WIN record that
+        # starts at it (Windows symbol files have the latter) stands in for one
+        extents: list[tuple[int, int]] = []
         init = self._init(offset)
-        if init is not None and init[0] in self._publics:
-            j = bisect.bisect_left(self._func_starts, init[0])
-            if j == len(self._funcs) or self._funcs[j].start >= init[0] + init[1]:
-                return self._publics[init[0]], init[0]
+        if init is not None:
+            extents.append((init[0], init[1]))
+        win = self.win_info(offset)
+        if win is not None:
+            extents.append((win.start, win.size))
+        for start, size in extents:
+            if start not in self._publics:
+                continue
+            j = bisect.bisect_left(self._func_starts, start)
+            if j == len(self._funcs) or self._funcs[j].start >= start + size:
+                return self._publics[start], start
         return None
 
     def source(self, offset: int) -> tuple[str, int] | None:
@@ -147,7 +185,22 @@ class BreakpadSymbols:
         return None
 
     def has_cfi(self, offset: int) -> bool:
-        return self._init(offset) is not None
+        return self._init(offset) is not None or self.win_info(offset) is not None
+
+    def win_info(self, offset: int) -> WinFrameInfo | None:
+        """The STACK WIN record covering ``offset`` (frame data before FPO), or None."""
+        i = bisect.bisect_right(self._win_starts, offset) - 1
+        found: WinFrameInfo | None = None
+        while i >= 0 and self._wins[i].start > offset - (1 << 24):
+            w = self._wins[i]
+            if w.start <= offset < w.start + w.size and (
+                    found is None or w.start > found.start
+                    or (w.start == found.start and w.type == STACK_WIN_FRAME_DATA)):
+                found = w
+            if found is not None and w.start < found.start:
+                break
+            i -= 1
+        return found
 
     def rules(self, offset: int) -> dict[str, str] | None:
         """{register: postfix expression} in force at ``offset``: the INIT record's, then
@@ -215,3 +268,66 @@ def evaluate(expr: str, register: Callable[[str], int], read_u64: Callable[[int]
     if len(stack) != 1:
         raise BreakpadError(f"{expr!r} leaves {len(stack)} values")
     return stack[0]
+
+
+def _win_record(line: str) -> WinFrameInfo:
+    """``STACK WIN type rva code_size prologue epilogue params saved_regs locals
+    max_stack has_program program_string|allocates_base_pointer``."""
+    parts = line.split(None, 12)
+    if len(parts) < 13:
+        raise ValueError("short STACK WIN record")
+    kind, start, size = int(parts[2], 16), int(parts[3], 16), int(parts[4], 16)
+    params, saved, local = (int(parts[i], 16) for i in (7, 8, 9))
+    has_program = parts[11] != "0"
+    return WinFrameInfo(kind, start, size, params, saved, local,
+                        parts[12].strip() if has_program else None,
+                        not has_program and parts[12].strip() != "0")
+
+
+def evaluate_win(program: str, variables: dict[str, int],
+                 read_u32: Callable[[int], int]) -> dict[str, int]:
+    """Run a STACK WIN program string (Windows frame data, as the PDB gives it): postfix
+    ``+ - * / % @`` and ``^`` (read 4 bytes), and ``=`` assigning to a ``$`` variable,
+    e.g. ``$T0 $ebp = $eip $T0 4 + ^ = $ebp $T0 ^ = $esp $T0 8 + =``. ``variables``
+    holds ``$ebp``, ``$esp``, ``.cbSavedRegs``, ``.raSearchStart`` ...; the result is
+    every variable afterwards. Raises BreakpadError for a program that does not run."""
+    mask = 0xFFFF_FFFF
+    values = dict(variables)
+    stack: list[int | str] = []
+
+    def operand() -> int:
+        if not stack:
+            raise BreakpadError(f"stack underflow in {program!r}")
+        top = stack.pop()
+        if isinstance(top, int):
+            return top
+        if top not in values:
+            raise BreakpadError(f"{top} is not set in {program!r}")
+        return values[top]
+
+    for token in program.split():
+        if token in ("+", "-", "*", "/", "%", "@"):
+            b, a = operand(), operand()
+            if token in ("/", "%", "@") and b == 0:
+                raise BreakpadError(f"division by zero in {program!r}")
+            result = {"+": a + b, "-": a - b, "*": a * b,
+                      "/": a // b if token == "/" else 0, "%": a % b if token == "%" else 0,
+                      "@": a & ~(b - 1) if token == "@" else 0}[token]
+            stack.append(result & mask)
+        elif token == "^":
+            stack.append(read_u32(operand()))
+        elif token == "=":
+            value = operand()
+            if not stack or not isinstance(stack[-1], str) or not stack[-1].startswith("$"):
+                raise BreakpadError(f"assignment to a non-variable in {program!r}")
+            values[str(stack.pop())] = value
+        elif token[0] in "$.":
+            stack.append(token)
+        else:
+            try:
+                stack.append(int(token, 10) & mask)
+            except ValueError:
+                raise BreakpadError(f"bad token {token!r} in {program!r}") from None
+    if stack:
+        raise BreakpadError(f"{program!r} leaves {len(stack)} values")
+    return values

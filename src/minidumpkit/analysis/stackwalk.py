@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import format as md
 from ..errors import MemoryNotCaptured, MinidumpFormatError
-from .breakpad import BreakpadError, BreakpadSymbols
+from .breakpad import BreakpadError, BreakpadSymbols, evaluate_win
 from .breakpad import evaluate as breakpad_eval
 from .cfi import RA, RBP, RSP, CfiError, eval_expression
 from .elf import ElfError
@@ -89,6 +89,7 @@ class Frame:
     source_line: int | None = None
     missing: str | None = None
     registers: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    note: str | None = None  # what a scanned frame's validation could not check
 
     @property
     def module_basename(self) -> str | None:
@@ -119,7 +120,7 @@ class Frame:
             "function_offset": None if self.function_offset is None
             else f"0x{self.function_offset:x}",
             "aliases": list(self.aliases), "file": self.source_file, "line": self.source_line,
-            "missing_symbol": self.missing,
+            "missing_symbol": self.missing, "note": self.note,
         }
 
 
@@ -158,6 +159,8 @@ class _State:
     trust: FrameTrust
     cfa: int | None = None
     exact_pc: bool = True  # look up at pc (context frame, caller of a signal frame)
+    param_size: int = 0    # x86 STACK WIN: this frame's parameter bytes (its caller pops)
+    note: str | None = None  # how a scanned frame was validated, when only partly
 
 
 class _Walker:
@@ -169,8 +172,16 @@ class _Walker:
         self._executable_maps: list[tuple[int, int]] | None = None
         system = _optional(lambda: dump.system_info)
         self.windows = system is not None and system.is_windows
-        self.x86 = False  # 32-bit walk: 4-byte words, no CFI
+        self.x86 = False  # 32-bit walk: 4-byte words, STACK WIN / STACK CFI from Breakpad
+        self.arm64 = False  # frame records, STACK CFI from Breakpad
         self.canonical_limit = CANONICAL_LIMIT
+        # Breakpad register names -> the walker's slots, and the callee-saved slots
+        self.reg_slots: dict[str, int] = {name: n for n, name in enumerate(_DWARF_REGS)}
+        self.callee_saved: tuple[int, ...] = CALLEE_SAVED
+        self.pac_mask = (1 << 64) - 1
+
+    def read_word(self, address: int) -> int:
+        return self.read_u32(address) if self.x86 else self.read_u64(address)
 
     def read_u64(self, address: int) -> int:
         if not 0 <= address < 1 << 64:
@@ -249,27 +260,151 @@ class _Walker:
         if rules is None or ".cfa" not in rules or ".ra" not in rules:
             return None
         regs = state.regs
+        slots = self.reg_slots
+        mask = 0xFFFF_FFFF if self.x86 else (1 << 64) - 1
 
         def register(name: str) -> int:
-            return regs[_DWARF_REGS.index(name)]
+            return regs[slots[name]]
 
         try:
-            cfa = breakpad_eval(rules[".cfa"], register, self.read_u64)
-            ra = breakpad_eval(rules[".ra"], register, self.read_u64, cfa)
+            cfa = breakpad_eval(rules[".cfa"], register, self.read_word) & mask
+            ra = breakpad_eval(rules[".ra"], register, self.read_word, cfa) & mask
         except (BreakpadError, *_LOCAL_ERRORS):
             return None
-        caller = {r: regs[r] for r in CALLEE_SAVED if r in regs}
+        caller = {r: regs[r] for r in self.callee_saved if r in regs}
         for name, expr in rules.items():
-            if name.startswith(".") or name not in _DWARF_REGS:
+            if name.startswith(".") or name not in slots:
                 continue
-            n = _DWARF_REGS.index(name)
+            n = slots[name]
             try:
-                caller[n] = breakpad_eval(expr, register, self.read_u64, cfa)
+                caller[n] = breakpad_eval(expr, register, self.read_word, cfa) & mask
             except (BreakpadError, *_LOCAL_ERRORS):
                 caller.pop(n, None)
-        caller[RA] = ra
+        caller[RA] = ra & self.pac_mask
         caller.setdefault(RSP, cfa)
         return _State(caller, FrameTrust.CFI, cfa=cfa, exact_pc=False)
+
+    # --- x86: STACK WIN (Windows frame data and FPO) ------------------------------------
+
+    def x86_by_stack_win(self, state: _State) -> _State | None:
+        """The caller from a STACK WIN record, as Breakpad's x86 walker does: a frame-data
+        program string, else the program Breakpad builds for an FPO record. The search
+        for a better return address Breakpad does around ``.raSearchStart`` is not done
+        (docs/stacks.md)."""
+        ms, addr = self._lookup(state)
+        if ms is None or ms.breakpad is None:
+            return None
+        info = ms.breakpad.win_info(ms.vaddr(addr))
+        if info is None:
+            return None
+        regs = state.regs
+        esp = regs[RSP]
+        callee_params = state.param_size
+        ra_search = (esp + callee_params + info.local_size + info.saved_register_size) \
+            & 0xFFFF_FFFF
+        if info.program is not None:
+            program = info.program
+        elif info.allocates_base_pointer:
+            program = ("$eip .raSearchStart ^ = "
+                       "$ebp $esp .cbCalleeParams + .cbSavedRegs + 8 - ^ = "
+                       "$esp .raSearchStart 4 + =")
+        else:
+            program = "$eip .raSearchStart ^ = $esp .raSearchStart 4 + ="
+        if RBP in regs and "@" in program:
+            ra_search = (regs[RBP] + 4) & 0xFFFF_FFFF  # aligned frames: Breakpad's rule
+        variables = {"$esp": esp, ".cbCalleeParams": callee_params,
+                     ".cbSavedRegs": info.saved_register_size, ".cbLocals": info.local_size,
+                     ".cbParams": info.parameter_size, ".raSearchStart": ra_search,
+                     ".raSearch": ra_search}
+        for name, slot in (("$ebp", RBP), ("$ebx", 3), ("$esi", 4), ("$edi", 5)):
+            if slot in regs:
+                variables[name] = regs[slot]
+        try:
+            out = evaluate_win(program, variables, self.read_u32)
+        except (BreakpadError, *_LOCAL_ERRORS):
+            return None
+        if "$eip" not in out or "$esp" not in out:
+            return None
+        caller = {r: regs[r] for r in _X86_CALLEE_SAVED if r in regs}
+        for name, slot in (("$ebp", RBP), ("$ebx", 3), ("$esi", 4), ("$edi", 5)):
+            if name in out:
+                caller[slot] = out[name]
+        caller.update({RA: out["$eip"], RSP: out["$esp"]})
+        return _State(caller, FrameTrust.CFI, cfa=out["$esp"], exact_pc=False,
+                      param_size=info.parameter_size)
+
+    # --- arm64: frame records and validated scanning ------------------------------------
+
+    def arm64_by_frame_pointer(self, state: _State) -> _State | None:
+        """rust-minidump's rule: the frame record at ``x29`` holds the caller's ``x29`` and
+        return address (pointer-authentication bits stripped); the caller's sp is
+        ``x29 + 16``. A zero ``x29`` gives no caller. As rust-minidump, a leaf at the top of
+        the stack is taken for a normal frame (its caller is then skipped); Breakpad
+        takes the caller from ``lr`` instead."""
+        regs = state.regs
+        fp, sp = regs.get(RBP), regs[RSP]
+        if fp is None or fp >= (1 << 64) - 16:
+            return None
+        if fp == 0:
+            # the outermost frame record; rust-minidump then finds no caller by frame
+            # pointer (its null pc fails the range check) and scans, and so do we
+            return None
+        caller_fp = self.read_u64(fp) & self.pac_mask
+        caller_pc = self.read_u64(fp + 8) & self.pac_mask
+        if not 0x1000 <= caller_pc <= ARM64_USER_LIMIT:
+            return None
+        caller = {RA: caller_pc, RSP: fp + 16, RBP: caller_fp}
+        if caller_fp:
+            try:
+                caller[LR] = self.read_u64(caller_fp + 8) & self.pac_mask
+            except MemoryNotCaptured:
+                pass
+        return _State(caller, FrameTrust.FRAME_POINTER, cfa=fp + 16, exact_pc=False)
+
+    def arm64_by_scan(self, state: _State) -> _State | None:
+        if self.scanned >= MAX_SCANNED:
+            return None
+        regs = state.regs
+        sp = regs[RSP]
+        words = SCAN_WORDS * (4 if state.trust in (FrameTrust.CONTEXT, FrameTrust.CFI) else 1)
+        for i in range(words):
+            slot = sp + 8 * i
+            try:
+                candidate = self.read_u64(slot) & self.pac_mask
+            except MemoryNotCaptured:
+                return None
+            verdict = self.arm64_plausible_return(candidate)
+            if verdict is None:
+                continue
+            self.scanned += 1
+            return _State({RA: candidate, RSP: slot + 8}, FrameTrust.SCAN, cfa=slot + 8,
+                          exact_pc=False, note=verdict or None)
+        return None
+
+    def arm64_plausible_return(self, address: int) -> str | None:
+        """None if ``address`` is no plausible return address; "" if it lies in a module
+        and follows a BL/BLR instruction; a note saying what was not checked if the
+        code bytes are neither in the dump nor in a checked file."""
+        if not 0x1000 <= address <= ARM64_USER_LIMIT or address & 3:
+            return None
+        module = self.sym.module_at(address - 4)
+        if module is None:
+            return None
+        ms = self.sym.for_module(module)
+        vaddr = ms.vaddr(address - 4)
+        try:
+            if ms.breakpad is not None and ms.breakpad.has_functions:
+                if not ms.breakpad.has_cfi(vaddr) and ms.symbolize(vaddr) is None:
+                    return None
+            try:
+                code: bytes | None = self.memory.read(address - 4, 4)
+            except (MemoryNotCaptured, ValueError):
+                code = ms.code_bytes(vaddr, 4)
+        except _LOCAL_ERRORS:
+            return None
+        if code is None or len(code) != 4:
+            return "scan: in a module; no code bytes to check for a call"
+        return "" if _arm64_is_call(struct.unpack("<I", code)[0]) else None
 
     def by_frame_pointer(self, state: _State) -> _State | None:
         """rust-minidump's amd64 rules: the saved rbp must lie at or above the caller's
@@ -430,12 +565,10 @@ class _Walker:
         while len(frames) < max_frames:
             first = len(frames) == 1
             caller: _State | None | bool = None
-            if self.x86:
-                try:
-                    caller = self.x86_by_frame_pointer(state)
-                except _LOCAL_ERRORS:
-                    caller = None
-                caller = caller or self.x86_by_scan(state)
+            if self.arm64:
+                caller = self._arm64_step(state)
+            elif self.x86:
+                caller = self._x86_step(state)
             else:
                 try:
                     caller = self.by_cfi(state)
@@ -443,19 +576,21 @@ class _Walker:
                     caller = None
             if caller is False:
                 return frames, "end of stack (CFI: return address undefined)"
-            if caller is None and not self.x86:
+            amd64 = not (self.x86 or self.arm64)
+            if caller is None and amd64:
                 try:
                     caller = self.by_frame_pointer(state)
                 except _LOCAL_ERRORS:
                     caller = None
-            if caller is None and not self.x86:
+            if caller is None and amd64:
                 caller = self.by_scan(state, first)
             if not isinstance(caller, _State):
                 return frames, "no unwind method found a caller"
             pc, sp = caller.regs[RA], caller.regs[RSP]
             if pc < 4096:
                 return frames, "end of stack (return address below 4096)"
-            if sp <= state.regs[RSP]:
+            if sp < state.regs[RSP] or (sp == state.regs[RSP] and not self._equal_sp_allowed(
+                    state, caller)):
                 return frames, "stack pointer did not grow"
             if (pc, sp) in seen:
                 return frames, "cycle"
@@ -465,14 +600,56 @@ class _Walker:
             state = caller
         return frames, f"frame limit {max_frames}"
 
+    def _equal_sp_allowed(self, callee: _State, caller: _State) -> bool:
+        """arm64 only, as rust-minidump: a stackless leaf (the context frame) or a
+        function-entry CFI row leaves sp unchanged; the pc must still change."""
+        return (self.arm64 and caller.regs[RA] != callee.regs[RA]
+                and (callee.trust is FrameTrust.CONTEXT or caller.trust is FrameTrust.CFI))
+
+    def _x86_step(self, state: _State) -> _State | None:
+        """STACK WIN, then STACK CFI (both from a Breakpad store), then the ebp chain,
+        then a validated scan (Breakpad's order)."""
+        for method in (self.x86_by_stack_win, self._breakpad_cfi_only,
+                       self.x86_by_frame_pointer):
+            try:
+                caller = method(state)
+            except _LOCAL_ERRORS:
+                caller = None
+            if caller is not None:
+                return caller
+        return self.x86_by_scan(state)
+
+    def _arm64_step(self, state: _State) -> _State | None:
+        """STACK CFI (Breakpad store), then the frame-record chain, then a scan."""
+        for method in (self._breakpad_cfi_only, self.arm64_by_frame_pointer):
+            try:
+                caller = method(state)
+            except _LOCAL_ERRORS:
+                caller = None
+            if caller is not None:
+                return caller
+        return self.arm64_by_scan(state)
+
+    def _breakpad_cfi_only(self, state: _State) -> _State | None:
+        """STACK CFI for x86 and arm64 (no DWARF reader for them yet). After a frame found
+        by frame pointer or scan, ``lr`` is a guess: CFI may not read it (rust-minidump
+        allows it at a function's entry only)."""
+        ms, addr = self._lookup(state)
+        if ms is None or ms.breakpad is None:
+            return None
+        if self.arm64 and state.trust in (FrameTrust.FRAME_POINTER, FrameTrust.SCAN):
+            state = _State({k: v for k, v in state.regs.items() if k != LR}, state.trust,
+                           state.cfa, state.exact_pc)
+        return self.by_breakpad_cfi(state, ms.breakpad, ms.vaddr(addr))
+
     def describe(self, state: _State, index: int) -> Frame:
         pc, sp = state.regs[RA], state.regs[RSP]
-        names = _X86_NAMES if self.x86 else _AMD64_NAMES
+        names = _X86_NAMES if self.x86 else _ARM64_NAMES if self.arm64 else _AMD64_NAMES
         regs = {names[n]: v for n, v in state.regs.items() if n in names}
         module = self.sym.module_at(pc if state.exact_pc else pc - 1)
         if module is None:
             return Frame(index, pc, sp, None, state.trust, missing="not in any module",
-                         registers=regs)
+                         registers=regs, note=state.note)
         ms = self.sym.for_module(module)
         addr = pc if state.exact_pc else pc - 1
         try:
@@ -480,7 +657,7 @@ class _Walker:
         except _LOCAL_ERRORS:
             match = None
         common: dict[str, Any] = dict(module=module.name, module_offset=pc - module.base,
-                                      registers=regs)
+                                      registers=regs, note=state.note)
         try:
             source = ms.source(ms.vaddr(addr))
         except _LOCAL_ERRORS:
@@ -494,6 +671,39 @@ class _Walker:
         return Frame(index, pc, sp, None, state.trust, function=match.name,
                      function_offset=pc - start, mangled=match.raw, aliases=match.aliases,
                      **common)
+
+
+def _arm64_is_call(word: int) -> bool:
+    """BL imm26, BLR Xn, or the pointer-authenticating BLRAA/BLRAAZ/BLRAB/BLRABZ."""
+    return (word & 0xFC000000 == 0x94000000 or word & 0xFFFFFC1F == 0xD63F0000
+            or word & 0xFEFFF800 == 0xD63F0800)
+
+
+# arm64 registers in the walker's slots: pc in RA, sp in RSP, x29 in RBP, x<n> at 100 + n
+ARM64_USER_LIMIT = 0x000F_FFFF_FFFF_FFFF  # rust-minidump's bound for a plausible pc
+LR = 130
+_ARM64_NAMES = {RA: "pc", RSP: "sp", RBP: "x29", **{100 + n: f"x{n}" for n in range(31)
+                                                    if n != 29}}
+_ARM64_SLOTS = {name: slot for slot, name in _ARM64_NAMES.items()} | {
+    "fp": RBP, "lr": LR, "x30": LR}
+_ARM64_CALLEE_SAVED = (*range(119, 129), RBP)  # x19..x28, x29
+
+
+def _arm64_regs(ctx: md.ContextARM64 | md.ContextARM64Old) -> dict[int, int]:
+    regs = {100 + n: ctx.x(n) for n in range(31) if n != 29}
+    regs.update({RA: ctx.pc, RSP: ctx.sp, RBP: ctx.fp})
+    return regs
+
+
+def _pac_mask(dump: Minidump) -> int:
+    """rust-minidump's pointer-authentication strip mask: every address bit up to the
+    highest of 2**47 - 1 and the end of the highest module."""
+    try:
+        highest = max((m.end for m in dump.modules), default=0)
+    except MinidumpFormatError:
+        highest = 0
+    top = max((1 << 47) - 1, highest)
+    return (1 << top.bit_length()) - 1 if top < 1 << 63 else (1 << 64) - 1
 
 
 def _follows_call(code: bytes) -> bool:
@@ -574,7 +784,16 @@ def walk_thread(dump: Minidump, thread: Thread, symbolizer: Symbolizer, *,
     walker = _Walker(dump, symbolizer)
     if isinstance(context, md.ContextX86):
         walker.x86, walker.canonical_limit = True, 1 << 32
+        walker.reg_slots = {name: slot for slot, name in _X86_NAMES.items()}
+        walker.callee_saved = _X86_CALLEE_SAVED
         frames, end = walker.walk(_x86_regs(context), max_frames)
+        return CallStack(thread.thread_id, name, frames, "ok", end)
+    if isinstance(context, (md.ContextARM64, md.ContextARM64Old)):
+        walker.arm64 = True
+        walker.canonical_limit = ARM64_USER_LIMIT + 1
+        walker.reg_slots, walker.callee_saved = _ARM64_SLOTS, _ARM64_CALLEE_SAVED
+        walker.pac_mask = _pac_mask(dump)
+        frames, end = walker.walk(_arm64_regs(context), max_frames)
         return CallStack(thread.thread_id, name, frames, "ok", end)
     if not isinstance(context, md.ContextAMD64):
         return CallStack(thread.thread_id, name, [], f"not walked: arch {cpu or 'unknown'}")

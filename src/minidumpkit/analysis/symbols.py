@@ -464,7 +464,12 @@ class Symbolizer:
         ms = ModuleSymbols(module)
         build_id = module.build_id
         if not build_id or not any(build_id):
-            ms.problem = "no build id in the dump: no file can be checked against it"
+            # PE and Mach-O modules: only a Breakpad store, keyed by the PDB/UUID debug id
+            ms.breakpad = self._breakpad(module, ms, [])
+            if ms.breakpad is None:
+                ms.problem = ("no build id in the dump: no file can be checked against it"
+                              if not module.debug_id else
+                              f"no Breakpad symbols for {module.debug_file} {module.debug_id}")
             return ms
         mismatches: list[str] = []
         candidates = self._candidates(module, build_id)
@@ -526,9 +531,12 @@ class Symbolizer:
         debug_id = module.debug_id
         if not debug_id:
             return None
-        name = module.basename
+        # the store is keyed by the debug file (a PDB's name for PE modules), whose .pdb
+        # becomes .sym, as Breakpad and rust-minidump look it up
+        name = (module.debug_file or module.name).replace("\\", "/").rsplit("/", 1)[-1]
+        sym_name = (name[:-4] if name.lower().endswith(".pdb") else name) + ".sym"
         for p in self.symbol_paths:
-            path = os.path.join(p, name, debug_id, name + ".sym") if os.path.isdir(p) else p
+            path = os.path.join(p, name, debug_id, sym_name) if os.path.isdir(p) else p
             head = read_module_line(path) if os.path.isfile(path) else None
             if head is None:
                 if os.path.isdir(p):
