@@ -54,7 +54,8 @@ from ._ptrace import _PERMISSION_HINT, ProcessStop
 if TYPE_CHECKING:
     from ..writer import WriteStats
 
-__all__ = ["ProcessMemory", "capture", "check_target", "resolve_pid", "write_dump"]
+__all__ = ["ProcessMemory", "capture", "check_target", "resolve_pid", "write_dump",
+           "write_held_dump"]
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # one process_vm_readv call moves at most this much (the kernel copies in page batches anyway)
@@ -788,12 +789,15 @@ def _raw_streams(pid: int, maps: bytes, auxv: bytes,
 
 def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
             dump_type: MiniDumpType, machine: dict[int, bytes] | None = None, *,
-            requesting_tid: int | None = None) -> ProcessCapture:
+            requesting_tid: int | None = None,
+            exception: CapturedException | None = None) -> ProcessCapture:
     """Fill a ProcessCapture of ``pid``, whose threads ``stop`` holds stopped.
 
     ``machine`` is :func:`machine_streams` read beforehand (read now if None).
     ``requesting_tid``: the thread that asked for the dump (a process dumping itself);
-    the exception stream names it (Breakpad's DUMP_REQUESTED). Default: the main thread."""
+    the exception stream names it (Breakpad's DUMP_REQUESTED). Default: the main thread.
+    ``exception``: the exception record to write instead (a crash signal caught by a
+    watcher); its thread must be one of ``stop.tids``."""
     maps = _procfs.read_bytes(f"/proc/{pid}/maps", pid)
     regions = _procfs.parse_maps(maps.decode("utf-8", "surrogateescape"))
     auxv_raw = _procfs.read_bytes(f"/proc/{pid}/auxv", pid)
@@ -827,7 +831,7 @@ def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
         modules=modules,
         memory=memory,
         system=system_info(),
-        exception=CapturedException(thread_id=blamed.tid, address=blamed.pc),
+        exception=exception or CapturedException(thread_id=blamed.tid, address=blamed.pc),
         handles=(list(_procfs.iter_handles(pid))
                  if dump_type & MiniDumpType.WithHandleData else []),
         process_create_time=_procfs.boot_time() + proc_stat.starttime // ticks,
@@ -873,7 +877,7 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     ``all_memory``: WithFullMemory copies every readable page, not only what the
     kernel's core dump would hold. ``requesting_tid``: see :func:`capture`.
     """
-    from ..writer import SUPPORTED_TYPES, flag_names, record_pause, write_minidump
+    from ..writer import SUPPORTED_TYPES, flag_names
 
     unsupported = dump_type & ~SUPPORTED_TYPES
     if unsupported:  # refuse before the target is stopped, not half-way through
@@ -907,10 +911,41 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     system_info()
     machine = machine_streams()
     stop = ProcessStop(pid, ppid=stat.ppid if stat is not None else None)
+    return _dump_while_held(pid, stop, out, dump_type, policy, all_memory, machine,
+                            requesting_tid=requesting_tid)
+
+
+def write_held_dump(pid: int, stop: ProcessStop, out: BinaryIO, dump_type: MiniDumpType, *,
+                    exception: CapturedException | None = None, all_memory: bool = False,
+                    policy: DumpPolicy | None = None) -> DumpTimes:
+    """Write a minidump of ``pid``, a process the caller already traces (a watcher).
+
+    ``stop`` is a :class:`~._ptrace.ProcessStop` subclass whose ``stop()`` holds the
+    caller's tracees (PTRACE_INTERRUPT, no second PTRACE_SEIZE) and whose ``detach()``
+    gives them back to the caller's tracer loop. ``exception``: the record to write (a
+    crash signal), else a requested dump blamed on the main thread."""
+    from ..writer import SUPPORTED_TYPES, flag_names
+
+    unsupported = dump_type & ~SUPPORTED_TYPES
+    if unsupported:
+        raise UnsupportedError(
+            f"MiniDumpType.{flag_names(unsupported)} is not implemented by the Linux writer "
+            f"yet (it writes {flag_names(SUPPORTED_TYPES)}); leave it out")
+    return _dump_while_held(pid, stop, out, dump_type, policy or DumpPolicy(), all_memory,
+                            machine_streams(), exception=exception)
+
+
+def _dump_while_held(pid: int, stop: ProcessStop, out: BinaryIO, dump_type: MiniDumpType,
+                     policy: DumpPolicy, all_memory: bool, machine: dict[int, bytes], *,
+                     requesting_tid: int | None = None,
+                     exception: CapturedException | None = None) -> DumpTimes:
+    from ..writer import record_pause, write_minidump
+
     held: WriteStats | None = None
     with ProcessMemory(pid) as memory:
         with stop:
-            cap = capture(pid, stop, memory, dump_type, machine, requesting_tid=requesting_tid)
+            cap = capture(pid, stop, memory, dump_type, machine, requesting_tid=requesting_tid,
+                          exception=exception)
             job = _Planned(policy)
             recording = _RecordingMemory(memory)
             cap.memory = recording
