@@ -16,6 +16,7 @@ import resource
 import shutil
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -149,6 +150,18 @@ def main(args: argparse.Namespace, *, err: TextIO) -> int:
     return _watch(args.pid, triggers, options, err)
 
 
+def _interrupt_on_termination() -> None:
+    """SIGTERM and SIGHUP end the watch as Ctrl-C does: every thread is detached first
+    (the kernel would detach them too if we just died, but a thread we held in a stop
+    would lose the signal it was about to receive)."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, interrupt)
+
+
 def _fail(err: TextIO, status: int, message: str) -> int:
     print(f"minidumpkit: error: {message}", file=err, flush=True)
     return status
@@ -169,6 +182,7 @@ def _target_error(err: TextIO, exc: BaseException) -> int:
 def _watch(pid: int, triggers: Triggers, options: dict[str, Any], err: TextIO) -> int:
     from .watch import Watcher
 
+    _interrupt_on_termination()
     try:
         watcher = Watcher(pid, triggers, **options)
         watcher.start()
@@ -200,8 +214,15 @@ def _run(argv: list[str], triggers: Triggers, options: dict[str, Any], err: Text
     if os.path.isdir(found) or not os.access(found, os.X_OK):
         return _fail(err, EXIT_NOT_EXECUTABLE, f"command not executable: {found}")
     child: list[int] = []
+    # Ctrl-C, SIGTERM, SIGHUP: the loop stops between two events and detaches
+    stop = threading.Event()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
     try:
-        status = run(argv, triggers, on_start=child.append, **options)
+        status = run(argv, triggers, on_start=child.append, should_stop=stop.is_set,
+                     **options)
     except FileNotFoundError:
         return _fail(err, EXIT_NOT_FOUND, f"command not found: {argv[0]}")
     except PermissionError as exc:
@@ -210,9 +231,10 @@ def _run(argv: list[str], triggers: Triggers, options: dict[str, Any], err: Text
         return _fail(err, EXIT_NOT_EXECUTABLE, f"command not executable: {argv[0]}")
     except (MinidumpError, OSError) as exc:
         return _target_error(err, exc)
-    except KeyboardInterrupt:
-        if not child:
-            return EXIT_INTERRUPTED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if status is None:  # interrupted: the child runs on, untraced
         pid = child[0]
         print(f"minidumpkit: interrupted; process {pid} released, waiting for it to end",
               file=err, flush=True)
@@ -220,9 +242,7 @@ def _run(argv: list[str], triggers: Triggers, options: dict[str, Any], err: Text
             if os.getpgid(pid) != os.getpgrp():  # else the terminal already sent it SIGINT
                 os.kill(pid, signal.SIGINT)
             status = os.waitpid(pid, 0)[1]
-        except ProcessLookupError:
-            return EXIT_INTERRUPTED
-        except KeyboardInterrupt:
+        except (ProcessLookupError, ChildProcessError, KeyboardInterrupt):
             return EXIT_INTERRUPTED
     return end_as(status)
 
@@ -238,8 +258,9 @@ def end_as(status: int) -> int:
         try:
             resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(
                 resource.RLIMIT_CORE)[1]))  # the child's core (if any) is the one that counts
-            signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be changed
+                signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
             os.kill(os.getpid(), sig)
         except (OSError, ValueError):
             pass

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
+import json
 import os
 import signal
 import subprocess
@@ -109,13 +111,15 @@ class Watcher:
     ``on_hang=30``, ``signal=signal.SIGUSR1``, ...). Dumps go to ``directory`` named
     by ``name`` (fields ``<comm> <pid> <time> <trigger> <n>``; a taken name gets -2,
     -3, ...), of ``type`` (any dump type of :func:`minidumpkit.dump`). ``on_dump`` is
-    called with a :class:`DumpWritten` for each, on the watcher's thread, while the
-    process is held when the trigger was a crash: keep it short. ``on_error`` gets an
-    exception a dump met (the watch goes on); without it errors are kept in
+    called with a :class:`DumpWritten` for each, on a thread of the watcher. ``on_error``
+    gets an exception a dump met (the watch goes on); without it errors are kept in
     :attr:`errors`.
 
-    The process is traced (ptrace) while watched: a debugger cannot attach meanwhile.
-    Every thread is detached when the watch ends, whatever the reason. Use it as a
+    The tracer is a helper process (``python -m minidumpkit.watch``): a tracer in this
+    process would receive the ptrace stops of our own child through
+    ``subprocess.Popen.wait``. The process is traced while watched, so a debugger
+    cannot attach meanwhile; every thread is detached when the watch ends, whatever
+    the reason (the helper also stops when this process goes away). Use it as a
     context manager, or :meth:`start` and :meth:`stop`.
     """
 
@@ -132,25 +136,29 @@ class Watcher:
                             f"{target.__class__.__name__}")
         self.pid = pid
         self.triggers = _triggers(triggers, trigger_options)
-        self._writer = _Writer(pid, directory, name, coerce_dump_type(type), all_memory,
-                               on_dump)
+        check_template(name)
+        self.directory = os.path.abspath(os.fspath(directory))
+        _output.check(os.path.join(self.directory, "probe.dmp"), overwrite=False, numbered=True)
+        self._config = {"pid": pid, "triggers": dataclasses.asdict(self.triggers),
+                        "directory": self.directory, "name": name,
+                        "type": int(coerce_dump_type(type)), "all_memory": all_memory}
+        self._on_dump = on_dump
         self._on_error = on_error
         #: exceptions met by dumps (when no on_error was given)
         self.errors: list[BaseException] = []
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._dumps: list[DumpWritten] = []
+        self._helper: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
         self._done = threading.Event()
-        self._attached = threading.Event()
-        self._attach_error: BaseException | None = None
         self._failure: BaseException | None = None
 
     @property
     def dumps(self) -> list[DumpWritten]:
         """The dumps written so far, oldest first."""
-        return list(self._writer.dumps)
+        return list(self._dumps)
 
     def __repr__(self) -> str:
-        return f"<Watcher pid={self.pid} dumps={len(self._writer.dumps)}>"
+        return f"<Watcher pid={self.pid} dumps={len(self._dumps)}>"
 
     def __enter__(self) -> Watcher:
         return self.start()
@@ -161,43 +169,60 @@ class Watcher:
     def start(self) -> Watcher:
         """Attach and start watching; raises here if the process cannot be traced
         (ProcessNotFound, AlreadyTraced, AccessDenied)."""
-        if self._thread is not None:
+        if self._helper is not None:
             raise RuntimeError("this Watcher was already started")
         from ._backends import load_backend
+        from ._backends._selfdump import _package_root
 
         load_backend().check_target(self.pid)
-        self._thread = threading.Thread(target=self._main, name=f"minidumpkit-watch-{self.pid}",
-                                        daemon=True)
-        self._thread.start()
-        self._attached.wait()
-        if self._attach_error is not None:
-            self._thread.join()
-            raise self._attach_error
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(),
+                                                          env.get("PYTHONPATH")]))
+        self._helper = subprocess.Popen(
+            [sys.executable, "-m", "minidumpkit.watch", json.dumps(self._config)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        assert self._helper.stdout is not None
+        first = _message(self._helper.stdout.readline())
+        if first.get("attached") is not True:
+            self._helper.wait()
+            raise _rebuild(first, self.pid)
+        self._reader = threading.Thread(target=self._read, daemon=True,
+                                        name=f"minidumpkit-watch-{self.pid}")
+        self._reader.start()
         return self
+
+    def _read(self) -> None:
+        helper = self._helper
+        assert helper is not None and helper.stdout is not None
+        try:
+            for line in helper.stdout:
+                message = _message(line)
+                if "dump" in message:
+                    event = DumpWritten(Path(str(message["dump"])), str(message["trigger"]),
+                                        self.pid, datetime.datetime.fromisoformat(
+                                            str(message["time"])))
+                    self._dumps.append(event)
+                    if self._on_dump is not None:
+                        self._call(self._on_dump, event)
+                elif "dump_error" in message:
+                    self._report(_rebuild(message["dump_error"], self.pid))  # type: ignore[arg-type]
+                elif "error" in message:
+                    self._failure = _rebuild(message, self.pid)
+            helper.wait()
+        finally:
+            self._done.set()
+
+    def _call(self, fn: Callable[[DumpWritten], object], event: DumpWritten) -> None:
+        try:
+            fn(event)
+        except Exception as exc:  # noqa: BLE001  a callback's bug must not end the watch
+            self._report(exc)
 
     def _report(self, exc: BaseException) -> None:
         if self._on_error is not None:
             self._on_error(exc)
         else:
             self.errors.append(exc)
-
-    def _main(self) -> None:
-        from ._backends._linux_watch import LinuxWatch
-
-        watch = LinuxWatch(self.pid, self.triggers, self._writer, on_error=self._report)
-        try:
-            try:
-                watch.attach()
-            except BaseException as exc:  # noqa: BLE001  re-raised by start()
-                self._attach_error = exc
-                return
-            finally:
-                self._attached.set()
-            watch.run(self._stop.is_set)
-        except BaseException as exc:  # noqa: BLE001  kept for wait()/stop()
-            self._failure = exc
-        finally:
-            self._done.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the watch ends (process gone, ``count`` reached, stopped); True if
@@ -210,27 +235,122 @@ class Watcher:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and not self._done.is_set()
+        return self._helper is not None and not self._done.is_set()
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """Stop watching: every thread is detached, then the watcher's thread ends."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Stop watching: every thread is detached, then the helper ends."""
+        helper = self._helper
+        if helper is None:
+            return
+        if helper.poll() is None:
+            try:
+                helper.send_signal(signal.SIGTERM)  # it detaches between two events
+            except ProcessLookupError:
+                pass
+        try:
+            helper.wait(timeout)
+        except subprocess.TimeoutExpired:
+            helper.kill()  # the kernel detaches what a dead tracer held
+            helper.wait()
+        if helper.stdin is not None:
+            helper.stdin.close()
+        if self._reader is not None:
+            self._reader.join(timeout)
         self.wait(0)
+
+
+def _message(line: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {"error": "ProcessError", "message": "the watch helper ended without a word"}
+    return value if isinstance(value, dict) else {}
+
+
+def _rebuild(report: dict[str, Any], pid: int) -> BaseException:
+    from . import errors
+
+    name, message = str(report.get("error")), str(report.get("message", ""))
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, (errors.ProcessError, errors.PathError)):
+        code = report.get("errno")
+        code = code if isinstance(code, int) else errno.EIO
+        if issubclass(cls, errors.PathError):
+            return cls(code, message, str(report.get("path", "")))
+        return cls(code, message, pid=pid)
+    if isinstance(cls, type) and issubclass(cls, errors.InvalidTargetError):
+        return cls(message, pid=pid)
+    if isinstance(cls, type) and issubclass(cls, errors.MinidumpError):
+        return cls(message)
+    return errors.ProcessError(errno.EIO, f"watch helper: {name}: {message}", pid=pid)
+
+
+def _describe_error(exc: BaseException) -> dict[str, Any]:
+    message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return {"error": type(exc).__name__, "message": message,
+            "errno": getattr(exc, "errno", None), "path": getattr(exc, "filename", None)}
+
+
+def _helper_main(argv: list[str]) -> int:
+    """The tracer behind :class:`Watcher`: JSON config in argv, one JSON line per event
+    out; SIGTERM, SIGINT, SIGHUP or the end of stdin (the owner went away) stop it."""
+    import select
+
+    from ._backends._linux_watch import LinuxWatch
+
+    config = json.loads(argv[0])
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: stopping.set())
+
+    def say(message: dict[str, Any]) -> None:
+        try:
+            sys.stdout.write(json.dumps(message, default=str) + "\n")
+            sys.stdout.flush()
+        except OSError:
+            stopping.set()
+
+    def should_stop() -> bool:
+        if not stopping.is_set() and select.select([sys.stdin], [], [], 0)[0] \
+                and not os.read(sys.stdin.fileno(), 1):
+            stopping.set()  # our owner is gone
+        return stopping.is_set()
+
+    pid = int(config["pid"])
+    writer = _Writer(pid, config["directory"], config["name"], MiniDumpType(config["type"]),
+                     bool(config["all_memory"]),
+                     lambda e: say({"dump": os.fspath(e.path), "trigger": e.trigger,
+                                    "time": e.time.isoformat()}))
+    watch = LinuxWatch(pid, Triggers(**config["triggers"]), writer, reap_leader=True,
+                       on_error=lambda exc: say({"dump_error": _describe_error(exc)}))
+    try:
+        watch.attach()
+    except Exception as exc:  # noqa: BLE001  reported to the owner, which re-raises it
+        say(_describe_error(exc))
+        return 1
+    say({"attached": True})
+    try:
+        watch.run(should_stop)
+    except Exception as exc:  # noqa: BLE001
+        say(_describe_error(exc))
+        return 1
+    say({"end": True, "exit_status": watch.exit_status})
+    return 0
 
 
 def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: StrPath = ".",
         name: str = DEFAULT_NAME, type: int | MiniDumpType = DumpType.MINI,
         all_memory: bool = False, on_dump: Callable[[DumpWritten], object] | None = None,
         on_error: Callable[[BaseException], object] | None = None,
-        on_start: Callable[[int], object] | None = None, **trigger_options: Any) -> int:
+        on_start: Callable[[int], object] | None = None,
+        should_stop: Callable[[], bool] = lambda: False, **trigger_options: Any) -> int | None:
     """Start ``argv`` traced from its first instruction, watch it on the calling thread
     and return its wait status (as ``os.waitpid`` gives it) once it has exited.
 
-    Raises FileNotFoundError / PermissionError if the command cannot be run. On
-    KeyboardInterrupt every thread is detached first; the child runs on untraced and
-    is not waited for (its pid was given to ``on_start``)."""
+    Raises FileNotFoundError / PermissionError if the command cannot be run. Once
+    ``should_stop()`` (polled between events) is true, or on an exception, every thread
+    is detached and the child runs on untraced, not waited for (its pid was given to
+    ``on_start``): then None is returned."""
     _linux_only()
     from ._backends._linux_watch import LinuxWatch, spawn_traced
 
@@ -259,9 +379,11 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
         raise
     if on_start is not None:
         on_start(pid)
-    watch.run()
+    watch.run(should_stop)
     if watch.exit_status is not None:
         return watch.exit_status
+    if should_stop():
+        return None
     return os.waitpid(pid, 0)[1]  # detached early (count reached): wait as its parent
 
 
@@ -276,3 +398,7 @@ def dump_self(path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,
 
     return dump(os.getpid(), path, type, overwrite=overwrite, all_memory=all_memory,
                 snapshot="never")
+
+
+if __name__ == "__main__":
+    sys.exit(_helper_main(sys.argv[1:]))

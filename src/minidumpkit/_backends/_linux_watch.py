@@ -290,7 +290,7 @@ class LinuxWatch:
                 info = _siginfo(tid)
                 code, address = (info.code, info.address) if info is not None else (0, 0)
                 if sig not in _ADDRESS_SIGNALS or code <= 0:
-                    address = 0  # sent by a process (kill, abort): the writer uses the pc
+                    address = self._pc(tid)  # sent by a process (kill, abort): no fault address
                 self._dump("crash" if fatal else "first-chance", held=tid, always=fatal,
                            exception=CapturedException(thread_id=tid, code=sig, flags=code,
                                                        address=address))
@@ -309,6 +309,12 @@ class LinuxWatch:
             self._cont(tid, sig if handled else 0)  # unhandled: its default would kill it
             return
         self._cont(tid, sig)
+
+    def _pc(self, tid: int) -> int:
+        try:
+            return ProcessStop(self.pid, ppid=self.ppid).general_registers(tid)["rip"]
+        except ProcessError:
+            return 0
 
     # --- dumping --------------------------------------------------------------
 

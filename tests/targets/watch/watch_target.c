@@ -1,6 +1,7 @@
 /* Targets for `minidumpkit run` / Watcher tests: one behaviour per argv[1].
  *
  *   segv          crash_here() writes to BAD_ADDRESS (SIGSEGV, SEGV_MAPERR)
+ *   segv-on-input the same once a line is read from stdin
  *   abort         abort_here() calls abort() (SIGABRT)
  *   thread-segv   a second thread named "crasher" runs thread_crash_here(), which
  *                 writes to BAD_ADDRESS; the main thread waits in pthread_join
@@ -83,6 +84,12 @@ int main(int argc, char **argv) {
         ready();
         usleep(100 * 1000);
         crash_here();
+    } else if (!strcmp(mode, "segv-on-input")) {
+        char line[16];
+        ready();
+        if (fgets(line, sizeof line, stdin))
+            crash_here();
+        return 0;
     } else if (!strcmp(mode, "abort")) {
         ready();
         abort_here();
