@@ -434,8 +434,13 @@ def test_bad_input_exit_statuses(prog: Path, tmp_path: Path) -> None:
     d = str(tmp_path)
     code, _, err = run_cli("run", "--on-crash", "--dir", d, "--", "no-such-command-xyz")
     assert code == 127 and err.count("\n") == 1 and "not found" in err
-    code, _, err = run_cli("run", "--on-crash", "--dir", d, "--", "/etc/hostname")
+    text = tmp_path / "notes.txt"
+    text.write_text("not a program\n")
+    code, _, err = run_cli("run", "--on-crash", "--dir", d, "--", text)
     assert code == 126 and "not executable" in err
+    text.chmod(0o755)  # executable bits, but no format the kernel runs (ENOEXEC)
+    code, _, err = run_cli("run", "--on-crash", "--dir", d, "--", text)
+    assert code == 126 and "not executable" in err, err
     code, _, err = run_cli("watch", "4194304", "--on-crash", "--dir", d)
     assert code == 3 and err.count("\n") == 1
     code, _, err = run_cli("run", "--on-hang", "0", "--dir", d, "--", prog, "sleep", "0")

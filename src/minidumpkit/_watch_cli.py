@@ -11,6 +11,7 @@ signal (re-raised on itself, with no core file of its own).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import resource
 import shutil
@@ -202,6 +203,7 @@ def _watch(pid: int, triggers: Triggers, options: dict[str, Any], err: TextIO) -
 
 
 def _run(argv: list[str], triggers: Triggers, options: dict[str, Any], err: TextIO) -> int:
+    from ._backends._linux_watch import CommandError
     from .watch import run
 
     if argv and argv[0] == "--":
@@ -223,12 +225,11 @@ def _run(argv: list[str], triggers: Triggers, options: dict[str, Any], err: Text
     try:
         status = run(argv, triggers, on_start=child.append, should_stop=stop.is_set,
                      **options)
-    except FileNotFoundError:
-        return _fail(err, EXIT_NOT_FOUND, f"command not found: {argv[0]}")
-    except PermissionError as exc:
-        if isinstance(exc, MinidumpError):
-            return _target_error(err, exc)
-        return _fail(err, EXIT_NOT_EXECUTABLE, f"command not executable: {argv[0]}")
+    except CommandError as exc:
+        if exc.errno == errno.ENOENT:
+            return _fail(err, EXIT_NOT_FOUND, f"command not found: {argv[0]}")
+        return _fail(err, EXIT_NOT_EXECUTABLE, f"command not executable: {argv[0]}: "
+                     f"{exc.strerror}")
     except (MinidumpError, OSError) as exc:
         return _target_error(err, exc)
     finally:

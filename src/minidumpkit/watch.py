@@ -347,7 +347,8 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
     """Start ``argv`` traced from its first instruction, watch it on the calling thread
     and return its wait status (as ``os.waitpid`` gives it) once it has exited.
 
-    Raises FileNotFoundError / PermissionError if the command cannot be run. Once
+    Raises :class:`~minidumpkit._backends._linux_watch.CommandError` (an OSError whose
+    errno says why) if the command cannot be executed. Once
     ``should_stop()`` (polled between events) is true, or on an exception, every thread
     is detached and the child runs on untraced, not waited for (its pid was given to
     ``on_start``): then None is returned."""
@@ -375,7 +376,8 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
         go()
     except OSError:
         watch.detach()
-        os.waitpid(pid, 0)  # it exited 127 after the failed exec
+        if watch.exit_status is None:
+            os.waitpid(pid, 0)  # it exited 127 after the failed exec
         raise
     if on_start is not None:
         on_start(pid)

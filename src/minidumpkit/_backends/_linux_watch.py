@@ -610,11 +610,15 @@ class _Samplers:
 
 # --- starting a command traced -----------------------------------------------------
 
+class CommandError(OSError):
+    """The command of :func:`spawn_traced` could not be executed (errno says why)."""
+
+
 def spawn_traced(argv: list[str]) -> tuple[int, Callable[[], None]]:
     """Fork a child that waits, and return (pid, go): the caller seizes it (it is
     blocked in read(2), running, not stopped), then ``go()`` lets it exec ``argv``.
-    ``go`` raises FileNotFoundError / PermissionError (after reaping the child) if
-    the exec fails."""
+    ``go`` raises :class:`CommandError` if the exec fails (the child then exits 127:
+    the caller reaps it)."""
     gate_r, gate_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -651,6 +655,6 @@ def spawn_traced(argv: list[str]) -> tuple[int, Callable[[], None]]:
             os.close(err_r)
         if report:
             code = int(report or errno.ENOEXEC)
-            raise OSError(code, os.strerror(code), argv[0])
+            raise CommandError(code, os.strerror(code), argv[0])
 
     return pid, go
