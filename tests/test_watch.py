@@ -367,6 +367,29 @@ def test_timer_count_interval(prog: Path, tmp_path: Path) -> None:
             assert d.exception.requested
 
 
+def test_cpu_spike(prog: Path, tmp_path: Path) -> None:
+    # 20 %: the spinning child gets about half a CPU on a busy shared 2-core machine
+    code, out, err = run_cli("run", "--cpu", "20", "--for", "1", "--dir", tmp_path, "--",
+                             prog, "spin", "4")
+    assert code == 0, err
+    [dump] = dumps(tmp_path)
+    assert dump.name.endswith("_cpu.dmp")
+
+
+def test_memory_growth(prog: Path, tmp_path: Path) -> None:
+    code, out, err = run_cli("run", "--memory", "20", "--dir", tmp_path, "--", prog, "grow",
+                             "40")
+    assert code == 0, err
+    [dump] = dumps(tmp_path)
+    assert dump.name.endswith("_memory.dmp")
+    with minidumpkit.open_minidump(dump) as d:  # the process status it was taken at
+        raw = d.raw_stream(0x47670004)  # LinuxProcStatus
+    assert raw is not None
+    status = raw.decode()
+    rss_kb = int(re.search(r"VmRSS:\s*(\d+)", status).group(1))  # type: ignore[union-attr]
+    assert rss_kb >= 20 * 1024
+
+
 # --- interruption, job control, errors ---------------------------------------------------
 
 def test_sigint_to_run_detaches_and_run_ends_as_the_child(cli: type[Cli], prog: Path,

@@ -13,6 +13,8 @@
  *   usr1 [h]      waits for SIGUSR1 ("h": with a handler, counting them) and prints
  *                 "usr1 N" on each; exits 0 on SIGTERM
  *   sleep SECONDS sleep, then exit 3
+ *   spin SECONDS  burn CPU for SECONDS, then exit 0
+ *   grow MB       touch MB more megabytes, 10 a second, then sleep 2 and exit 0
  * It prints "READY pid=PID" once set up.
  */
 #define _GNU_SOURCE
@@ -138,6 +140,22 @@ int main(int argc, char **argv) {
                 fflush(stdout);
             }
         }
+        return 0;
+    } else if (!strcmp(mode, "spin")) {
+        time_t end = time(NULL) + (argc > 2 ? atoi(argv[2]) : 4);
+        volatile unsigned long n = 0;
+        ready();
+        while (time(NULL) < end)
+            n++;
+        return 0;
+    } else if (!strcmp(mode, "grow")) {
+        int mb = argc > 2 ? atoi(argv[2]) : 100;
+        ready();
+        for (int i = 0; i < mb; i++) {
+            memset(malloc(1 << 20), 1, 1 << 20);
+            usleep(100 * 1000);
+        }
+        sleep(2);
         return 0;
     } else if (!strcmp(mode, "sleep")) {
         ready();
