@@ -25,7 +25,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from . import _output
 from ._triggers import DEFAULT_NAME, Triggers, check_template, dump_name
@@ -72,7 +72,7 @@ class _Writer:
         # the directory is checked before the target is touched
         _output.check(os.path.join(self.directory, "probe.dmp"), overwrite=False, numbered=True)
 
-    def __call__(self, trigger: str, write: Callable[[BinaryIO, MiniDumpType, bool], object]
+    def __call__(self, trigger: str, write: Callable[[IO[bytes], MiniDumpType, bool], object]
                  ) -> None:
         try:
             with open(f"/proc/{self.pid}/comm", encoding="utf-8", errors="replace") as f:
@@ -205,7 +205,7 @@ class Watcher:
                     if self._on_dump is not None:
                         self._call(self._on_dump, event)
                 elif "dump_error" in message:
-                    self._report(_rebuild(message["dump_error"], self.pid))  # type: ignore[arg-type]
+                    self._report(_rebuild(message["dump_error"], self.pid))
                 elif "error" in message:
                     self._failure = _rebuild(message, self.pid)
             helper.wait()

@@ -28,7 +28,7 @@ import signal
 import struct
 import time
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from .._capture import CapturedException
 from .._ffi import libc
@@ -65,7 +65,7 @@ _ADDRESS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, sign
 SAMPLE_SECONDS = 0.25
 MAX_IDLE_SECONDS = 0.02
 
-WriteFn = Callable[[BinaryIO, MiniDumpType, bool], object]
+WriteFn = Callable[[IO[bytes], MiniDumpType, bool], object]
 """write(out, dump_type, all_memory): writes the held process to ``out``."""
 DumpHandler = Callable[[str, WriteFn], None]
 """on_dump(trigger, write): called when a trigger fires; calls write at most once."""
@@ -131,7 +131,7 @@ class LinuxWatch:
 
     def __init__(self, pid: int, triggers: Triggers, on_dump: DumpHandler, *,
                  reap_leader: bool = False,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+                 on_error: Callable[[BaseException], object] | None = None) -> None:
         self.pid = pid
         self.triggers = triggers
         self.on_dump = on_dump
@@ -332,10 +332,10 @@ class LinuxWatch:
         self.dumps += 1
         stop = _HeldStop(self, held)
 
-        def write(out: BinaryIO, dump_type: MiniDumpType, all_memory: bool) -> object:
+        def write(out: IO[bytes], dump_type: MiniDumpType, all_memory: bool) -> object:
             from .linux import write_held_dump
 
-            return write_held_dump(self.pid, stop, out, dump_type, exception=exception,
+            return write_held_dump(self.pid, stop, cast(BinaryIO, out), dump_type, exception=exception,
                                    all_memory=all_memory)
 
         try:
@@ -457,7 +457,7 @@ class LinuxWatch:
         """Threads of the process still traced by us that we did not know of (a clone
         we had not heard about yet)."""
         me = os.getpid()
-        stray = set()
+        stray: set[int] = set()
         try:
             tids = _procfs.task_ids(self.pid)
         except ProcessError:
