@@ -189,6 +189,9 @@ def _watch(pid: int, triggers: Triggers, options: dict[str, Any], err: TextIO) -
         watcher.start()
     except (MinidumpError, OSError) as exc:
         return _target_error(err, exc)
+    except KeyboardInterrupt:
+        print(f"minidumpkit: interrupted; process {pid} released", file=err, flush=True)
+        return EXIT_INTERRUPTED
     try:
         while not watcher.wait(0.2):
             pass

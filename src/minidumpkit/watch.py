@@ -182,9 +182,16 @@ class Watcher:
             [sys.executable, "-m", "minidumpkit.watch", json.dumps(self._config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self._helper.stdout is not None
-        first = _message(self._helper.stdout.readline())
+        try:
+            first = _message(self._helper.stdout.readline())
+        except BaseException:  # interrupted while it attaches: it detaches on SIGTERM
+            self._done.set()
+            self._helper.send_signal(signal.SIGTERM)
+            self._helper.wait()
+            raise
         if first.get("attached") is not True:
             self._helper.wait()
+            self._done.set()
             raise _rebuild(first, self.pid)
         self._reader = threading.Thread(target=self._read, daemon=True,
                                         name=f"minidumpkit-watch-{self.pid}")
