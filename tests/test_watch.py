@@ -269,6 +269,7 @@ def test_watcher_stop_detaches(prog: Path, tmp_path: Path) -> None:
         wait_until(lambda: all(t != 0 for t in _tracers(proc.pid)), "traced")
         os.kill(proc.pid, signal.SIGUSR1)
         assert proc.stdout.readline().strip() == "usr1 1"  # handled: passed on after the dump
+        wait_until(lambda: bool(w.dumps), "the helper's report of the dump")
         assert [d.trigger for d in w.dumps] == ["signal"]
         w.stop()
         assert not w.running
@@ -388,6 +389,29 @@ def test_memory_growth(prog: Path, tmp_path: Path) -> None:
     status = raw.decode()
     rss_kb = int(re.search(r"VmRSS:\s*(\d+)", status).group(1))  # type: ignore[union-attr]
     assert rss_kb >= 20 * 1024
+
+
+def test_a_crash_after_count_is_still_dumped(prog: Path, tmp_path: Path) -> None:
+    """-n 1 used up by a signal dump; --on-crash still catches the crash that follows."""
+    proc = subprocess.Popen([sys.executable, "-m", "minidumpkit", "run", "--on-crash",
+                             "--signal", "USR1", "--dir", str(tmp_path), "--", str(prog),
+                             "segv-on-input"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        pid = int(re.search(r"pid=(\d+)", proc.stdout.readline()).group(1))  # type: ignore[union-attr]
+        wait_until(lambda: all(t != 0 for t in _tracers(pid)), "traced")
+        os.kill(pid, signal.SIGUSR1)
+        wait_until(lambda: len(dumps(tmp_path)) == 1, "the signal dump")
+        proc.stdin.write("crash\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=WAIT) == -signal.SIGSEGV
+        names = [p.name for p in dumps(tmp_path)]
+        assert [n.rsplit("_", 1)[1] for n in names] == ["crash.dmp", "signal.dmp"], names
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 # --- interruption, job control, errors ---------------------------------------------------

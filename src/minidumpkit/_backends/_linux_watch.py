@@ -323,8 +323,8 @@ class LinuxWatch:
         """Write one dump unless ``count`` are written (or, unless ``always``, this
         trigger fired less than ``interval`` ago)."""
         now = time.monotonic()
-        if self.dumps >= self.triggers.count:
-            return
+        if self.dumps >= self.triggers.count and trigger != "crash":
+            return  # (a crash is always dumped: it is the last thing the process does)
         last = self._last_fired.get(trigger)
         if not always and last is not None and now - last < self.triggers.repeat_after():
             return
@@ -346,13 +346,14 @@ class LinuxWatch:
             if self.on_error is None:
                 raise
             self.on_error(exc)
-        if self.dumps >= self.triggers.count and not self._dying:
+        if self.dumps >= self.triggers.count and not self._dying \
+                and not self.triggers.on_crash:  # with on_crash: watch for a crash only
             self._want_detach = True
         if self._samplers is not None:
             self._samplers.after_dump(time.monotonic())
 
     def _sample(self, now: float) -> None:
-        if self._samplers is None:
+        if self._samplers is None or self.dumps >= self.triggers.count:
             return
         try:
             fired = self._samplers.poll(now)
