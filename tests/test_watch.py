@@ -391,6 +391,25 @@ def test_memory_growth(prog: Path, tmp_path: Path) -> None:
     assert rss_kb >= 20 * 1024
 
 
+def test_fd_count(prog: Path, tmp_path: Path) -> None:
+    code, out, err = run_cli("run", "--fds", "3", "--dir", tmp_path, "--", prog, "sleep", "2")
+    assert code == 3, err  # stdin, stdout, stderr: 3 descriptors from the start
+    [dump] = dumps(tmp_path)
+    assert dump.name.endswith("_fds.dmp")
+
+
+def test_thread_count(cli: type[Cli], prog: Path, tmp_path: Path) -> None:
+    c = cli("run", "--threads", "2", "--dir", tmp_path, "--", prog, "deadlock")
+    pid = c.ready()
+    wait_until(lambda: bool(dumps(tmp_path)), "the thread-count dump")
+    [dump] = dumps(tmp_path)
+    assert dump.name.endswith("_threads.dmp")
+    with minidumpkit.open_minidump(dump) as d:
+        assert len(d.threads) == 2
+    os.kill(pid, signal.SIGKILL)
+    assert c.finish()[0] == -signal.SIGKILL
+
+
 def test_a_crash_after_count_is_still_dumped(prog: Path, tmp_path: Path) -> None:
     """-n 1 used up by a signal dump; --on-crash still catches the crash that follows."""
     proc = subprocess.Popen([sys.executable, "-m", "minidumpkit", "run", "--on-crash",
