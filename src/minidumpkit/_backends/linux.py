@@ -54,8 +54,7 @@ from ._ptrace import _PERMISSION_HINT, ProcessStop
 if TYPE_CHECKING:
     from ..writer import WriteStats
 
-__all__ = ["ProcessMemory", "capture", "check_target", "resolve_pid", "write_dump",
-           "write_held_dump"]
+__all__ = ["ProcessMemory", "capture", "check_target", "resolve_pid", "write_dump"]
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # one process_vm_readv call moves at most this much (the kernel copies in page batches anyway)
@@ -789,15 +788,12 @@ def _raw_streams(pid: int, maps: bytes, auxv: bytes,
 
 def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
             dump_type: MiniDumpType, machine: dict[int, bytes] | None = None, *,
-            requesting_tid: int | None = None,
-            exception: CapturedException | None = None) -> ProcessCapture:
+            requesting_tid: int | None = None) -> ProcessCapture:
     """Fill a ProcessCapture of ``pid``, whose threads ``stop`` holds stopped.
 
     ``machine`` is :func:`machine_streams` read beforehand (read now if None).
     ``requesting_tid``: the thread that asked for the dump (a process dumping itself);
-    the exception stream names it (Breakpad's DUMP_REQUESTED). Default: the main thread.
-    ``exception``: the exception record to write instead (a crash signal caught by a
-    watcher); its thread must be one of ``stop.tids``."""
+    the exception stream names it (Breakpad's DUMP_REQUESTED). Default: the main thread."""
     maps = _procfs.read_bytes(f"/proc/{pid}/maps", pid)
     regions = _procfs.parse_maps(maps.decode("utf-8", "surrogateescape"))
     auxv_raw = _procfs.read_bytes(f"/proc/{pid}/auxv", pid)
@@ -831,7 +827,7 @@ def capture(pid: int, stop: ProcessStop, memory: ProcessMemory,
         modules=modules,
         memory=memory,
         system=system_info(),
-        exception=exception or CapturedException(thread_id=blamed.tid, address=blamed.pc),
+        exception=CapturedException(thread_id=blamed.tid, address=blamed.pc),
         handles=(list(_procfs.iter_handles(pid))
                  if dump_type & MiniDumpType.WithHandleData else []),
         process_create_time=_procfs.boot_time() + proc_stat.starttime // ticks,
@@ -877,7 +873,7 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     ``all_memory``: WithFullMemory copies every readable page, not only what the
     kernel's core dump would hold. ``requesting_tid``: see :func:`capture`.
     """
-    from ..writer import SUPPORTED_TYPES, flag_names
+    from ..writer import SUPPORTED_TYPES, flag_names, record_pause, write_minidump
 
     unsupported = dump_type & ~SUPPORTED_TYPES
     if unsupported:  # refuse before the target is stopped, not half-way through
@@ -911,41 +907,10 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     system_info()
     machine = machine_streams()
     stop = ProcessStop(pid, ppid=stat.ppid if stat is not None else None)
-    return _dump_while_held(pid, stop, out, dump_type, policy, all_memory, machine,
-                            requesting_tid=requesting_tid)
-
-
-def write_held_dump(pid: int, stop: ProcessStop, out: BinaryIO, dump_type: MiniDumpType, *,
-                    exception: CapturedException | None = None, all_memory: bool = False,
-                    policy: DumpPolicy | None = None) -> DumpTimes:
-    """Write a minidump of ``pid``, a process the caller already traces (a watcher).
-
-    ``stop`` is a :class:`~._ptrace.ProcessStop` subclass whose ``stop()`` holds the
-    caller's tracees (PTRACE_INTERRUPT, no second PTRACE_SEIZE) and whose ``detach()``
-    gives them back to the caller's tracer loop. ``exception``: the record to write (a
-    crash signal), else a requested dump blamed on the main thread."""
-    from ..writer import SUPPORTED_TYPES, flag_names
-
-    unsupported = dump_type & ~SUPPORTED_TYPES
-    if unsupported:
-        raise UnsupportedError(
-            f"MiniDumpType.{flag_names(unsupported)} is not implemented by the Linux writer "
-            f"yet (it writes {flag_names(SUPPORTED_TYPES)}); leave it out")
-    return _dump_while_held(pid, stop, out, dump_type, policy or DumpPolicy(), all_memory,
-                            machine_streams(), exception=exception)
-
-
-def _dump_while_held(pid: int, stop: ProcessStop, out: BinaryIO, dump_type: MiniDumpType,
-                     policy: DumpPolicy, all_memory: bool, machine: dict[int, bytes], *,
-                     requesting_tid: int | None = None,
-                     exception: CapturedException | None = None) -> DumpTimes:
-    from ..writer import record_pause, write_minidump
-
     held: WriteStats | None = None
     with ProcessMemory(pid) as memory:
         with stop:
-            cap = capture(pid, stop, memory, dump_type, machine, requesting_tid=requesting_tid,
-                          exception=exception)
+            cap = capture(pid, stop, memory, dump_type, machine, requesting_tid=requesting_tid)
             job = _Planned(policy)
             recording = _RecordingMemory(memory)
             cap.memory = recording
@@ -1001,6 +966,55 @@ class _Planned:
     def checkpoint(self) -> None:
         if self.policy.cancel():
             raise DumpCancelled("the dump was cancelled: DumpPolicy.cancel() returned True")
+
+
+# --- a process the caller already traces (minidumpkit.watch) -------------------------
+
+def write_held_dump(pid: int, stop: ProcessStop, out: BinaryIO, dump_type: MiniDumpType, *,
+                    exception: CapturedException | None = None, all_memory: bool = False,
+                    policy: DumpPolicy | None = None) -> DumpTimes:
+    """Write a minidump of ``pid``, a process the caller already traces (a watcher).
+
+    ``stop`` is a :class:`~._ptrace.ProcessStop` subclass whose ``stop()`` holds the
+    caller's tracees (PTRACE_INTERRUPT, no second PTRACE_SEIZE) and whose ``detach()``
+    gives them back to the caller's tracer loop. ``exception``: the record to write (a
+    crash signal; its thread must be held), else a requested dump blamed on the main
+    thread. Otherwise as :func:`write_dump`, whose stop-capture-release steps it follows.
+    """
+    from ..writer import SUPPORTED_TYPES, flag_names, record_pause, write_minidump
+
+    unsupported = dump_type & ~SUPPORTED_TYPES
+    if unsupported:
+        raise UnsupportedError(
+            f"MiniDumpType.{flag_names(unsupported)} is not implemented by the Linux writer "
+            f"yet (it writes {flag_names(SUPPORTED_TYPES)}); leave it out")
+    policy = policy or DumpPolicy()
+    machine = machine_streams()
+    held: WriteStats | None = None
+    with ProcessMemory(pid) as memory:
+        with stop:
+            cap = capture(pid, stop, memory, dump_type, machine)
+            if exception is not None:
+                cap.exception = exception
+            recording = _RecordingMemory(memory)
+            cap.memory = recording
+            sel = select(cap, dump_type, policy, _Planned(policy).checkpoint,
+                         all_memory=all_memory)
+            if sel.total_bytes <= SNAPSHOT_LIMIT:
+                cap.memory = snapshot_selection(memory, sel, recording.blocks)
+            else:  # too big to buffer: write while the threads are held
+                cap.memory = memory
+                cap.pause_ns = time.perf_counter_ns() - stop.stop_started_ns
+                held = write_minidump(cap, out, dump_type, policy=policy, selection=sel)
+        pause_ns = stop.detached_ns - stop.stop_started_ns
+        if held is None:
+            cap.pause_ns = pause_ns
+            stats: WriteStats = _write_buffered(cap, out, dump_type, policy, sel)
+        else:
+            record_pause(out, held, pause_ns)
+            stats = held
+    return DumpTimes(threads=len(cap.threads), stop_ns=stop.stopped_ns - stop.stop_started_ns,
+                     pause_ns=pause_ns, stats=stats)
 
 
 # --- snapshots (PSS semantics; the implementation is in _linux_snapshot / _clone) ----
