@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .dumper import Dumper, dump
     from .reader import Minidump, open_minidump
     from .snapshot import Snapshot, SnapshotRefused
+    from .watch import DumpWritten, Triggers, Watcher, dump_self
 
 __version__ = "0.1.0.dev0"
 
@@ -63,6 +64,10 @@ _LAZY = {
     "VmRegion": "callbacks",
     "Snapshot": "snapshot",
     "SnapshotRefused": "snapshot",
+    "Watcher": "watch",
+    "Triggers": "watch",
+    "DumpWritten": "watch",
+    "dump_self": "watch",
 }
 
 
@@ -86,6 +91,7 @@ __all__ = [
     "DumpCallbacks",
     "DumpCancelled",
     "DumpType",
+    "DumpWritten",
     "Dumper",
     "InvalidTargetError",
     "MemoryNotCaptured",
@@ -108,8 +114,11 @@ __all__ = [
     "SnapshotRefused",
     "StreamType",
     "ThreadWriteFlags",
+    "Triggers",
     "UnsupportedError",
     "VmRegion",
+    "Watcher",
     "dump",
+    "dump_self",
     "open_minidump",
 ]

@@ -138,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
                            "the MinidumpkitPython stream out (python=False)")
     dump.add_argument("--progress", action="store_true",
                       help="draw a progress bar of the memory copied on stderr")
+    from ._watch_cli import add_commands
+
+    add_commands(sub, _dump_type_arg, _pid_arg)
     return parser
 
 
@@ -154,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "--type that includes WithFullMemory")
     except SystemExit as stop:  # argparse's way of reporting usage errors and --help
         return stop.code if isinstance(stop.code, int) else 2
+    if args.command in ("run", "watch"):
+        from . import _watch_cli
+
+        return _watch_cli.main(args, err=sys.stderr)
     try:
         if args.command == "info":
             return _info(args.file, as_json=args.json, out=sys.stdout, err=sys.stderr,

@@ -988,6 +988,55 @@ class _Planned:
             raise DumpCancelled("the dump was cancelled: DumpPolicy.cancel() returned True")
 
 
+# --- a process the caller already traces (minidumpkit.watch) -------------------------
+
+def write_held_dump(pid: int, stop: ProcessStop, out: BinaryIO, dump_type: MiniDumpType, *,
+                    exception: CapturedException | None = None, all_memory: bool = False,
+                    policy: DumpPolicy | None = None) -> DumpTimes:
+    """Write a minidump of ``pid``, a process the caller already traces (a watcher).
+
+    ``stop`` is a :class:`~._ptrace.ProcessStop` subclass whose ``stop()`` holds the
+    caller's tracees (PTRACE_INTERRUPT, no second PTRACE_SEIZE) and whose ``detach()``
+    gives them back to the caller's tracer loop. ``exception``: the record to write (a
+    crash signal; its thread must be held), else a requested dump blamed on the main
+    thread. Otherwise as :func:`write_dump`, whose stop-capture-release steps it follows.
+    """
+    from ..writer import SUPPORTED_TYPES, flag_names, record_pause, write_minidump
+
+    unsupported = dump_type & ~SUPPORTED_TYPES
+    if unsupported:
+        raise UnsupportedError(
+            f"MiniDumpType.{flag_names(unsupported)} is not implemented by the Linux writer "
+            f"yet (it writes {flag_names(SUPPORTED_TYPES)}); leave it out")
+    policy = policy or DumpPolicy()
+    machine = machine_streams()
+    held: WriteStats | None = None
+    with ProcessMemory(pid) as memory:
+        with stop:
+            cap = capture(pid, stop, memory, dump_type, machine)
+            if exception is not None:
+                cap.exception = exception
+            recording = _RecordingMemory(memory)
+            cap.memory = recording
+            sel = select(cap, dump_type, policy, _Planned(policy).checkpoint,
+                         all_memory=all_memory)
+            if sel.total_bytes <= SNAPSHOT_LIMIT:
+                cap.memory = snapshot_selection(memory, sel, recording.blocks)
+            else:  # too big to buffer: write while the threads are held
+                cap.memory = memory
+                cap.pause_ns = time.perf_counter_ns() - stop.stop_started_ns
+                held = write_minidump(cap, out, dump_type, policy=policy, selection=sel)
+        pause_ns = stop.detached_ns - stop.stop_started_ns
+        if held is None:
+            cap.pause_ns = pause_ns
+            stats: WriteStats = _write_buffered(cap, out, dump_type, policy, sel)
+        else:
+            record_pause(out, held, pause_ns)
+            stats = held
+    return DumpTimes(threads=len(cap.threads), stop_ns=stop.stopped_ns - stop.stop_started_ns,
+                     pause_ns=pause_ns, stats=stats)
+
+
 # --- snapshots (PSS semantics; the implementation is in _linux_snapshot / _clone) ----
 
 def take_snapshot(pid: int, flags: int, context_flags: int, **options: Any) -> Any:

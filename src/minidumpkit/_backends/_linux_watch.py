@@ -1,0 +1,661 @@
+"""Watching a process on Linux: trace it with PTRACE_SEIZE and dump it when a trigger fires.
+
+:class:`LinuxWatch` seizes every thread with ``PTRACE_O_TRACECLONE`` (new threads are
+traced from their first instruction) and never stops the process on its own: the
+kernel reports to us only signals, clones and job-control stops. A crash signal is
+seen at its signal-delivery-stop, before the kernel acts on it; when its disposition
+is the default action (/proc/PID/status SigCgt and SigIgn at that moment) the dump is
+written while that thread is held there, the others are held with PTRACE_INTERRUPT
+(no second PTRACE_SEIZE: :class:`_HeldStop`), then the signal is delivered and the
+process dies as it would have. The other triggers are sampled from /proc without
+stopping anything (:class:`_Samplers`).
+
+Group-stops (SIGSTOP, Ctrl-Z) are answered with PTRACE_LISTEN, so job control works
+as without us. Every path out (the process exits, enough dumps, Ctrl-C, an error)
+detaches every thread with the signal it was about to receive handed back.
+
+All ptrace calls are made from one thread: the one that called :meth:`LinuxWatch.attach`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import errno
+import os
+import re
+import signal
+import struct
+import time
+from collections.abc import Callable
+from typing import IO, BinaryIO, cast
+
+from .._capture import CapturedException
+from .._ffi import libc
+from .._ffi._errors import check_errno, last_errno
+from .._triggers import CRASH_SIGNALS, Triggers
+from ..errors import ProcessError, ProcessNotFound
+from ..flags import MiniDumpType
+from . import _procfs
+from ._ptrace import (
+    _GROUP_STOP_SIGNALS,
+    ProcessStop,
+    _describe,
+    _exited_unreaped,
+    _ptrace,
+    _seize_error,
+    _State,
+    _waitpid,
+)
+
+PTRACE_SETOPTIONS = 0x4200
+PTRACE_GETEVENTMSG = 0x4201
+PTRACE_GETSIGINFO = 0x4202
+PTRACE_O_TRACECLONE = 0x8
+PTRACE_EVENT_CLONE = 3
+WNOTHREAD = 0x20000000  # __WNOTHREAD: only this thread's children and tracees
+# siginfo_t on x86-64: si_signo, si_errno, si_code, padding, then the union (si_addr first)
+_SIGINFO_HEAD = struct.Struct("<iiiiQ")
+# Signals whose si_addr is the faulting address (Breakpad's and Crashpad's choice); for
+# the others the exception address is the thread's pc.
+_ADDRESS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL,
+                              signal.SIGTRAP})
+# How often the /proc triggers are sampled, and the longest idle sleep between two
+# looks for ptrace reports (a report waits at most this long to be handled).
+SAMPLE_SECONDS = 0.25
+MAX_IDLE_SECONDS = 0.02
+
+WriteFn = Callable[[IO[bytes], MiniDumpType, bool], object]
+"""write(out, dump_type, all_memory): writes the held process to ``out``."""
+DumpHandler = Callable[[str, WriteFn], None]
+"""on_dump(trigger, write): called when a trigger fires; calls write at most once."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SignalInfo:
+    signo: int
+    code: int
+    address: int
+
+
+def _siginfo(tid: int) -> SignalInfo | None:
+    ffi, _ = libc.load()
+    buf = ffi.new("char[]", 128)
+    if _ptrace(PTRACE_GETSIGINFO, tid, 0, buf) == -1:
+        return None
+    signo, _errno, code, _pad, address = _SIGINFO_HEAD.unpack(ffi.buffer(buf, 24)[:])
+    return SignalInfo(signo, code, address)
+
+
+def _event_message(tid: int) -> int:
+    ffi, _ = libc.load()
+    out = ffi.new("unsigned long *")
+    if _ptrace(PTRACE_GETEVENTMSG, tid, 0, out) == -1:
+        return 0
+    return int(out[0])
+
+
+def _signal_mask(status: dict[str, str], key: str) -> int:
+    try:
+        return int(status.get(key, "0"), 16)
+    except ValueError:
+        return 0
+
+
+def disposition(pid: int, sig: int) -> str:
+    """``"caught"``, ``"ignored"`` or ``"default"``: what ``pid`` does with ``sig`` now."""
+    status = _procfs.parse_status(_procfs.read_text(f"/proc/{pid}/status", pid))
+    bit = 1 << (sig - 1)
+    if _signal_mask(status, "SigCgt") & bit:
+        return "caught"
+    if _signal_mask(status, "SigIgn") & bit:
+        return "ignored"
+    return "default"
+
+
+def _synthetic_status(info: object) -> int:
+    """A wait status rebuilt from a WNOWAIT waitid report (the exit is left unreaped)."""
+    code, value = int(info.si_code), int(info.si_status)  # type: ignore[attr-defined]
+    if code == libc.CLD_EXITED:
+        return (value & 0xFF) << 8
+    return (value & 0x7F) | (0x80 if code == libc.CLD_DUMPED else 0)
+
+
+class LinuxWatch:
+    """Trace ``pid`` and call ``on_dump`` each time a trigger of ``triggers`` fires.
+
+    ``reap_leader``: we are the process's parent and collect its exit status
+    (``minidumpkit run``); otherwise its exit is left unreaped for its parent (a
+    ``subprocess.Popen`` of the caller).
+    """
+
+    def __init__(self, pid: int, triggers: Triggers, on_dump: DumpHandler, *,
+                 reap_leader: bool = False,
+                 on_error: Callable[[BaseException], object] | None = None) -> None:
+        self.pid = pid
+        self.triggers = triggers
+        self.on_dump = on_dump
+        self.on_error = on_error
+        self.reap_leader = reap_leader
+        self.ppid = 0
+        self.dumps = 0
+        self.exit_status: int | None = None  # the leader's wait status, once it exited
+        self.finished = False  # the process is gone: nothing left to detach
+        self.detached = False
+        self._known: set[int] = set()  # threads we trace
+        self._listening: set[int] = set()  # in a group-stop, released with PTRACE_LISTEN
+        self._held_signal: dict[int, int] = {}  # stopped at a signal we have not passed on
+        self._queue: collections.deque[tuple[int, int]] = collections.deque()
+        self._want_detach = False
+        self._dying = False  # a fatal signal was delivered: wait for the exit
+        self._last_fired: dict[str, float] = {}
+        self._samplers: _Samplers | None = None
+
+    # --- attaching ------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Seize every thread (rescanning /proc/PID/task until no new one appears)."""
+        try:
+            self.ppid = _procfs.read_stat(self.pid).ppid
+        except ProcessError:
+            raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited", pid=self.pid) \
+                from None
+        for _ in range(10_000):
+            new = [tid for tid in _procfs.task_ids(self.pid) if tid not in self._known]
+            if not new:
+                break
+            for tid in new:
+                self._seize(tid)
+        self._samplers = _Samplers(self.pid, self.triggers)
+
+    def _seize(self, tid: int) -> None:
+        if _ptrace(libc.PTRACE_SEIZE, tid, 0, PTRACE_O_TRACECLONE) == -1:
+            err = last_errno()
+            if err == errno.ESRCH:
+                if tid == self.pid:
+                    raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited",
+                                          pid=self.pid)
+                return
+            if err == errno.EPERM and tid in self._known:
+                return  # already ours (auto-attached by a clone)
+            self.detach()
+            raise _seize_error(self.pid, tid, err)
+        self._known.add(tid)
+
+    # --- the loop -------------------------------------------------------------
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Handle reports and sample triggers until the process is gone, ``count``
+        dumps are written or ``should_stop()``; every thread is detached on the way
+        out (also on an exception or KeyboardInterrupt)."""
+        idle = 0.0005
+        next_sample = time.monotonic()
+        try:
+            while not self.finished and not self._want_detach and not should_stop():
+                if self._queue:
+                    self._handle(*self._queue.popleft())
+                    continue
+                report = self._next_report()
+                if report is not None:
+                    self._handle(*report)
+                    idle = 0.0005
+                    continue
+                now = time.monotonic()
+                if now >= next_sample and not self._dying:
+                    self._sample(now)
+                    next_sample = now + SAMPLE_SECONDS
+                    continue
+                time.sleep(min(idle, max(0.0, next_sample - now)))
+                idle = min(idle * 2, MAX_IDLE_SECONDS)
+        finally:
+            if not self.finished:
+                self.detach()
+
+    def _next_report(self) -> tuple[int, int] | None:
+        ffi, lib = libc.load()
+        info = ffi.new("siginfo_t *")
+        options = (libc.WEXITED | libc.WSTOPPED | libc.WNOWAIT | libc.WNOHANG | libc.WALL
+                   | WNOTHREAD)
+        while True:
+            rc = int(lib.waitid(0, 0, info, options))  # P_ALL
+            if rc == -1 and last_errno() == errno.EINTR:
+                continue
+            break
+        if rc == -1:
+            if last_errno() == errno.ECHILD:  # nothing traced any more
+                self.finished = True
+                return None
+            check_errno(rc, "waitid", self.pid)
+        tid = int(info.si_pid)
+        if tid == 0:
+            return None
+        if tid == self.pid and not self.reap_leader and info.si_code in (
+                libc.CLD_EXITED, libc.CLD_KILLED, libc.CLD_DUMPED):
+            return tid, _synthetic_status(info)  # its parent collects it
+        got, status = _waitpid(tid, libc.WNOHANG)
+        return (tid, status) if got == tid else None
+
+    def _wait_for(self, tid: int) -> int:
+        """Block for ``tid``'s next report (the leader's exit left to its parent)."""
+        if tid == self.pid and not self.reap_leader:
+            ffi, lib = libc.load()
+            if _exited_unreaped(tid, block=True):
+                info = ffi.new("siginfo_t *")
+                lib.waitid(libc.P_PID, tid, info, libc.WEXITED | libc.WNOWAIT | libc.WALL)
+                return _synthetic_status(info)
+        return _waitpid(tid, 0)[1]
+
+    def _handle(self, tid: int, status: int) -> None:
+        stopped, sig, event = _describe(status)
+        if not stopped:
+            self._gone(tid, status)
+            return
+        self._known.add(tid)
+        if event == PTRACE_EVENT_CLONE:
+            self._known.add(_event_message(tid))
+            self._cont(tid, 0)
+        elif event == libc.PTRACE_EVENT_STOP:
+            if sig in _GROUP_STOP_SIGNALS:  # job control: stay stopped until SIGCONT
+                if _ptrace(libc.PTRACE_LISTEN, tid) != -1:
+                    self._listening.add(tid)
+            else:  # our interrupt, a new thread's first stop, or SIGCONT after a LISTEN
+                self._listening.discard(tid)
+                self._cont(tid, 0)
+        elif event:
+            self._cont(tid, 0)
+        else:
+            self._held_signal[tid] = sig
+            self._on_signal(tid, sig)
+
+    def _gone(self, tid: int, status: int) -> None:
+        self._known.discard(tid)
+        self._listening.discard(tid)
+        self._held_signal.pop(tid, None)
+        if tid == self.pid:
+            self.exit_status = status
+            self.finished = True
+
+    def _cont(self, tid: int, sig: int) -> None:
+        self._held_signal.pop(tid, None)
+        _ptrace(libc.PTRACE_CONT, tid, 0, sig)  # ESRCH: killed meanwhile; its exit follows
+
+    def _on_signal(self, tid: int, sig: int) -> None:
+        t = self.triggers
+        if t.on_crash and sig in CRASH_SIGNALS:
+            try:
+                fatal = disposition(self.pid, sig) == "default"
+            except ProcessError:
+                fatal = False
+            if fatal or t.first_chance:
+                info = _siginfo(tid)
+                code, address = (info.code, info.address) if info is not None else (0, 0)
+                if sig not in _ADDRESS_SIGNALS or code <= 0:
+                    address = self._pc(tid)  # sent by a process (kill, abort): no fault address
+                self._dump("crash" if fatal else "first-chance", held=tid, always=fatal,
+                           exception=CapturedException(thread_id=tid, code=sig, flags=code,
+                                                       address=address))
+            if fatal:
+                self._dying = True
+                self._want_detach = False  # stay until the exit, to reap it
+            self._cont(tid, sig)
+            return
+        if t.signal is not None and sig == t.signal:
+            self._dump("signal", held=tid, exception=CapturedException(thread_id=tid),
+                       always=True)
+            try:
+                handled = disposition(self.pid, sig) == "caught"
+            except ProcessError:
+                handled = False
+            self._cont(tid, sig if handled else 0)  # unhandled: its default would kill it
+            return
+        self._cont(tid, sig)
+
+    def _pc(self, tid: int) -> int:
+        try:
+            return ProcessStop(self.pid, ppid=self.ppid).general_registers(tid)["rip"]
+        except ProcessError:
+            return 0
+
+    # --- dumping --------------------------------------------------------------
+
+    def _dump(self, trigger: str, *, held: int | None = None,
+              exception: CapturedException | None = None, always: bool = False) -> None:
+        """Write one dump unless ``count`` are written (or, unless ``always``, this
+        trigger fired less than ``interval`` ago)."""
+        now = time.monotonic()
+        if self.dumps >= self.triggers.count and trigger != "crash":
+            return  # (a crash is always dumped: it is the last thing the process does)
+        last = self._last_fired.get(trigger)
+        if not always and last is not None and now - last < self.triggers.repeat_after():
+            return
+        self._last_fired[trigger] = now
+        self.dumps += 1
+        stop = _HeldStop(self, held)
+
+        def write(out: IO[bytes], dump_type: MiniDumpType, all_memory: bool) -> object:
+            from .linux import write_held_dump
+
+            return write_held_dump(self.pid, stop, cast(BinaryIO, out), dump_type, exception=exception,
+                                   all_memory=all_memory)
+
+        try:
+            self.on_dump(trigger, write)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001  reported; the watch goes on
+            if self.on_error is None:
+                raise
+            self.on_error(exc)
+        if self.dumps >= self.triggers.count and not self._dying \
+                and not self.triggers.on_crash:  # with on_crash: watch for a crash only
+            self._want_detach = True
+        if self._samplers is not None:
+            self._samplers.after_dump(time.monotonic())
+
+    def _sample(self, now: float) -> None:
+        if self._samplers is None or self.dumps >= self.triggers.count:
+            return
+        try:
+            fired = self._samplers.poll(now)
+        except ProcessNotFound:
+            return  # exiting: its exit report comes next
+        for trigger in fired:
+            self._dump(trigger)
+            if self._want_detach or self.finished:
+                return
+
+    def hold(self, except_tid: int | None, state: dict[int, _State]) -> list[int]:
+        """Interrupt every running thread and wait until each is stopped; fill ``state``
+        with the stopped ones. Reports other than our interrupt are queued for the loop.
+        Returns the threads to resume with :meth:`release`."""
+        already = set(self._held_signal) | {tid for tid, _ in self._queue}
+        targets = [tid for tid in self._known if tid != except_tid and tid not in already]
+        for tid in targets:
+            _ptrace(libc.PTRACE_INTERRUPT, tid)
+        resume = []
+        for tid in sorted(targets, key=lambda t: t == self.pid):  # the leader reports last
+            try:
+                status = self._wait_for(tid)
+            except ProcessError:
+                self._gone(tid, 0)
+                continue
+            stopped, sig, event = _describe(status)
+            if not stopped:
+                self._gone(tid, status)
+                continue
+            state[tid] = _State.STOPPED
+            if event == libc.PTRACE_EVENT_STOP and sig not in _GROUP_STOP_SIGNALS:
+                resume.append(tid)
+            else:
+                self._queue.append((tid, status))
+        for tid in already | ({except_tid} if except_tid is not None else set()):
+            if tid in self._known:
+                state[tid] = _State.STOPPED
+        return resume
+
+    def release(self, tids: list[int]) -> None:
+        for tid in tids:
+            self._listening.discard(tid)
+            _ptrace(libc.PTRACE_CONT, tid, 0, 0)
+
+    # --- detaching ------------------------------------------------------------
+
+    def detach(self) -> None:
+        """Let every thread go, each with the signal it was stopped at. Idempotent;
+        finishes even if KeyboardInterrupt arrives meanwhile (re-raised at the end)."""
+        deferred: BaseException | None = None
+        while True:
+            try:
+                self._detach_all()
+                break
+            except KeyboardInterrupt as exc:
+                deferred = exc
+        self.detached = True
+        if deferred is not None:
+            raise deferred
+
+    def _detach_all(self) -> None:
+        while self._queue:  # stopped with a report not yet acted on
+            tid, status = self._queue.popleft()
+            stopped, sig, event = _describe(status)
+            if not stopped:
+                self._gone(tid, status)
+            elif event == 0 and sig:
+                self._held_signal[tid] = sig
+            else:
+                self._held_signal.setdefault(tid, 0)
+        for tid, sig in list(self._held_signal.items()):
+            _ptrace(libc.PTRACE_DETACH, tid, 0, sig)
+            self._known.discard(tid)
+            self._listening.discard(tid)
+        self._held_signal.clear()
+        rounds = 0
+        while self._known and rounds < 100:
+            rounds += 1
+            tids = sorted(self._known, key=lambda t: t == self.pid)
+            for tid in tids:
+                _ptrace(libc.PTRACE_INTERRUPT, tid)
+            for tid in tids:
+                try:
+                    status = self._wait_for(tid)
+                except ProcessError:
+                    self._gone(tid, 0)
+                    continue
+                stopped, sig, event = _describe(status)
+                if not stopped:
+                    self._gone(tid, status)
+                    continue
+                if event == PTRACE_EVENT_CLONE:
+                    self._known.add(_event_message(tid))  # its first stop comes next round
+                inject = sig if event == 0 else 0
+                _ptrace(libc.PTRACE_DETACH, tid, 0, inject)
+                self._known.discard(tid)
+                self._listening.discard(tid)
+            self._known |= self._stray_tracees()
+        self.finished = self.finished or not self._known
+
+    def _stray_tracees(self) -> set[int]:
+        """Threads of the process still traced by us that we did not know of (a clone
+        we had not heard about yet)."""
+        me = os.getpid()
+        stray: set[int] = set()
+        try:
+            tids = _procfs.task_ids(self.pid)
+        except ProcessError:
+            return stray
+        for tid in tids:
+            try:
+                status = _procfs.parse_status(
+                    _procfs.read_text(f"/proc/{self.pid}/task/{tid}/status", self.pid))
+            except ProcessError:
+                continue
+            if int(status.get("TracerPid", "0") or 0) == me:
+                stray.add(tid)
+        return stray
+
+
+class _HeldStop(ProcessStop):
+    """The ProcessStop the writer sees for a process we already trace: stop() holds our
+    tracees with PTRACE_INTERRUPT, detach() hands them back to the watch loop."""
+
+    def __init__(self, watch: LinuxWatch, held_tid: int | None) -> None:
+        super().__init__(watch.pid, ppid=watch.ppid)
+        self._watch = watch
+        self._held_tid = held_tid
+        self._resume: list[int] = []
+
+    def stop(self) -> None:
+        self.stop_started_ns = time.perf_counter_ns()
+        self._resume = self._watch.hold(self._held_tid, self._state)
+        if not self.tids:
+            raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited", pid=self.pid)
+        self.stopped_ns = time.perf_counter_ns()
+
+    def detach(self) -> None:
+        if self.detached_ns:
+            return
+        resume, self._resume = self._resume, []
+        self._watch.release(resume)
+        for tid in self._state:
+            self._state[tid] = _State.GONE
+        self.detached_ns = time.perf_counter_ns()
+
+
+# --- the /proc triggers ------------------------------------------------------------
+
+class _Samplers:
+    """The triggers read from /proc (or the heartbeat file) without stopping anything."""
+
+    def __init__(self, pid: int, triggers: Triggers) -> None:
+        self.pid = pid
+        self.t = triggers
+        self.started = time.monotonic()
+        self._hang_regex = re.compile(triggers.hang_threads) if triggers.hang_threads else None
+        self._hang_state: object = None
+        self._hang_since = self.started
+        self._beat: float | None = None
+        self._beat_since = self.started
+        self._cpu_last: tuple[float, int] | None = None
+        self._cpu_since: float | None = None
+        self._timer_next = self.started + triggers.timer if triggers.timer else None
+        self._ticks = _procfs.clock_ticks()
+
+    def after_dump(self, now: float) -> None:
+        self._hang_state = None  # the dump itself moved every thread: start over
+        self._hang_since = now
+        self._beat_since = max(self._beat_since, now)
+
+    def poll(self, now: float) -> list[str]:
+        t = self.t
+        fired = []
+        if t.timer is not None and self._timer_next is not None and now >= self._timer_next:
+            fired.append("timer")
+            self._timer_next = now + (t.interval if t.interval else t.timer)
+        if t.on_hang is not None and self._hung(now):
+            fired.append("hang")
+        if t.cpu is not None and self._cpu_high(now):
+            fired.append("cpu")
+        if t.memory_mb is not None or t.threads is not None:
+            status = _procfs.parse_status(_procfs.read_text(f"/proc/{self.pid}/status",
+                                                            self.pid))
+            if t.memory_mb is not None:
+                rss_kb = int((status.get("VmRSS", "0 kB").split() or ["0"])[0])
+                if rss_kb >= t.memory_mb * 1024:
+                    fired.append("memory")
+            if t.threads is not None and int(status.get("Threads", "0") or 0) >= t.threads:
+                fired.append("threads")
+        if t.fds is not None:
+            try:
+                count = len(os.listdir(f"/proc/{self.pid}/fd"))
+            except OSError:
+                count = 0
+            if count >= t.fds:
+                fired.append("fds")
+        return fired
+
+    def _hung(self, now: float) -> bool:
+        assert self.t.on_hang is not None
+        if self.t.heartbeat is not None:
+            try:
+                beat: float | None = os.stat(self.t.heartbeat).st_mtime
+            except OSError:
+                beat = None
+            if beat != self._beat:
+                self._beat, self._beat_since = beat, now
+            return now - self._beat_since >= self.t.on_hang
+        state = self._blocked_state()
+        if state is None or state != self._hang_state:
+            self._hang_state, self._hang_since = state, now
+            return False
+        return now - self._hang_since >= self.t.on_hang
+
+    def _blocked_state(self) -> tuple[tuple[int, str, str], ...] | None:
+        """Per watched thread: its system call line (number, arguments, sp, pc) and its
+        context-switch counts; None if one of them runs or is not in a system call. Two
+        equal samples mean no thread ran in between (a thread woken even once switched
+        context)."""
+        rows = []
+        for tid in _procfs.task_ids(self.pid):
+            base = f"/proc/{self.pid}/task/{tid}"
+            if self._hang_regex is not None and \
+                    not self._hang_regex.search(_procfs.thread_name(self.pid, tid)):
+                continue
+            syscall = _procfs.try_read_bytes(f"{base}/syscall")
+            status = _procfs.try_read_bytes(f"{base}/status")
+            if syscall is None or status is None:
+                continue  # exited meanwhile
+            line = syscall.decode("ascii", "replace").strip()
+            if line.startswith("running") or line.startswith("-1"):
+                return None  # running, or stopped outside a system call (job control)
+            switches = ",".join(m.group(0).decode() for m in
+                                re.finditer(rb"(?m)^(non)?voluntary_ctxt_switches:\s*\d+",
+                                            status))
+            rows.append((tid, line, switches))
+        return tuple(rows) if rows else None
+
+    def _cpu_high(self, now: float) -> bool:
+        assert self.t.cpu is not None
+        st = _procfs.read_stat(self.pid)
+        ticks = st.utime + st.stime
+        last, self._cpu_last = self._cpu_last, (now, ticks)
+        if last is None or now <= last[0]:
+            return False
+        percent = (ticks - last[1]) / self._ticks / (now - last[0]) * 100
+        if percent < self.t.cpu:
+            self._cpu_since = None
+            return False
+        if self._cpu_since is None:
+            self._cpu_since = last[0]
+        return now - self._cpu_since >= self.t.cpu_for
+
+
+# --- starting a command traced -----------------------------------------------------
+
+class CommandError(OSError):
+    """The command of :func:`spawn_traced` could not be executed (errno says why)."""
+
+
+def spawn_traced(argv: list[str]) -> tuple[int, Callable[[], None]]:
+    """Fork a child that waits, and return (pid, go): the caller seizes it (it is
+    blocked in read(2), running, not stopped), then ``go()`` lets it exec ``argv``.
+    ``go`` raises :class:`CommandError` if the exec fails (the child then exits 127:
+    the caller reaps it)."""
+    gate_r, gate_w = os.pipe()
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # the child: only async-signal-safe steps until exec
+        code = errno.ENOEXEC
+        try:
+            os.close(gate_w)
+            os.close(err_r)
+            os.read(gate_r, 1)
+            os.close(gate_r)
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; exec keeps that
+                signal.signal(sig, signal.SIG_DFL)
+            os.execvp(argv[0], argv)
+        except OSError as exc:
+            code = exc.errno or errno.ENOEXEC
+        finally:
+            try:
+                os.write(err_w, str(code).encode())
+            finally:
+                os._exit(127)
+    os.close(gate_r)
+    os.close(err_w)
+
+    def go() -> None:
+        try:
+            os.write(gate_w, b"g")
+        finally:
+            os.close(gate_w)
+        try:
+            report = b""
+            while chunk := os.read(err_r, 16):
+                report += chunk
+        finally:
+            os.close(err_r)
+        if report:
+            code = int(report or errno.ENOEXEC)
+            raise CommandError(code, os.strerror(code), argv[0])
+
+    return pid, go
