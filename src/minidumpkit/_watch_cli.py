@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import resource
 import shutil
 import signal
 import sys
@@ -260,6 +259,8 @@ def end_as(status: int) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         try:
+            import resource  # POSIX only: imported here so the CLI loads on Windows
+
             resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(
                 resource.RLIMIT_CORE)[1]))  # the child's core (if any) is the one that counts
             if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be changed
