@@ -1,9 +1,9 @@
 """Live tests against the real dbghelp.dll and kernel32.dll (Windows only).
 
-Run under Wine (Windows CPython 3.13) with Microsoft's dbghelp.dll + dbgcore.dll
-10.0.18362 loaded natively (all pass; no Pss* in Wine: the snapshot test xfails) and
-with Wine's own dbghelp (its missing callbacks are strict xfails); never yet on real
-Windows. They are what .github/workflows/windows.yml runs on a fork's windows-latest
+Run under Wine (Windows CPython 3.13) by tests/wine/test_wine_windows_tests.py, in CI
+with Wine's own dbghelp (its missing callbacks are strict xfails) and with
+MDK_WINE_DBGHELP with Microsoft's dbghelp.dll + dbgcore.dll 10.0.18362 loaded natively
+(all pass; no Pss* in Wine: the snapshot test xfails); never yet on real Windows. They are what .github/workflows/windows.yml runs on a fork's windows-latest
 runners. Each dumps a child Python process (killed and reaped afterwards) and
 reads the dump back with minidumpkit's reader.
 """

@@ -107,7 +107,11 @@ class WineEnv:
         staging.rename(self.prefix)
 
     def environ(self, *, wmi: bool = WMI) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+        # Wine hands the Linux environment to Windows processes: not the display (headless)
+        # nor the Linux pytest's PYTEST_* (PYTEST_ADDOPTS from .ci/run would give the
+        # Windows pytest of test_wine_windows_tests.py a Linux --junitxml path)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("DISPLAY", "WAYLAND_DISPLAY") and not k.startswith("PYTEST_")}
         overrides = ["mscoree,mshtml=d"]
         if not wmi:
             overrides.append("wbemprox=d")
@@ -118,16 +122,19 @@ class WineEnv:
                    MDK_WINE_PYTHONPATH=winpath(SRC))
         return env
 
-    def popen(self, program: str | os.PathLike[str], *args: str,
-              wmi: bool = WMI) -> subprocess.Popen[bytes]:
+    def popen(self, program: str | os.PathLike[str], *args: str, wmi: bool = WMI,
+              cwd: Path | None = None,
+              extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start a Windows program; stdio is /dev/null (see the module docstring)."""
-        return subprocess.Popen([WINE, str(program), *args], env=self.environ(wmi=wmi),
+        return subprocess.Popen([WINE, str(program), *args],
+                                env={**self.environ(wmi=wmi), **(extra_env or {})}, cwd=cwd,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
 
-    def run_python(self, *args: str, timeout: float = 900, wmi: bool = WMI) -> int:
+    def run_python(self, *args: str, timeout: float = 900, wmi: bool = WMI,
+                   cwd: Path | None = None, extra_env: dict[str, str] | None = None) -> int:
         """Run the Windows python to completion; returns its exit status."""
-        proc = self.popen(self.python, *args, wmi=wmi)
+        proc = self.popen(self.python, *args, wmi=wmi, cwd=cwd, extra_env=extra_env)
         try:
             return proc.wait(timeout=timeout)
         finally:
