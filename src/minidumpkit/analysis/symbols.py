@@ -15,7 +15,6 @@ without a name can say why. Everything is built on first use and cached per modu
 from __future__ import annotations
 
 import bisect
-import mmap
 import os
 import struct
 from array import array
@@ -63,8 +62,8 @@ class SymbolMatch:
 
 class _SymbolTable:
     """One ELF symbol table. A lookup first probes the symbols that start where the FDE
-    covering the pc starts (a search of the raw table for that value, at C speed): that
-    is where compilers put a function's symbol. Only when that finds nothing is the whole
+    covering the pc starts (a search of the st_value column for that value, at C speed):
+    that is where compilers put a function's symbol. Only when that finds nothing is the whole
     table indexed (function symbols sorted by address), once. Names are decoded on use."""
 
     def __init__(self, elf: ElfFile, section: str) -> None:
@@ -77,10 +76,6 @@ class _SymbolTable:
             raise ElfError(f"{elf.path}: {section} is empty or has no string table")
         self._data = data
         self._count = len(data) // _SYM.size
-        # the mapping can be searched in place; a decompressed section is bytes already
-        self._haystack: bytes | mmap.mmap = elf._map if isinstance(data, memoryview) and \
-            elf._map is not None else bytes(data)
-        self._base = sec.offset if self._haystack is elf._map else 0
         self._code_sections = {i for i, s in enumerate(elf.by_index)
                                if s.flags & SHF_EXECINSTR}
         self._probed: dict[int, list[tuple[int, int, int]]] = {}
@@ -114,18 +109,27 @@ class _SymbolTable:
             cached = self._probed[value] = self._search(value)
         return cached
 
+    @cached_property
+    def _values(self) -> bytes:
+        """Every symbol's st_value, in table order, as little-endian 8-byte words: the
+        table read as words holds each Elf64_Sym in three of them, st_value the second (a
+        strided slice, at C speed). node's 110,000 symbols take about a millisecond, and
+        a search of this column (``bytes.find``) a tenth of one."""
+        words = array("Q")
+        words.frombytes(bytes(self._data[:self._count * _SYM.size]))
+        return words[1::3].tobytes()
+
     def _search(self, value: int) -> list[tuple[int, int, int]]:
-        needle = struct.pack("<Q", value)
-        hay, base = self._haystack, self._base
-        stop = base + self._count * _SYM.size
+        values, needle = self._values, struct.pack("<Q", value)
         out = []
-        at = hay.find(needle, base, stop)
+        at = values.find(needle)
         while at >= 0:
-            if (at - base) % _SYM.size == 8:  # st_value's place in an Elf64_Sym
-                name, info, _o, shndx, val, size = _SYM.unpack_from(self._data, at - base - 8)
+            if at % 8 == 0:  # a whole word, not the tail of one and head of the next
+                name, info, _o, shndx, val, size = _SYM.unpack_from(
+                    self._data, at // 8 * _SYM.size)
                 if self._wanted(info, shndx, val):
                     out.append((size, name, info >> 4))
-            at = hay.find(needle, at + 1, stop)
+            at = values.find(needle, at + 1)
         return out
 
     def _best(self, start: int, size: int, group: list[tuple[int, int, int]]) -> SymbolMatch:
