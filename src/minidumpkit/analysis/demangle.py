@@ -10,7 +10,6 @@ never fails.
 
 from __future__ import annotations
 
-import ctypes
 from functools import lru_cache
 from typing import Any
 
@@ -18,15 +17,18 @@ __all__ = ["demangle"]
 
 _cxa_demangle: Any = None
 _free: Any = None
+_ctypes: Any = None  # the module, imported with the library (3 ms a C program never pays)
 _tried = False
 
 
 def _load() -> bool:
-    global _cxa_demangle, _free, _tried
+    global _cxa_demangle, _free, _ctypes, _tried
     if _tried:
         return _cxa_demangle is not None
     _tried = True
     try:
+        import ctypes
+
         try:
             lib = ctypes.CDLL("libstdc++.so.6")
         except OSError:
@@ -40,8 +42,8 @@ def _load() -> bool:
         free = lib.free
         free.restype = None
         free.argtypes = [ctypes.c_void_p]
-        _cxa_demangle, _free = function, free
-    except (OSError, AttributeError):
+        _cxa_demangle, _free, _ctypes = function, free, ctypes
+    except (OSError, AttributeError, ImportError):
         _cxa_demangle = None
     return _cxa_demangle is not None
 
@@ -51,12 +53,12 @@ def demangle(name: str) -> str:
     """The demangled form of an Itanium-ABI name (``_Z...``), else ``name`` unchanged."""
     if not name.startswith("_Z") or not _load():
         return name
-    status = ctypes.c_int(0)
-    out = _cxa_demangle(name.encode(), None, None, ctypes.byref(status))
+    status = _ctypes.c_int(0)
+    out = _cxa_demangle(name.encode(), None, None, _ctypes.byref(status))
     if not out:
         return name
     try:
-        text: str = ctypes.string_at(out).decode("utf-8", "replace")
+        text: str = _ctypes.string_at(out).decode("utf-8", "replace")
         return text
     finally:
         _free(out)
