@@ -79,6 +79,7 @@ class _SymbolTable:
         self._code_sections = {i for i, s in enumerate(elf.by_index)
                                if s.flags & SHF_EXECINSTR}
         self._probed: dict[int, list[tuple[int, int, int]]] = {}
+        self._scans = 0  # lookups answered by a scan of the columns, not the index
 
     def _wanted(self, info: int, shndx: int, value: int) -> bool:
         kind = info & 0xF
@@ -110,14 +111,19 @@ class _SymbolTable:
         return cached
 
     @cached_property
-    def _values(self) -> bytes:
-        """Every symbol's st_value, in table order, as little-endian 8-byte words: the
-        table read as words holds each Elf64_Sym in three of them, st_value the second (a
-        strided slice, at C speed). node's 110,000 symbols take about a millisecond, and
-        a search of this column (``bytes.find``) a tenth of one."""
+    def _columns(self) -> tuple[array[int], array[int], bytes]:
+        """Every symbol's st_value and st_size, in table order, and st_value again as
+        little-endian bytes: the table read as 8-byte words holds each Elf64_Sym in three
+        of them (strided slices, at C speed). node's 110,000 symbols take about a
+        millisecond, and a search of the bytes (``bytes.find``) a tenth of one."""
         words = array("Q")
         words.frombytes(bytes(self._data[:self._count * _SYM.size]))
-        return words[1::3].tobytes()
+        values = words[1::3]
+        return values, words[2::3], values.tobytes()
+
+    @property
+    def _values(self) -> bytes:
+        return self._columns[2]
 
     def _search(self, value: int) -> list[tuple[int, int, int]]:
         values, needle = self._values, struct.pack("<Q", value)
@@ -148,12 +154,37 @@ class _SymbolTable:
         hi = bisect.bisect_right(starts, starts[k])
         return [(sizes[j], names[j], binds[j]) for j in range(lo, hi)]
 
+    def _scan(self, vaddr: int, fde: Fde | None) -> SymbolMatch | None:
+        """:meth:`lookup` without the index: the wanted symbol of the greatest start
+        whose [start, start + size) holds ``vaddr`` (its largest size there), else the
+        size-0 rule through the index."""
+        values, sizes, _raw = self._columns
+        best_start, best_size = -1, 0
+        for k in [k for k, v in enumerate(values) if v <= vaddr < v + sizes[k]]:
+            start, size = values[k], sizes[k]
+            if (start, size) <= (best_start, best_size):
+                continue
+            _name, info, _o, shndx, _v, _s = _SYM.unpack_from(self._data, k * _SYM.size)
+            if self._wanted(info, shndx, start):
+                best_start, best_size = start, size
+        if best_start >= 0:
+            return self._best(best_start, best_size, self._probe(best_start))
+        if fde is None:
+            return None
+        self._scans = 4  # the size-0 rule needs the index
+        return self.lookup(vaddr, fde)
+
     def lookup(self, vaddr: int, fde: Fde | None) -> SymbolMatch | None:
         if fde is not None:
             group = self._probe(fde.start)
             sizes = [g[0] for g in group if g[0] and fde.start + g[0] > vaddr]
             if sizes:
                 return self._best(fde.start, max(sizes), group)
+        if "_index" not in self.__dict__ and self._scans < 4:
+            # a few misses scan the columns (a millisecond for libc) rather than sort
+            # the whole table (ten); many misses build the index
+            self._scans += 1
+            return self._scan(vaddr, fde)
         starts, sizes_, _names, _binds = self._index
         i = bisect.bisect_right(starts, vaddr) - 1
         # a sized symbol [start, start + size) that contains vaddr; nested or overlapping
