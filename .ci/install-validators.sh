@@ -28,6 +28,10 @@ command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v tclsh >/dev/null || need_apt+=(tcl)
 dpkg -s libc6-dbg >/dev/null 2>&1 || need_apt+=(libc6-dbg)
+# five Debian programs dumped idle (issue 13): redis-server, nginx, postgres (+ python3, node)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v nginx >/dev/null || need_apt+=(nginx-light)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q

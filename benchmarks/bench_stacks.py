@@ -1,21 +1,27 @@
 """Stack-walk benchmark: `minidumpkit info` with every thread symbolized, against lldb and
 minidump-stackwalk, on MINI dumps of the 50-thread C target and of an idle Debian node.
 
-    python benchmarks/bench_stacks.py [--runs 5] [--threads 50]
+    python benchmarks/bench_stacks.py [--runs 9] [--threads 50]
 
-Each figure is the median wall time of whole processes started afresh (nothing of ours
-is cached on disk, so every run is cold for us; the operating system's page cache is
-warm for everyone after the first run):
+Every figure is a whole process started afresh, its wall time measured from outside;
+ours and each baseline run in turn (A B A B ..., one warm-up each) so that the machine's
+drift (it is shared) hits both alike, and the ratio is taken pair by pair:
 
-* ``minidumpkit info DUMP`` (stacks walked, names, lines) and ``--no-stacks`` (the rest);
+* ``python -m minidumpkit info DUMP`` (stacks walked, names, source lines), from compiled
+  ``.pyc`` files as an installed package runs;
 * ``lldb -b -c DUMP -o 'bt all'`` (target binaries and debug files on disk, as for us);
 * ``minidump-stackwalk DUMP STORE`` with a Breakpad store that ``dump-syms`` made from
-  the same module files we read (built once, before timing);
-* in-process: the walk of every thread in a fresh process's first use (cold) and again
-  on the same open dump (warm: files and indexes cached per dump).
+  the same module files we read (built once, before timing).
+
+minidumpkit keeps no on-disk cache (indexes live per open dump, in memory), so every run
+of ours is cold; there is nothing to clear. The operating system's page cache is warm for
+everyone after the warm-up. Warm figures are reported apart, in process: the walk of every
+thread a second time on the same open dump (files and indexes cached per dump), against
+the first walk in that process.
 
 Needs $MDK_TOOLS_DIR/bin/{lldb,minidump-stackwalk,dump-syms}, cc and node (Debian's
-`nodejs`; the node row is left out without it). Prints a table; asserts nothing.
+`nodejs`; the node rows are left out without it). Asserts nothing. Goals (issue 13): at
+most 0.5x lldb's wall time on both dumps, at most 1.0x minidump-stackwalk's on node.
 """
 
 from __future__ import annotations
@@ -30,21 +36,45 @@ import tempfile
 import time
 from pathlib import Path
 
-import minidumpkit
-from minidumpkit import DumpType
-
 HERE = Path(__file__).resolve().parent
-TOOLS = Path(os.environ.get("MDK_TOOLS_DIR", HERE.parent / ".tools")) / "bin"
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "src"))
+
+import minidumpkit  # noqa: E402
+from _common import Comparison, spread  # noqa: E402
+from minidumpkit import DumpType  # noqa: E402
+
+TOOLS = Path(os.environ.get("MDK_TOOLS_DIR", REPO / ".tools")) / "bin"
 
 
-def wall(argv: list[str], runs: int) -> float:
-    times = []
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # an installed package runs from .pyc files: let the warm-up write them
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    src = str(REPO / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def wall_once(argv: list[str], env: dict[str, str]) -> float:
+    """Seconds of one run of ``argv`` (its output read and thrown away)."""
+    start = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   stdin=subprocess.DEVNULL, env=env, check=False)
+    return time.perf_counter() - start
+
+
+def paired(ours: list[str], theirs: list[str], runs: int,
+           env: dict[str, str]) -> tuple[list[float], list[float]]:
+    """Wall seconds of ``ours`` and ``theirs`` run in turn, after one warm-up each."""
+    wall_once(ours, env)
+    wall_once(theirs, env)
+    a: list[float] = []
+    b: list[float] = []
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       stdin=subprocess.DEVNULL, check=False)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        a.append(wall_once(ours, env))
+        b.append(wall_once(theirs, env))
+    return a, b
 
 
 def dump_of(argv: list[str], path: Path, settle: float) -> Path:
@@ -67,7 +97,8 @@ def store_for(dump: Path, store: Path) -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
-def in_process(dump: Path) -> tuple[float, float, int]:
+def in_process(dump: Path, env: dict[str, str]) -> tuple[float, float, int]:
+    """(first walk of every thread, second walk on the same open dump, frames), seconds."""
     code = (
         "import sys, time, minidumpkit\n"
         "from minidumpkit.analysis import walk_stacks\n"
@@ -76,40 +107,66 @@ def in_process(dump: Path) -> tuple[float, float, int]:
         "walk_stacks(d); t2 = time.perf_counter()\n"
         "print(t1 - t0, t2 - t1, sum(len(x.frames) for x in s))\n")
     out = subprocess.run([sys.executable, "-c", code, str(dump)], capture_output=True,
-                         text=True, check=True).stdout.split()
+                         text=True, check=True, env=env).stdout.split()
     return float(out[0]), float(out[1]), int(out[2])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=50)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+def ratios(a: list[float], b: list[float]) -> list[float]:
+    return [x / y for x, y in zip(a, b)]
+
+
+def measure(runs: int, threads: int) -> list[Comparison]:
+    env = child_env()
+    out: list[Comparison] = []
+    with tempfile.TemporaryDirectory(prefix="mdk-bench-stacks-") as tmp:
         work = Path(tmp)
         target = work / "bench_target"
         subprocess.run(["cc", "-O2", "-g", "-pthread", "-Wl,--build-id", "-o", str(target),
                         str(HERE / "bench_target.c")], check=True)
-        dumps = {f"C target, {args.threads} threads":
-                 dump_of([str(target), str(args.threads)], work / "c.dmp", 0.5)}
+        dumps = {f"C target, {threads} threads":
+                 dump_of([str(target), str(threads)], work / "c.dmp", 0.5)}
         node = shutil.which("node") or shutil.which("nodejs")
         if node is not None:
             dumps["node, idle"] = dump_of([node, "-e", "setInterval(() => {}, 1000)"],
                                           work / "node.dmp", 1.5)
-        py = [sys.executable, "-m", "minidumpkit", "info"]
-        print(f"{'dump':<24} {'frames':>6} {'info':>7} {'no-stacks':>9} {'lldb':>7} "
-              f"{'msw+store':>9} {'walk cold':>9} {'warm':>7} {'info/lldb':>9} {'info/msw':>8}")
         for label, path in dumps.items():
             store = work / f"store-{path.stem}"
             store_for(path, store)
-            ours = wall([*py, str(path)], args.runs)
-            bare = wall([*py, "--no-stacks", str(path)], args.runs)
-            lldb = wall([str(TOOLS / "lldb"), "-b", "-c", str(path), "-o", "bt all"], args.runs)
-            msw = wall([str(TOOLS / "minidump-stackwalk"), str(path), str(store)], args.runs)
-            cold, warm, frames = in_process(path)
-            print(f"{label:<24} {frames:>6} {ours:>6.2f}s {bare:>8.2f}s {lldb:>6.2f}s "
-                  f"{msw:>8.2f}s {cold * 1e3:>7.0f}ms {warm * 1e3:>5.0f}ms "
-                  f"{ours / lldb:>8.2f}x {ours / msw:>7.2f}x")
+            ours = [sys.executable, "-m", "minidumpkit", "info", str(path)]
+            lldb = [str(TOOLS / "lldb"), "-b", "-c", str(path), "-o", "bt all"]
+            msw = [str(TOOLS / "minidump-stackwalk"), str(path), str(store)]
+            cold, warm, frames = in_process(path, env)
+            for name, argv in (("lldb bt all", lldb), ("minidump-stackwalk + store", msw)):
+                load = os.getloadavg()[0]
+                a, b = paired(ours, argv, runs, env)
+                r = ratios(a, b)
+                out.append(Comparison(
+                    "bench_stacks", f"{label} ({frames} frames): info, every thread "
+                    f"symbolized, against {name}", "minidumpkit info", a, "s", name, b,
+                    note=f"paired ratio {spread(r)}; load {load:.1f} before, "
+                         f"{os.getloadavg()[0]:.1f} after"))
+            out.append(Comparison("bench_stacks", f"{label}: walk of every thread in process, "
+                                  "again on the same open dump (warm) against the first (cold)",
+                                  "warm", [warm * 1e3], "ms", "cold", [cold * 1e3]))
+    return out
+
+
+def run(quick: bool = False, runs: int | None = None) -> list[Comparison]:
+    """The structured results (run_all.py); ``quick``: 5 pairs of each, else 9."""
+    return measure(runs or (5 if quick else 9), 50)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=50)
+    args = parser.parse_args()
+    for c in measure(args.runs, args.threads):
+        ours = spread(c.ours)
+        base = spread(c.baseline) if c.baseline else "-"
+        ratio = f"{c.ratio:.2f}x" if c.ratio is not None else "-"
+        print(f"{c.what}\n    {c.ours_label}: {ours} {c.unit}; {c.baseline_label}: {base} "
+              f"{c.unit}; ratio of medians {ratio}; {c.note}")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,10 @@ BENCHMARKS: list[Entry] = [
     Entry("snapshot", "bench_snapshot",
           summary="the pause of a VA-clone snapshot, against a bare fork(), a stop-and-dump "
                   "and gcore"),
+    Entry("stacks", "bench_stacks",
+          summary="`minidumpkit info` with every thread symbolized (50-thread C target, idle "
+                  "node), against lldb's `bt all` and minidump-stackwalk with a dump_syms "
+                  "store"),
 ]
 
 

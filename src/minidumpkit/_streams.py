@@ -7,16 +7,16 @@ bounds-checks every byte before it builds one of these objects.
 
 from __future__ import annotations
 
-import datetime
-import uuid
 from typing import TYPE_CHECKING
 
 from . import format as md
 from ._lazydataclass import lazy_dataclass
 from .flags import StreamType
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # uuid imports platform: both are read-time needs, not import-time
+    import datetime
     import os
+    import uuid
     from collections.abc import Iterable
 
     from .analysis import CallStack
@@ -1067,6 +1067,8 @@ def unix_time(value: int) -> datetime.datetime | None:
     """A time_t as a UTC datetime, None for 0 or out of range."""
     if not value:
         return None
+    import datetime
+
     try:
         return datetime.datetime.fromtimestamp(value, datetime.UTC)
     except (OverflowError, OSError, ValueError):

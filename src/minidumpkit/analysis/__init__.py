@@ -22,14 +22,14 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .python import python_stacks
 from .stackwalk import CallStack, Frame, FrameTrust, walk_thread
 from .symbols import Symbolizer
 
 if TYPE_CHECKING:
     from .._streams import Thread
+    from .python import python_stacks
     from ..reader import Minidump
 
 __all__ = ["CallStack", "Frame", "FrameTrust", "Symbolizer", "python_stacks", "symbolizer_for",
@@ -75,3 +75,13 @@ def walk_stacks(dump: Minidump, *, symbol_paths: Iterable[str | os.PathLike[str]
     paths = tuple(os.fspath(p) for p in symbol_paths)
     return [walk_stack(dump, t, symbol_paths=paths, use_local_files=use_local_files)
             for t in dump.threads]
+
+
+def __getattr__(name: str) -> Any:
+    """``python_stacks`` on first use: the CPython runtime tables it loads cost a native
+    walk (``minidumpkit info``) a tenth of its start-up otherwise."""
+    if name == "python_stacks":
+        from .python import python_stacks as found
+        return found
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

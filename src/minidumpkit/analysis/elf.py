@@ -88,6 +88,7 @@ class ElfFile:
                for i in range(shnum if shoff and shentsize >= _SHDR.size else 0)]
         names = raw[shstrndx] if 0 < shstrndx < len(raw) else None
         self._inflated: dict[str, bytes] = {}
+        self._partial: dict[str, _Inflater] = {}  # compressed sections inflated in part
         self.by_index: list[Section] = []
         self.sections: dict[str, Section] = {}
         for r in raw:
@@ -142,9 +143,14 @@ class ElfFile:
                     return bytes(self.data[off:off + size])
         return None
 
-    def section_bytes(self, name: str) -> memoryview | bytes | None:
+    def section_bytes(self, name: str, upto: int | None = None) -> memoryview | bytes | None:
         """A section's contents (decompressed if SHF_COMPRESSED), None if absent or NOBITS
-        (separate debug files keep .eh_frame and .text as NOBITS)."""
+        (separate debug files keep .eh_frame and .text as NOBITS).
+
+        With ``upto``, a compressed section may come back shorter than its full size but
+        holding at least its first ``upto`` bytes: inflating libc's 5.8 MB .debug_info to
+        read one unit header near its start costs most of a walk otherwise. The partial
+        output is kept and grown by later calls."""
         sec = self.sections.get(name)
         if sec is None or sec.type == SHT_NOBITS:
             return None
@@ -156,15 +162,27 @@ class ElfFile:
         cached = self._inflated.get(name)
         if cached is not None:
             return cached
-        if sec.size < _CHDR.size:
+        if len(raw) < _CHDR.size:
             raise ElfError(f"{self.path}: compressed section {name} has no header")
         ctype, _res, size, _align = _CHDR.unpack_from(raw)
         if ctype != ELFCOMPRESS_ZLIB:
             raise ElfError(f"{self.path}: section {name} uses compression type {ctype}")
+        partial = self._partial.get(name)
+        if partial is None:
+            partial = self._partial[name] = _Inflater(raw[_CHDR.size:])
         try:
-            out = zlib.decompress(raw[_CHDR.size:])
+            # grow in steps of an eighth of the section: few rounds, little waste
+            target = size if upto is None else \
+                upto if partial.size >= upto else max(upto, partial.size + size // 8)
+            out = partial.inflate(target)
         except zlib.error as e:
             raise ElfError(f"{self.path}: section {name} does not decompress: {e}") from None
+        if upto is not None and not partial.done:
+            if len(out) < min(upto, size):
+                raise ElfError(f"{self.path}: section {name} decompressed to {len(out)} "
+                               f"bytes, header says {size}")
+            return out
+        del self._partial[name]
         if len(out) != size:
             raise ElfError(f"{self.path}: section {name} decompressed to {len(out)} bytes, "
                            f"header says {size}")
@@ -200,3 +218,31 @@ def read_build_id(path: str) -> bytes | None:
         return elf.build_id
     finally:
         elf.close()
+
+
+class _Inflater:
+    """A zlib stream inflated on demand, its output so far kept (grown in large steps,
+    so each step's copy of the output is paid a few times per section, not per read)."""
+
+    def __init__(self, compressed: memoryview | bytes) -> None:
+        self._inflater = zlib.decompressobj()
+        self._input: memoryview | bytes = compressed
+        self._parts: list[bytes] = []
+        self._joined = b""
+        self.size = 0
+        self.done = False
+
+    def inflate(self, upto: int) -> bytes:
+        """At least the first ``upto`` bytes of output (all of it once the stream ends)."""
+        while not self.done and self.size < upto:
+            chunk = self._inflater.decompress(self._input, upto - self.size)
+            self._input = self._inflater.unconsumed_tail
+            self._parts.append(chunk)
+            self.size += len(chunk)
+            if self._inflater.eof or (not chunk and not self._input):
+                self.done = True
+        if len(self._joined) != self.size:
+            self._joined = b"".join([self._joined, *self._parts])
+            self._parts.clear()
+        return self._joined
+

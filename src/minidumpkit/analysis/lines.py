@@ -48,9 +48,12 @@ class LineTable:
     def __init__(self, elf: ElfFile) -> None:
         self.elf = elf
         self._units: dict[int, _Unit | None] = {}
+        # read compressed sections only as far as a unit needs (see ElfFile.section_bytes);
+        # turned off for a retry when a unit reads past the prefix it asked for
+        self._prefixes = True
 
-    def _section(self, name: str) -> memoryview | bytes:
-        data = self.elf.section_bytes(name)
+    def _section(self, name: str, upto: int | None = None) -> memoryview | bytes:
+        data = self.elf.section_bytes(name, upto if self._prefixes else None)
         if data is None:
             raise LineError(f"{self.elf.path}: no {name}")
         return data
@@ -95,7 +98,7 @@ class LineTable:
             if cus[i] in self._units:
                 unit = self._units[cus[i]]
             else:
-                unit = self._units[cus[i]] = self._unit(cus[i])
+                unit = self._units[cus[i]] = self._unit_read(cus[i])
             if unit is None:
                 return None
             k = bisect.bisect_right(unit.addresses, vaddr) - 1
@@ -111,8 +114,17 @@ class LineTable:
 
     # --- the unit's DIE: stmt_list and comp_dir ------------------------------------------
 
+    def _unit_read(self, cu_offset: int) -> _Unit | None:
+        try:
+            return self._unit(cu_offset)
+        except (LineError, CfiError, struct.error, IndexError, ValueError):
+            if not self._prefixes:
+                raise
+        self._prefixes = False  # a unit beyond its prefix: read whole sections from now on
+        return self._unit(cu_offset)
+
     def _unit(self, cu_offset: int) -> _Unit | None:
-        info = self._section(".debug_info")
+        info = self._section(".debug_info", cu_offset + 4096)
         r = _Reader(info, cu_offset, len(info))
         length, offset_size = r.fmt("I"), 4
         if length == 0xFFFFFFFF:
@@ -144,7 +156,7 @@ class LineTable:
         return self._program(stmt_list, comp_dir if isinstance(comp_dir, str) else None)
 
     def _abbrev(self, offset: int, code: int) -> list[tuple[int, int, int]]:
-        data = self._section(".debug_abbrev")
+        data = self._section(".debug_abbrev", offset + 16384)
         r = _Reader(data, offset, len(data))
         while True:
             this = r.uleb()
@@ -198,14 +210,18 @@ class LineTable:
         section = {0x0E: ".debug_str", 0x1F: ".debug_line_str"}.get(form)
         if section is None:
             return None
-        data = self._section(section)
+        data = self._section(section, value + 4096)
         end = bytes(data[value:value + 4096]).find(b"\0")
         return bytes(data[value:value + (end if end >= 0 else 0)]).decode("utf-8", "replace")
 
     # --- the line program ----------------------------------------------------------------
 
     def _program(self, offset: int, comp_dir: str | None) -> _Unit:
-        data = self._section(".debug_line")
+        head = self._section(".debug_line", offset + 12)
+        length = struct.unpack_from("<I", head, offset)[0]
+        if length == 0xFFFFFFFF:
+            length = struct.unpack_from("<Q", head, offset + 4)[0] + 8
+        data = self._section(".debug_line", offset + 4 + length)
         r = _Reader(data, offset, len(data))
         length, offset_size = r.fmt("I"), 4
         if length == 0xFFFFFFFF:
@@ -283,53 +299,73 @@ class LineTable:
         rows: list[tuple[int, int, int, int]] = []  # (address, end, file, line)
         pending: list[tuple[int, int, int]] = []    # rows of the current sequence
         address, file, line = 0, 1, 1
-
-        def emit() -> None:
-            pending.append((address, file, line))
-
-        def end_sequence() -> None:
-            for k, (a, f, ln) in enumerate(pending):
-                nxt = pending[k + 1][0] if k + 1 < len(pending) else address
-                if nxt > a:
-                    rows.append((a, nxt, f, ln))
-            pending.clear()
-
-        while r.pos < r.end:
-            op = r.u8()
-            if op >= opcode_base:
-                adjusted = op - opcode_base
-                address += (adjusted // line_range) * min_inst
-                line += line_base + adjusted % line_range
-                emit()
-            elif op == 0:
-                size = r.uleb()
-                stop = r.pos + size
-                sub = r.u8() if size else 0
-                if sub == 1:
-                    end_sequence()
-                    address, file, line = 0, 1, 1
-                elif sub == 2:
-                    address = r.fmt("Q") if stop - r.pos == 8 else address
-                r.pos = stop
-            elif op == 1:
-                emit()
-            elif op == 2:
-                address += r.uleb() * min_inst
-            elif op == 3:
-                line += r.sleb()
-            elif op == 4:
-                file = r.uleb()
-            elif op == 5:
-                r.uleb()
-            elif op in (6, 7, 10, 11):
-                pass
-            elif op == 8:
-                address += ((255 - opcode_base) // line_range) * min_inst
-            elif op == 9:
-                address += r.fmt("H")
-            else:
-                for _ in range(std_lengths[op - 1] if op - 1 < len(std_lengths) else 0):
-                    r.uleb()
+        # The hot loop of a lookup (a unit of libc runs ~10^4 opcodes): plain locals and
+        # bytes indexing, LEB128 inline, no method call per byte.
+        code = bytes(r.buf[r.pos:r.end])
+        pos, end = 0, len(code)
+        special_advance = [(op - opcode_base) // line_range * min_inst for op in range(256)]
+        special_line = [line_base + (op - opcode_base) % line_range for op in range(256)]
+        std = [0, *std_lengths] + [0] * 256
+        append = pending.append
+        try:
+            while pos < end:
+                op = code[pos]
+                pos += 1
+                if op >= opcode_base:
+                    address += special_advance[op]
+                    line += special_line[op]
+                    append((address, file, line))
+                    continue
+                if op == 0:
+                    size = shift = 0
+                    while True:
+                        b = code[pos]
+                        pos += 1
+                        size |= (b & 0x7F) << shift
+                        shift += 7
+                        if not b & 0x80:
+                            break
+                    stop = pos + size
+                    sub = code[pos] if size else 0
+                    if sub == 1:
+                        for k, (a, f, ln) in enumerate(pending):
+                            nxt = pending[k + 1][0] if k + 1 < len(pending) else address
+                            if nxt > a:
+                                rows.append((a, nxt, f, ln))
+                        pending.clear()
+                        address, file, line = 0, 1, 1
+                    elif sub == 2 and size == 9:
+                        address = int.from_bytes(code[pos + 1:pos + 9], "little")
+                    pos = stop
+                elif op == 1:
+                    append((address, file, line))
+                elif op in (2, 3, 4, 5):
+                    value = shift = 0
+                    while True:
+                        b = code[pos]
+                        pos += 1
+                        value |= (b & 0x7F) << shift
+                        shift += 7
+                        if not b & 0x80:
+                            break
+                    if op == 2:
+                        address += value * min_inst
+                    elif op == 3:
+                        line += value - (1 << shift) if b & 0x40 else value
+                    elif op == 4:
+                        file = value
+                elif op == 8:
+                    address += special_advance[255]
+                elif op == 9:
+                    address += code[pos] | code[pos + 1] << 8
+                    pos += 2
+                elif op not in (6, 7, 10, 11):
+                    for _ in range(std[op]):
+                        while code[pos] & 0x80:
+                            pos += 1
+                        pos += 1
+        except IndexError:
+            raise LineError("line program runs past its end") from None
         rows.sort()
         del version, default_is_stmt
         return _Unit([x[0] for x in rows], [x[1] for x in rows], [x[2] for x in rows],
