@@ -819,6 +819,8 @@ class Minidump(Closeable):
                                      what="Crashpad module link", stream_type=st)
                 modules.append(self._module_crashpad_info(
                     entry.minidump_module_list_index, entry.location, st))
+        import uuid  # only here: uuid imports platform, a cost every start would pay
+
         # Crashpad's UUID type stores its first three fields little-endian, like a GUID
         return CrashpadInfo(
             raw.version, uuid.UUID(bytes_le=raw.report_id), uuid.UUID(bytes_le=raw.client_id),
