@@ -13,8 +13,11 @@ import signal
 
 # Signals whose default action kills the process with a core dump and that a fault or
 # abort() raises: the --on-crash set.
-CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL,
-                           signal.SIGABRT, signal.SIGSYS, signal.SIGTRAP})
+# (by name: Windows' signal module lacks SIGBUS, SIGSYS and SIGTRAP, and the CLI that
+# imports this module must start there too)
+CRASH_SIGNALS = frozenset(getattr(signal, name) for name in (
+    "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT", "SIGSYS", "SIGTRAP")
+    if hasattr(signal, name))
 
 DEFAULT_NAME = "<comm>_<pid>_<time>_<trigger>.dmp"
 _FIELDS = ("comm", "pid", "time", "trigger", "n")
@@ -74,7 +77,8 @@ class Triggers:
             if value is not None and not 1 <= value <= 1 << 31:
                 raise TriggerValueError(f"{name} must be at least 1, not {value}")
         if self.signal is not None:
-            if self.signal in (signal.SIGKILL, signal.SIGSTOP) or \
+            uncatchable = {getattr(signal, n) for n in ("SIGKILL", "SIGSTOP") if hasattr(signal, n)}
+            if self.signal in uncatchable or \
                     not 1 <= self.signal < signal.NSIG:
                 raise TriggerValueError(f"signal {self.signal} cannot be caught: pick another "
                                         "(SIGUSR1, say)")
