@@ -34,7 +34,7 @@ import stat
 import struct
 import uuid
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import BinaryIO, TypeVar, Union, cast
 
@@ -54,10 +54,12 @@ from ._streams import (
     MinidumpkitInfo,
     MiscInfo,
     Module,
+    ModuleList,
     StreamInfo,
     SystemInfo,
     Thread,
     ThreadInfo,
+    ThreadList,
     UnloadedModule,
 )
 from .errors import (
@@ -132,9 +134,14 @@ class Minidump(Closeable):
 
     _buf: mmap.mmap | bytes | None = None  # class default: close()/__del__ work if __init__ fails
     _mmap: mmap.mmap | None = None
+    _name: str | None = None  # the path (or file object's name) it was opened from
     _UNCLOSED = "unclosed minidump {!r}"
 
     def __init__(self, source: Source) -> None:
+        if isinstance(source, (str, os.PathLike)):
+            self._name = os.fspath(source)
+        elif isinstance(getattr(source, "name", None), str):
+            self._name = source.name  # type: ignore[union-attr]
         self._buf = self._load(source)
         self._size = len(self._buf)
         raw = self._record(md.Header, 0, what="header")
@@ -218,8 +225,54 @@ class Minidump(Closeable):
         return self._mmap is not None
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{getattr(self, '_size', 0)} bytes"
-        return f"<Minidump {len(getattr(self, 'streams', ()))} streams, {state}>"
+        name = f"{os.path.basename(self._name)!r} " if self._name else ""
+        if self.closed or "streams" not in self.__dict__:
+            state = "closed" if self.closed else f"{getattr(self, '_size', 0)} bytes"
+            return f"<Minidump {name}{len(getattr(self, 'streams', ()))} streams, {state}>"
+        return f"<Minidump {name}{', '.join(self._summary())}>"
+
+    def _summary(self, reason: bool = True) -> list[str]:
+        """The facts a repr shows, each left out if its stream is damaged; ``reason``:
+        with why the dump was written."""
+        parts: list[str] = []
+
+        def add(fact: Callable[[], str | None]) -> None:
+            try:
+                text = fact()
+            except (MinidumpFormatError, ValueError):
+                return
+            if text:
+                parts.append(text)
+
+        def system() -> str | None:
+            info = self._basic_system()
+            return None if info is None else f"{info.os} {info.cpu}"
+
+        def pid() -> str | None:
+            return None if self.process_id is None else f"pid {self.process_id}"
+
+        def why() -> str | None:
+            exc = self.exception
+            if exc is None:
+                return None
+            if exc.requested:
+                return f"requested by thread {exc.thread_id}"
+            return f"{exc.reason} in thread {exc.thread_id}"
+
+        add(system)
+        add(pid)
+        add(lambda: f"{len(self.threads)} threads")
+        add(lambda: f"{len(self.modules)} modules")
+        add(lambda: f"{s._size(self.memory.total_size)} memory")
+        if reason:
+            add(why)
+        return parts
+
+    def _repr_html_(self) -> str | None:
+        """The notebook view (IPython's rich display): see :mod:`minidumpkit._display`."""
+        from . import _display
+
+        return _display.html_of(self)
 
     # --- the one bounds check ----------------------------------------------------------
 
@@ -506,7 +559,7 @@ class Minidump(Closeable):
         return names
 
     @cached_property
-    def threads(self) -> list[Thread]:
+    def threads(self) -> ThreadList:
         """ThreadList (or ThreadExList) entries with names, contexts and lazy stacks."""
         st = StreamType.ThreadListStream
         cls: type[md.Thread | md.ThreadEx] = md.Thread
@@ -515,9 +568,9 @@ class Minidump(Closeable):
             st, cls = StreamType.ThreadExListStream, md.ThreadEx
             found = self._list(st, md.ThreadEx.SIZE)
         if found is None:
-            return []
+            return ThreadList()
         names = self.thread_names
-        threads: list[Thread] = []
+        threads = ThreadList()
         for raw in self._list_records(found, cls, "thread entry", st):
             stack = raw.stack
             threads.append(Thread(
@@ -588,18 +641,18 @@ class Minidump(Closeable):
         return s.CodeViewUnknown(data)
 
     @cached_property
-    def modules(self) -> list[Module]:
+    def modules(self) -> ModuleList:
         """ModuleList entries, in file order (the main executable is usually first)."""
         st = StreamType.ModuleListStream
         found = self._list(st, md.Module.SIZE)
         if found is None:
-            return []
+            return ModuleList()
         system = self._basic_system()
         windows = system is not None and system.is_windows
         pe_versions = system is not None and system.platform in (
             md.PlatformId.WIN32_NT, md.PlatformId.WIN32_WINDOWS, md.PlatformId.MACOS,
             md.PlatformId.IOS)
-        out: list[Module] = []
+        out = ModuleList()
         for raw in self._list_records(found, md.Module, "module entry", st):
             name = self._string(raw.module_name_rva, what="module name", stream_type=st)
             cv = self._codeview(raw.cv_record, st)
@@ -820,6 +873,12 @@ class Memory:
         self._dump = dump
         self._ranges = self._collect(dump)
         self._starts, self._ends, self._offsets = self._segments(self._ranges)
+
+    def __repr__(self) -> str:
+        if not self._starts:
+            return "<Memory: none captured>"
+        return (f"<Memory {len(self)} ranges, {s._size(self.total_size)} captured, "
+                f"0x{self._starts[0]:x}-0x{self._ends[-1]:x}>")
 
     @staticmethod
     def _collect(dump: Minidump) -> array[int]:
