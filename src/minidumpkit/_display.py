@@ -57,6 +57,7 @@ background:#fff;max-width:1100px}
 .mdk th,.mdk td{border:1px solid #d0d7de;padding:2px 6px;text-align:left;vertical-align:top}
 .mdk th{background:#f6f8fa}
 .mdk tr.crashed td{background:#ffebe9}
+.mdk tr.requesting td{background:#eef6ff}
 .mdk code,.mdk .mono{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
 .mdk details{margin:2px 0 2px 0}
 .mdk summary{cursor:pointer}
@@ -296,23 +297,26 @@ def _thread(thread: Thread, analysis: _Analysis) -> str:
 
 
 def _threads(dump: Minidump, threads: Sequence[Thread], analysis: _Analysis,
-             crashed: int | None = None) -> str:
+             marked: tuple[int, str] | None = None) -> str:
+    """The thread table; ``marked``: (thread id, "crashed" or "requesting")."""
     analysis.lock_facts()
+    waits_column = bool(analysis.status or analysis.waits)  # only when the layer tells
     rows: list[str] = []
     for thread in threads[:MAX_ROWS]:
-        mark = ' class="crashed"' if thread.thread_id == crashed else ""
+        mark = f' class="{marked[1]}"' if marked and thread.thread_id == marked[0] else ""
         waits = [f for f in (analysis.status.get(thread.thread_id),
                              analysis.waits.get(thread.thread_id)) if f]
         rows.append(
             f"<tr{mark}><td class=mono>{thread.thread_id}</td>"
             f"<td>{esc(thread.name) if thread.name else ''}</td>"
             f"<td class=mono>{_top(thread, analysis)}</td>"
-            f"<td>{'<br>'.join(esc(w) for w in waits)}</td>"
-            f"<td><details><summary>details</summary>{_thread_details(thread, analysis)}"
+            + (f"<td>{'<br>'.join(esc(w) for w in waits)}</td>" if waits_column else "")
+            + f"<td><details><summary>details</summary>{_thread_details(thread, analysis)}"
             f"</details></td></tr>")
     more = (f'<p class="note">... {len(threads) - MAX_ROWS} more threads</p>'
             if len(threads) > MAX_ROWS else "")
-    return (f"<table><tr><th>thread</th><th>name</th><th>top frames</th><th>waits for</th>"
+    head = "<th>waits for</th>" if waits_column else ""
+    return (f"<table><tr><th>thread</th><th>name</th><th>top frames</th>{head}"
             f"<th></th></tr>{''.join(rows)}</table>{more}")
 
 
@@ -352,9 +356,9 @@ def _dump(dump: Minidump) -> str:
     title = esc(dump._name.replace("\\", "/").rsplit("/", 1)[-1]) if dump._name else "minidump"
     facts = ", ".join(esc(p) for p in dump._summary(reason=False))
     out = [f"<h3>{title}</h3><p class='facts'>{facts}</p>"]
-    crashed: int | None = None
+    marked: tuple[int, str] | None = None
     if exc is not None:
-        crashed = exc.thread_id
+        marked = (exc.thread_id, "requesting" if exc.requested else "crashed")
         thread = _guarded_value(lambda: dump.thread(exc.thread_id))
         label = _thread_label(thread) if thread is not None else f"thread {exc.thread_id}"
         if exc.requested:
@@ -376,7 +380,7 @@ def _dump(dump: Minidump) -> str:
         out.append(f'<div class="verdict locks">Lock waits:<ul>{items}</ul></div>')
     threads = _guarded_value(lambda: dump.threads) or []
     out.append(_section(f"Threads ({len(threads)})",
-                        _guarded("threads", lambda: _threads(dump, threads, analysis, crashed)),
+                        _guarded("threads", lambda: _threads(dump, threads, analysis, marked)),
                         open_=True))
     modules = _guarded_value(lambda: dump.modules) or []
     out.append(_section(f"Modules ({len(modules)})",

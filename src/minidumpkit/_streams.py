@@ -235,7 +235,10 @@ class SystemInfo:
 
     def __repr__(self) -> str:
         cpus = f", {self.number_of_processors} CPUs" if self.number_of_processors else ""
-        return f"<SystemInfo {self.os} {self.version_string} {self.cpu}{cpus}>"
+        # Linux writers leave the numbers 0 and put uname in the CSD string
+        version = (self.version_string if self.os_version != "0.0.0"
+                   else self.csd_version or "")
+        return f"<SystemInfo {self.os} {self.cpu}{cpus} {_quoted(version, 60)}>"
 
 
 # --- misc info ------------------------------------------------------------------------
