@@ -11,6 +11,7 @@ The browser's DOM (``--dump-dom``) is parsed with the standard library; its scre
 from __future__ import annotations
 
 import html.parser
+import importlib.util
 import json
 import os
 import shutil
@@ -389,3 +390,77 @@ def test_python_stacks_show_in_the_html(start_target: Any, tmp_path: Path) -> No
         tid_cell = rows.index(str(thread["native_id"]))
         top_cell = rows[tid_cell + 2]  # thread, name, top frames
         assert top_cell.startswith(f"Python: {newest[1]} ({newest[2]}"), (thread, top_cell)
+
+
+# --- what the analysis layer adds, when this tree has it ---------------------------------
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+HAVE_WALKER = _has("minidumpkit.analysis.stackwalk")
+HAVE_LOCKS = _has("minidumpkit.analysis.locks")
+
+
+def _rows(fragment: str) -> dict[str, list[str]]:
+    """{thread id: the cells of its row} of a dump's thread table."""
+    dom = _Dom()
+    dom.feed(fragment)
+    cells = dom.cells
+    head = cells.index("top frames")
+    width = cells.index("thread", 0) + 1
+    while cells[head + width - 1] != "":  # the last header cell (details) is empty
+        width += 1
+    rows: dict[str, list[str]] = {}
+    start = head - 2
+    for i in range(start + width, len(cells), width):
+        if cells[i].isdigit():
+            rows[cells[i]] = cells[i:i + width]
+    return rows
+
+
+@pytest.mark.xfail(not HAVE_WALKER, strict=True,
+                   reason="no stack walker in this tree (minidumpkit.analysis.stackwalk, "
+                          "branch stacks): a thread shows its pc and registers, not frames")
+def test_native_frames_show_in_the_rows(target_bins: dict[str, Path], start_target: Any,
+                                        tmp_path: Path) -> None:
+    """Each named thread parks in pause() called from park() (the target's source); the
+    lock waiter is in pthread_mutex_lock called from wait_for_lock()."""
+    target: Target = start_target([target_bins["display_target"], "--mutex", *NAMES])
+    target.wait_parked()
+    path = mdk.dump(target.pid, tmp_path / "t.dmp")
+    with mdk.open_minidump(path) as d:
+        fragment = d._repr_html_()
+    assert fragment is not None
+    rows = _rows(fragment)
+    for i in range(len(NAMES)):
+        top = rows[str(target.int(f"t{i}"))][2]
+        assert "pause" in top and "park" in top, top
+    waiter = rows[str(target.int("waiter"))][2]
+    assert "wait_for_lock" in waiter or "pthread_mutex_lock" in waiter, waiter
+
+
+@pytest.mark.xfail(not (HAVE_WALKER and HAVE_LOCKS), strict=True,
+                   reason="no lock analysis or stack walker in this tree "
+                          "(minidumpkit.analysis.locks, .stackwalk): no lock verdict")
+def test_lock_verdict_names_the_holder(target_bins: dict[str, Path], start_target: Any,
+                                       tmp_path: Path) -> None:
+    """The waiter blocks on the mutex the holder locked (the target's READY line gives
+    both tids and the mutex's address): the verdict above the threads says so."""
+    target: Target = start_target([target_bins["display_target"], "--mutex", "mdk-alpha"])
+    target.wait_parked()
+    path = mdk.dump(target.pid, tmp_path / "t.dmp")
+    with mdk.open_minidump(path) as d:
+        fragment = d._repr_html_()
+    assert fragment is not None
+    dom, png = render(fragment, tmp_path)
+    text = "".join(dom.text)
+    verdict = (f"thread {target.int('waiter')}: mutex 0x{target.int('mutex'):x} "
+               f"held by thread {target.int('holder')}")
+    assert verdict in text, text[:2000]
+    assert text.index("Lock waits") < text.index("Threads (")
+    assert f"mutex 0x{target.int('mutex'):x} held by thread {target.int('holder')}" \
+        in _rows(fragment)[str(target.int("waiter"))][3]

@@ -128,7 +128,8 @@ class _Analysis:
         self.problems: list[str] = []  # analyses that failed, one line each
         self._frames: dict[int, tuple[list[Any] | None, str | None]] = {}
         self.python = self._python()
-        self.status: dict[int, str] = {}
+        self.status: dict[int, str] = {}  # the blocking call, one line
+        self.notes: dict[int, str] = {}  # scheduler state, wchan, or why no call is known
         self.waits: dict[int, str] = {}
         self._waits_done = False
 
@@ -183,10 +184,11 @@ class _Analysis:
         if thread_status is not None:
             for thread in self.dump.threads:
                 try:
-                    self.status[thread.thread_id] = _described(thread_status(self.dump, thread))
+                    status = thread_status(self.dump, thread)
                 except Exception as exc:
                     self.problems.append(f"thread {thread.thread_id} status: {_one_line(exc)}")
                     break
+                self._status(thread.thread_id, status)
         futex_waits = _optional("minidumpkit.analysis.locks", "futex_waits")
         if futex_waits is not None:
             frames = {t.thread_id: f for t in self.dump.threads
@@ -197,6 +199,25 @@ class _Analysis:
                 self.problems.append(f"lock analysis: {_one_line(exc)}")
             else:
                 self.waits = {tid: _described(w) for tid, w in waits.items()}
+
+
+    def _status(self, tid: int, status: object) -> None:
+        """A ThreadStatus: its ``call`` in the row, ``state``/``wchan``/``note`` in the
+        details (an object of another shape: its ``describe()`` in the row)."""
+        if not hasattr(status, "call"):
+            self.status[tid] = _described(status)
+            return
+        call = getattr(status, "call", None)
+        if call is not None:
+            self.status[tid] = _described(call)
+        facts = [f"{label} {value}" for label, value in
+                 (("state", getattr(status, "state", None)),
+                  ("wchan", getattr(status, "wchan", None))) if value]
+        note = getattr(status, "note", "")
+        if call is None and note:
+            facts.append(str(note))
+        if facts:
+            self.notes[tid] = ", ".join(facts)
 
 
 def _described(fact: object) -> str:
@@ -274,6 +295,9 @@ def _thread_details(thread: Thread, analysis: _Analysis) -> str:
         gil = " (holds the GIL)" if getattr(pythread, "holds_gil", False) else ""
         rows = "".join(f"<li>{_python_frame_text(f)}</li>" for f in pythread.frames[:MAX_FRAMES])
         out.append(f"<p>Python stack{gil}, newest first:</p><ol>{rows}</ol>")
+    note = analysis.notes.get(thread.thread_id)
+    if note:
+        out.append(f'<p class="note">{esc(note)}</p>')
     stack = (f"stack 0x{thread.stack_start:x}-0x{thread.stack_end:x} "
              f"({_size(thread.stack_size)} captured)" if thread.stack_size else "no stack captured")
     out.append(f'<p class="note">{stack}; pc {_hex(thread.pc)}, sp {_hex(thread.sp)}</p>')
