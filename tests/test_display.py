@@ -200,29 +200,50 @@ def test_ipython_completes_the_lazy_names() -> None:
 # --- the HTML in a real browser ---------------------------------------------------------
 
 class _Dom(html.parser.HTMLParser):
-    """Tags, and the text of every table cell, of the DOM chromium dumped."""
+    """Tags, text, and tables (rows of cell texts; a cell's text includes that of the
+    tables nested in it) of the DOM chromium dumped."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.tags: list[str] = []
-        self.cells: list[str] = []
+        self.cells: list[str] = []  # every cell's text, in the order cells close
         self.text: list[str] = []
-        self._cell: list[str] | None = None
+        self.tables: list[list[list[str]]] = []  # in the order tables open
+        self._tables: list[list[list[str]]] = []  # the open ones, innermost last
+        self._cells: list[tuple[list[str], int]] = []  # open cells: (row, index)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
-        if tag in ("td", "th"):
-            self._cell = []
+        if tag == "table":
+            self._tables.append([])
+            self.tables.append(self._tables[-1])
+        elif tag == "tr" and self._tables:
+            self._tables[-1].append([])
+        elif tag in ("td", "th") and self._tables and self._tables[-1]:
+            row = self._tables[-1][-1]
+            row.append("")
+            self._cells.append((row, len(row) - 1))
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None:
-            self.cells.append("".join(self._cell).strip())
-            self._cell = None
+        if tag == "table" and self._tables:
+            self._tables.pop()
+        elif tag in ("td", "th") and self._cells:
+            row, index = self._cells.pop()
+            row[index] = row[index].strip()
+            self.cells.append(row[index])
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
-        if self._cell is not None:
-            self._cell.append(data)
+        for row, index in self._cells:
+            row[index] += data
+
+
+def _rows(fragment: str) -> dict[str, list[str]]:
+    """{thread id: the cells of its row} of a dump's thread table."""
+    dom = _Dom()
+    dom.feed(fragment)
+    table = next(t for t in dom.tables if t and t[0][:3] == ["thread", "name", "top frames"])
+    return {row[0]: row for row in table[1:]}
 
 
 def render(fragment: str, where: Path, *, width: int = 1100, height: int = 700,
@@ -382,13 +403,10 @@ def test_python_stacks_show_in_the_html(start_target: Any, tmp_path: Path) -> No
     with mdk.open_minidump(path) as d:
         fragment = d._repr_html_()
     assert fragment is not None
-    dom = _Dom()
-    dom.feed(fragment)
-    rows = dom.cells
+    rows = _rows(fragment)
     for thread in truth["threads"]:
         newest = thread["frames"][0]
-        tid_cell = rows.index(str(thread["native_id"]))
-        top_cell = rows[tid_cell + 2]  # thread, name, top frames
+        top_cell = rows[str(thread["native_id"])][2]  # thread, name, top frames
         assert top_cell.startswith(f"Python: {newest[1]} ({newest[2]}"), (thread, top_cell)
 
 
@@ -405,21 +423,6 @@ HAVE_WALKER = _has("minidumpkit.analysis.stackwalk")
 HAVE_LOCKS = _has("minidumpkit.analysis.locks")
 
 
-def _rows(fragment: str) -> dict[str, list[str]]:
-    """{thread id: the cells of its row} of a dump's thread table."""
-    dom = _Dom()
-    dom.feed(fragment)
-    cells = dom.cells
-    head = cells.index("top frames")
-    width = cells.index("thread", 0) + 1
-    while cells[head + width - 1] != "":  # the last header cell (details) is empty
-        width += 1
-    rows: dict[str, list[str]] = {}
-    start = head - 2
-    for i in range(start + width, len(cells), width):
-        if cells[i].isdigit():
-            rows[cells[i]] = cells[i:i + width]
-    return rows
 
 
 @pytest.mark.xfail(not HAVE_WALKER, strict=True,
