@@ -467,3 +467,25 @@ def test_lock_verdict_names_the_holder(target_bins: dict[str, Path], start_targe
     assert text.index("Lock waits") < text.index("Threads (")
     assert f"mutex 0x{target.int('mutex'):x} held by thread {target.int('holder')}" \
         in _rows(fragment)[str(target.int("waiter"))][3]
+
+
+def test_snapshot_html_in_chromium(named_target: Target, tmp_path: Path) -> None:
+    """A live VA-clone snapshot shows its threads (names as the target set them, as text)
+    and its file descriptors; closed, it has nothing to show."""
+    from minidumpkit.flags import PssCaptureFlags as F
+
+    pid = named_target.pid
+    fds = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    with mdk.Dumper(pid).snapshot(F.VA_CLONE | F.THREADS | F.THREAD_CONTEXT | F.HANDLES) as snap:
+        assert repr(snap.threads[0]).startswith(f"<SnapshotThread {pid} ")
+        fragment = snap._repr_html_()
+    assert snap._repr_html_() is None
+    assert fragment is not None
+    dom, png = render(fragment, tmp_path, height=400)
+    assert "img" not in dom.tags
+    assert set(NAMES) <= set(dom.cells)
+    assert {str(t) for t in [pid, *tids(named_target)]} <= set(dom.cells)
+    assert {str(fd) for fd in fds} <= set(dom.cells)
+    assert f"snapshot of pid {pid}" in "".join(dom.text)
+    variance, covered = ink(png)
+    assert variance > 50 and covered > 0.005, (variance, covered)

@@ -32,7 +32,7 @@ def outputs(cell: nbformat.NotebookNode, mime: str) -> str:
 
 
 def test_example_notebook_runs(tmp_path: Path) -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
     src = str(Path(__file__).resolve().parents[1] / "src")
     env_path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
     old = os.environ.get("PYTHONPATH")

@@ -167,7 +167,7 @@ class _Analysis:
         except Exception as exc:
             self.problems.append(f"Python stacks: {_one_line(exc)}")
             return {}
-        found = {}
+        found: dict[int, Any] = {}
         for pythread in getattr(runtime, "threads", ()):
             tid = getattr(pythread, "os_thread_id", None)
             if tid is not None:
@@ -239,9 +239,11 @@ def _frame_text(frame: Any) -> str:
         text = (f"{esc(module)}+0x{offset:x}" if module and offset is not None
                 else _hex(getattr(frame, "pc", None)))
     source = getattr(frame, "source_file", None)
-    if source:
+    if source:  # the file's name; its whole path on hover
         line = getattr(frame, "source_line", None)
-        text += f' <span class="note">({esc(source)}{":" + str(line) if line else ""})</span>'
+        name = source.replace("\\", "/").rsplit("/", 1)[-1]
+        text += (f' <span class="note" title="{esc(source)}">'
+                 f'({esc(name)}{":" + str(line) if line else ""})</span>')
     return text
 
 
@@ -252,13 +254,19 @@ def _python_frame_text(frame: Any) -> str:
             f'{":" + str(line) if line else ""})</span>')
 
 
+def _python_frames(analysis: _Analysis, thread: Thread) -> tuple[Any, ...]:
+    """The Python frames the thread runs, newest first (none when it runs no Python)."""
+    pythread = analysis.python.get(thread.thread_id)
+    return () if pythread is None else tuple(getattr(pythread, "frames", ()))
+
+
 def _top(thread: Thread, analysis: _Analysis) -> str:
     """The thread's top frames for its summary row (Python first when it runs Python)."""
     frames, status = analysis.frames(thread)
     parts: list[str] = []
-    pythread = analysis.python.get(thread.thread_id)
-    if pythread is not None and getattr(pythread, "frames", ()):
-        parts.append("Python: " + _python_frame_text(pythread.frames[0]))
+    python_frames = _python_frames(analysis, thread)
+    if python_frames:
+        parts.append("Python: " + _python_frame_text(python_frames[0]))
     if frames:
         parts += [_frame_text(f) for f in frames[:TOP_FRAMES]]
     else:
@@ -290,10 +298,11 @@ def _thread_details(thread: Thread, analysis: _Analysis) -> str:
         out.append(f"<table><tr><th>#</th><th>pc</th><th>frame</th></tr>{rows}</table>{more}")
     elif status:
         out.append(f'<p class="note">{esc(status)}</p>')
-    pythread = analysis.python.get(thread.thread_id)
-    if pythread is not None and getattr(pythread, "frames", ()):
+    python_frames = _python_frames(analysis, thread)
+    if python_frames:
+        pythread = analysis.python[thread.thread_id]
         gil = " (holds the GIL)" if getattr(pythread, "holds_gil", False) else ""
-        rows = "".join(f"<li>{_python_frame_text(f)}</li>" for f in pythread.frames[:MAX_FRAMES])
+        rows = "".join(f"<li>{_python_frame_text(f)}</li>" for f in python_frames[:MAX_FRAMES])
         out.append(f"<p>Python stack{gil}, newest first:</p><ol>{rows}</ol>")
     note = analysis.notes.get(thread.thread_id)
     if note:
@@ -428,7 +437,7 @@ def _streams(dump: Minidump) -> str:
 
 
 def _snapshot(snap: Snapshot) -> str:
-    info = _guarded_value(snap.process_info)
+    info = _guarded_value(lambda: snap.process_info)
     name = esc(info.image_file_name) if info is not None else ""
     from . import format as md
 
