@@ -489,3 +489,29 @@ def test_snapshot_html_in_chromium(named_target: Target, tmp_path: Path) -> None
     assert f"snapshot of pid {pid}" in "".join(dom.text)
     variance, covered = ink(png)
     assert variance > 50 and covered > 0.005, (variance, covered)
+
+
+def test_reprs_import_nothing_heavy() -> None:
+    """repr() of a dump and its views imports neither the HTML renderer nor
+    :mod:`dataclasses` (the views' own reprs replace the generated ones); asking for
+    the HTML loads the renderer then."""
+    code = textwrap.dedent("""
+        import json, sys
+        import minidumpkit
+        with minidumpkit.open_minidump(sys.argv[1]) as d:
+            texts = [repr(x) for x in (d, d.threads, d.modules, d.memory, d.exception,
+                                       d.system_info, d.misc_info, d.threads[0].context,
+                                       d.threads[0].registers, d.memory.ranges, d.streams)]
+            heavy = sorted(m for m in ("dataclasses", "inspect", "html", "minidumpkit._display",
+                                       "cffi") if m in sys.modules)
+            page = d._repr_html_()
+            after = "minidumpkit._display" in sys.modules
+        print(json.dumps({"heavy": heavy, "after": after, "page": len(page or ""),
+                          "longest": max(map(len, texts))}))
+    """)
+    fixture = FIXTURES / "third-party" / "generated-crashpad-linux-x86_64-3threads-segv.dmp"
+    proc = subprocess.run([sys.executable, "-c", code, str(fixture)], capture_output=True,
+                          text=True, timeout=120, check=True)
+    got = json.loads(proc.stdout.splitlines()[-1])
+    assert got["heavy"] == [] and got["after"] is True and got["page"] > 1000
+    assert got["longest"] < 1000
