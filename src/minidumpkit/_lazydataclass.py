@@ -151,7 +151,8 @@ class LazyDataclass(metaclass=_LazyDataclassType):
             if before in defaults and after not in defaults:
                 raise TypeError(f"{cls.__qualname__}: field {after!r} without a default "
                                 f"follows one with a default")
-        own_methods = frozenset(m for m in ("__repr__", "__eq__", "__hash__") if m in cls.__dict__)
+        own_methods = frozenset(m for m in ("__repr__", "__eq__", "__hash__")
+                                if m in cls.__dict__)
         cls.__lazy_spec__ = LazySpec(names, defaults, frozenset(hidden), cls.__lazy_eq__,
                                      annotations, own_methods)
         if not cls.__lazy_eq__:  # like dataclass(eq=False): identity equality and hash
