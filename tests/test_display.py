@@ -10,6 +10,7 @@ The browser's DOM (``--dump-dom``) is parsed with the standard library; its scre
 
 from __future__ import annotations
 
+import collections
 import html.parser
 import importlib.util
 import json
@@ -318,8 +319,8 @@ def ink(png: bytes) -> tuple[float, float]:
     greys = [sum(row[x:x + 3]) // 3 for row in rows for x in range(0, width * bpp, bpp)]
     mean = sum(greys) / len(greys)
     variance = sum((g - mean) ** 2 for g in greys) / len(greys)
-    background = max(set(greys), key=greys.count)
-    return variance, sum(g != background for g in greys) / len(greys)
+    background, count = collections.Counter(greys).most_common(1)[0]
+    return variance, (len(greys) - count) / len(greys)
 
 
 def test_dump_html_in_chromium(named_target: Target, tmp_path: Path) -> None:
