@@ -16,6 +16,7 @@ mkdir -p "$tools/bin"
 need_apt=()
 command -v lldb-22 >/dev/null || need_apt+=(lldb-22)
 [ -x /usr/lib/llvm-22/bin/obj2yaml ] || need_apt+=(llvm-22)
+command -v chromium >/dev/null || need_apt+=(chromium)  # renders the notebook HTML (test_display.py)
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v g++ >/dev/null || need_apt+=(g++)  # Breakpad's minidump-2-core, built by a writer test
 command -v make >/dev/null || need_apt+=(make)
@@ -25,7 +26,6 @@ command -v npm >/dev/null || need_apt+=(npm)
 command -v ld.lld >/dev/null || need_apt+=(lld)  # lld-linked targets (module extent tests)
 command -v memcached >/dev/null || need_apt+=(memcached)  # real programs dumped FULL
 command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
-command -v chromium >/dev/null || need_apt+=(chromium)  # renders the notebook HTML (test_display.py)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q

@@ -36,12 +36,10 @@ __all__ = [
     "MinidumpkitInfo",
     "MiscInfo",
     "Module",
-    "ModuleList",
     "StreamInfo",
     "SystemInfo",
     "Thread",
     "ThreadInfo",
-    "ThreadList",
     "UnloadedModule",
     "crash_address",
     "crash_reason",
@@ -983,6 +981,8 @@ def unix_time(value: int) -> datetime.datetime | None:
 
 
 # --- lists ----------------------------------------------------------------------------
+
+__all__ += ["ModuleList", "ThreadList"]
 
 _REPR_ITEMS = 8  # a list's repr shows this many entries, then how many more
 

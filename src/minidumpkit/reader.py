@@ -54,14 +54,13 @@ from ._streams import (
     MinidumpkitInfo,
     MiscInfo,
     Module,
-    ModuleList,
     StreamInfo,
     SystemInfo,
     Thread,
     ThreadInfo,
-    ThreadList,
     UnloadedModule,
 )
+from ._streams import ModuleList, ThreadList
 from .errors import (
     MemoryNotCaptured,
     MinidumpFormatError,
