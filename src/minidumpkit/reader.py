@@ -134,7 +134,8 @@ class Minidump(Closeable):
     _buf: mmap.mmap | bytes | None = None  # class default: close()/__del__ work if __init__ fails
     _mmap: mmap.mmap | None = None
     _name: str | None = None  # the path (or file object's name) it was opened from
-    _UNCLOSED = "unclosed minidump {!r}"
+    # (not the full repr: a finaliser, maybe at interpreter exit, parses nothing)
+    _UNCLOSED = "unclosed minidump {0._identity}"
 
     def __init__(self, source: Source) -> None:
         if isinstance(source, (str, os.PathLike)):
@@ -169,7 +170,7 @@ class Minidump(Closeable):
             streams.append(info)
             if entry.stream_type != StreamType.UnusedStream:
                 self._index.setdefault(entry.stream_type, info)  # first of duplicates wins
-        self.streams: list[StreamInfo] = streams
+        self.streams: list[StreamInfo] = s._ShortList(streams)
         """Every directory entry in file order, ``UnusedStream`` padding included."""
 
     # --- lifetime ----------------------------------------------------------------------
@@ -223,11 +224,17 @@ class Minidump(Closeable):
     def _open(self) -> bool:
         return self._mmap is not None
 
-    def __repr__(self) -> str:
+    @property
+    def _identity(self) -> str:
+        """The repr of a dump that is closed, half-made or being finalised."""
         name = f"{os.path.basename(self._name)!r} " if self._name else ""
+        state = "closed" if self.closed else f"{getattr(self, '_size', 0)} bytes"
+        return f"<Minidump {name}{len(getattr(self, 'streams', ()))} streams, {state}>"
+
+    def __repr__(self) -> str:
         if self.closed or "streams" not in self.__dict__:
-            state = "closed" if self.closed else f"{getattr(self, '_size', 0)} bytes"
-            return f"<Minidump {name}{len(getattr(self, 'streams', ()))} streams, {state}>"
+            return self._identity
+        name = f"{os.path.basename(self._name)!r} " if self._name else ""
         return f"<Minidump {name}{', '.join(self._summary())}>"
 
     def _summary(self, reason: bool = True) -> list[str]:
@@ -238,7 +245,7 @@ class Minidump(Closeable):
         def add(fact: Callable[[], str | None]) -> None:
             try:
                 text = fact()
-            except (MinidumpFormatError, ValueError):
+            except Exception:  # noqa: BLE001 - a damaged stream: repr() must not raise
                 return
             if text:
                 parts.append(text)
@@ -589,7 +596,7 @@ class Minidump(Closeable):
     @cached_property
     def thread_info(self) -> list[ThreadInfo]:
         """ThreadInfoListStream entries (empty if absent)."""
-        out: list[ThreadInfo] = []
+        out: list[ThreadInfo] = s._ShortList()  # a short repr however many
         for r in self._ex_records(StreamType.ThreadInfoListStream, md.ThreadInfoListHeader.SIZE,
                                   md.ThreadInfo, "thread info entry"):
             out.append(ThreadInfo(r.thread_id, md.ThreadInfoFlags(r.dump_flags), r.dump_error,
@@ -675,7 +682,7 @@ class Minidump(Closeable):
     def unloaded_modules(self) -> list[UnloadedModule]:
         """UnloadedModuleListStream entries (empty if absent)."""
         st = StreamType.UnloadedModuleListStream
-        out: list[UnloadedModule] = []
+        out: list[UnloadedModule] = s._ShortList()  # a short repr however many
         for r in self._ex_records(st, md.UnloadedModuleListHeader.SIZE, md.UnloadedModule,
                                   "unloaded module"):
             out.append(UnloadedModule(
@@ -693,7 +700,7 @@ class Minidump(Closeable):
     @cached_property
     def memory_info(self) -> list[MemoryRegionInfo]:
         """MemoryInfoListStream entries (the address-space map; empty if absent)."""
-        out: list[MemoryRegionInfo] = []
+        out: list[MemoryRegionInfo] = s._ShortList()  # a short repr however many
         for r in self._ex_records(StreamType.MemoryInfoListStream, md.MemoryInfoListHeader.SIZE,
                                   md.MemoryInfo, "memory info entry"):
             out.append(MemoryRegionInfo(
@@ -729,7 +736,7 @@ class Minidump(Closeable):
         def name(rva: int, what: str) -> str | None:
             return self._string(rva, what=what, stream_type=st) if rva else None
 
-        out: list[Handle] = []
+        out: list[Handle] = s._ShortList()  # a short repr however many
         for i in range(count):
             d = self._record(cls, first + i * stride, what="handle descriptor", stream_type=st)
             out.append(Handle(
@@ -830,7 +837,7 @@ class Minidump(Closeable):
     def linux_maps(self) -> list[LinuxMapping] | None:
         """LinuxMaps: /proc/PID/maps, one entry per line."""
         text = self._text(StreamType.LinuxMaps)
-        return None if text is None else s.parse_maps(text)
+        return None if text is None else s._ShortList(s.parse_maps(text))
 
     @cached_property
     def linux_dso_debug(self) -> DsoDebug | None:
@@ -933,7 +940,7 @@ class Memory:
     def ranges(self) -> list[MemoryRange]:
         """Every captured range as recorded (MemoryList first, then Memory64List)."""
         f = self._ranges
-        return [MemoryRange(f[i], f[i + 1], f[i + 2]) for i in range(0, len(f), 3)]
+        return s._ShortList(MemoryRange(f[i], f[i + 1], f[i + 2]) for i in range(0, len(f), 3))
 
     @property
     def total_size(self) -> int:
