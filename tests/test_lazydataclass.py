@@ -89,6 +89,38 @@ def test_behaves_like_dataclasses_dataclass() -> None:
     assert i != ident(1) and i == i and hash(i) == object.__hash__(i)
 
 
+def test_a_class_keeps_its_own_repr_as_dataclasses_does() -> None:
+    """dataclasses.dataclass leaves a __repr__ the class defines; so does the lazy one,
+    before and after its methods are generated (the reader's views have short reprs)."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Ref:
+        value: int
+
+        def __repr__(self) -> str:
+            return f"<Ref {self.value:#x}>"
+
+    @lazy_dataclass
+    class Own:
+        value: int
+
+        def __repr__(self) -> str:
+            return f"<Own {self.value:#x}>"
+
+    class OwnRecord(md.Record):
+        low: md.U32
+
+        def __repr__(self) -> str:
+            return f"<OwnRecord {self.low:#x}>"
+
+    assert repr(Ref(255)) == "<Ref 0xff>"
+    assert repr(Own(255)) == "<Own 0xff>" and repr(OwnRecord(255)) == "<OwnRecord 0xff>"
+    assert [f.name for f in dataclasses.fields(Own)] == ["value"]  # generated now
+    assert [f.name for f in dataclasses.fields(OwnRecord)] == ["low"]
+    assert repr(Own(255)) == "<Own 0xff>" and repr(OwnRecord(255)) == "<OwnRecord 0xff>"
+    assert Own(1) == Own(1) and OwnRecord(1) == OwnRecord(1)  # the rest is generated
+
+
 @pytest.mark.parametrize("generated", [False, True])
 def test_frozen_like_a_dataclass(generated: bool) -> None:
     pair, view, _ = fresh_lazy_classes()

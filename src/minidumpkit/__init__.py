@@ -7,7 +7,34 @@
         print(d.threads, d.modules, d.exception)
 
 Importing this package loads no native library and does not import cffi; the
-platform backend is chosen and loaded on first use.
+platform backend is chosen and loaded on first use. The names marked (lazy) are
+imported from their module the first time they are used; ``dir(minidumpkit)``,
+``help(minidumpkit)`` and tab completion list them all the same.
+
+Writing dumps
+    dump(pid, path, type=DumpType.MINI, ...)   one dump of a live process (lazy)
+    Dumper(pid)                                 repeated dumps, snapshots (lazy)
+    Snapshot, SnapshotRefused                   PSS-style process snapshots (lazy)
+    DumpCallbacks, CallbackThread, CallbackModule, VmRegion
+                                                MiniDumpCallback-style filtering (lazy)
+    DumpType, MiniDumpType, ThreadWriteFlags, ModuleWriteFlags, CallbackType,
+    PssCaptureFlags                             the dbghelp flag sets
+
+Reading dumps
+    open_minidump(path_or_bytes)                a Minidump, usable as a context manager (lazy)
+    Minidump                                    threads, modules, memory, exception, ... (lazy)
+    StreamType                                  the stream directory's types
+
+Errors (all derive from MinidumpError; OS failures are also OSError)
+    MinidumpError, MinidumpFormatError, MemoryNotCaptured, UnsupportedError,
+    DumpCancelled, ProcessError, ProcessNotFound, AccessDenied, AlreadyTraced,
+    InvalidTargetError, PathError, PathNotFoundError, PathPermissionError,
+    PathIsADirectoryError, PathNotADirectoryError, NotARegularFileError,
+    OutputExistsError
+
+Submodules: minidumpkit.analysis (Python stacks from a dump), minidumpkit.format (the
+MDMP records), minidumpkit.flags, minidumpkit.errors, minidumpkit.cli. In a notebook, a
+dump, its threads, a thread and its module list display as HTML (docs/notebooks.md).
 """
 
 from __future__ import annotations
@@ -80,6 +107,12 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The module's names with the lazy ones (PEP 562): ``dir()``, ``help()`` and tab
+    completion show the whole public API before anything was loaded."""
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

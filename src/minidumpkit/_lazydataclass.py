@@ -42,15 +42,19 @@ _lock = RLock()  # two threads may generate the same class at once
 class LazySpec:
     """What ``dataclasses.dataclass`` needs for one class, kept until it is called."""
 
-    __slots__ = ("names", "defaults", "hidden", "eq", "annotations")
+    __slots__ = ("names", "defaults", "hidden", "eq", "annotations", "own")
 
     def __init__(self, names: tuple[str, ...], defaults: dict[str, Any],
-                 hidden: frozenset[str], eq: bool, annotations: dict[str, Any]) -> None:
+                 hidden: frozenset[str], eq: bool, annotations: dict[str, Any],
+                 own: frozenset[str] = frozenset()) -> None:
         self.names = names
         self.defaults = defaults  # field name -> default value
         self.hidden = hidden  # fields left out of repr()
         self.eq = eq
         self.annotations = annotations
+        # methods the class defines itself: kept, as dataclasses keeps a class's own
+        # __repr__ (and __eq__/__hash__ under the same rules)
+        self.own = own
 
 
 def _spec_owner(cls: type) -> type | None:
@@ -90,7 +94,7 @@ def make_dataclass_now(cls: type) -> None:
         make = dataclasses.dataclass(frozen=True, eq=spec.eq)
         twin: type = make(type(owner.__name__, (), namespace))
         for attr in _GENERATED:
-            if attr in twin.__dict__:
+            if attr in twin.__dict__ and attr not in spec.own:
                 setattr(owner, attr, twin.__dict__[attr])
 
 
@@ -147,8 +151,10 @@ class LazyDataclass(metaclass=_LazyDataclassType):
             if before in defaults and after not in defaults:
                 raise TypeError(f"{cls.__qualname__}: field {after!r} without a default "
                                 f"follows one with a default")
+        own_methods = frozenset(m for m in ("__repr__", "__eq__", "__hash__")
+                                if m in cls.__dict__)
         cls.__lazy_spec__ = LazySpec(names, defaults, frozenset(hidden), cls.__lazy_eq__,
-                                     annotations)
+                                     annotations, own_methods)
         if not cls.__lazy_eq__:  # like dataclass(eq=False): identity equality and hash
             cls.__eq__ = object.__eq__  # type: ignore[method-assign]
             cls.__hash__ = object.__hash__  # type: ignore[method-assign]

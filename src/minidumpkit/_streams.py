@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from . import format as md
 from ._lazydataclass import lazy_dataclass
+from .errors import MinidumpFormatError
 from .flags import StreamType
 
 if TYPE_CHECKING:  # uuid imports platform: both are read-time needs, not import-time
@@ -74,6 +75,42 @@ def platform(value: int) -> md.PlatformId | int:
     return member if isinstance(member, md.PlatformId) else value
 
 
+def _hex(value: int | None) -> str:
+    return "?" if value is None else f"0x{value:x}"
+
+
+def _size(n: int) -> str:
+    """``n`` bytes as people read them: "512 B", "12.0 KiB", "3.4 MiB"."""
+    if n < 1024:
+        return f"{n} B"
+    value = n / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            break
+        value /= 1024
+    return f"{value:.1f} {unit}"
+
+
+def _quoted(text: str | None, limit: int = 60) -> str:
+    """``text`` for a repr: quoted, cut at ``limit`` characters (names come from the dump
+    and may be anything)."""
+    if text is None:
+        return "(no name)"
+    return repr(text if len(text) <= limit else text[:limit - 1] + "\u2026")
+
+
+def _flag_name(value: object) -> str:
+    """An IntFlag/IntEnum member by its name(s), a plain int in hex."""
+    name = getattr(value, "name", None)
+    return name if name else f"0x{int(value):x}"  # type: ignore[call-overload]
+
+
+def _html_of(obj: object) -> str | None:
+    from . import _display  # the HTML renderer loads only when a notebook asks
+
+    return _display.html_of(obj)
+
+
 # --- directory ------------------------------------------------------------------------
 
 @lazy_dataclass
@@ -88,6 +125,9 @@ class StreamInfo:
     @property
     def name(self) -> str:
         return self.type.name if isinstance(self.type, StreamType) else f"0x{self.type:x}"
+
+    def __repr__(self) -> str:
+        return f"<StreamInfo #{self.index} {self.name} {self.data_size} bytes at 0x{self.rva:x}>"
 
 
 # --- system info ----------------------------------------------------------------------
@@ -241,6 +281,13 @@ class SystemInfo:
                                           md.ProcessorArchitecture.PPC, md.ProcessorArchitecture.MIPS,
                                           md.ProcessorArchitecture.SPARC) else 8
 
+    def __repr__(self) -> str:
+        cpus = f", {self.number_of_processors} CPUs" if self.number_of_processors else ""
+        # Linux writers leave the numbers 0 and put uname in the CSD string
+        version = (self.version_string if self.os_version != "0.0.0"
+                   else self.csd_version or "")
+        return f"<SystemInfo {self.os} {self.cpu}{cpus} {_quoted(version, 60)}>"
+
 
 # --- misc info ------------------------------------------------------------------------
 
@@ -269,6 +316,18 @@ class MiscInfo:
     dbg_bld_str: str | None
     process_cookie: int | None
     raw: md.Record
+
+    def __repr__(self) -> str:
+        parts = [f"v{self.version}"]
+        if self.process_id is not None:
+            parts.append(f"pid {self.process_id}")
+        if self.process_create_time is not None:
+            parts.append(f"started {self.process_create_time:%Y-%m-%d %H:%M:%S} UTC")
+        if self.processor_max_mhz:
+            parts.append(f"{self.processor_max_mhz} MHz")
+        if self.build_string:
+            parts.append(_quoted(self.build_string, 40))
+        return f"<MiscInfo {' '.join(parts)}>"
 
 
 # --- threads --------------------------------------------------------------------------
@@ -339,6 +398,26 @@ class Thread:
             return ctx.r(11)
         return None
 
+    def pc_location(self) -> str | None:
+        """Where the pc is: ``"libc.so.6+0x8612b"`` (module basename + offset), the bare
+        address when no module holds it, None without a context."""
+        pc = self.pc
+        if pc is None:
+            return None
+        try:
+            module = self._dump.module_at(pc)
+        except (MinidumpFormatError, ValueError):  # a damaged module list, a closed dump
+            module = None
+        return f"0x{pc:x}" if module is None else f"{module.basename}+0x{pc - module.base:x}"
+
+    def __repr__(self) -> str:
+        where = self.pc_location()
+        state = "no context" if where is None else f"pc={_hex(self.pc)} ({where}) sp={_hex(self.sp)}"
+        return f"<Thread {self.thread_id} {_quoted(self.name)} {state}>"
+
+    def _repr_html_(self) -> str | None:
+        return _html_of(self)
+
 
 @lazy_dataclass
 class ThreadInfo:
@@ -354,6 +433,11 @@ class ThreadInfo:
     user_time: int
     start_address: int
     affinity: int
+
+    def __repr__(self) -> str:
+        exited = f" exit {self.exit_status}" if self.exit_time else ""
+        return (f"<ThreadInfo {self.thread_id} start=0x{self.start_address:x} "
+                f"flags={self.dump_flags.value:#x}{exited}>")
 
 
 @lazy_dataclass
@@ -398,6 +482,9 @@ class CodeViewPdb70:
     age: int
     pdb_file: str
 
+    def __repr__(self) -> str:
+        return f"<CodeViewPdb70 {_guid_hex(self.guid)} age {self.age} {_quoted(self.pdb_file)}>"
+
 
 @lazy_dataclass
 class CodeViewPdb20:
@@ -407,6 +494,9 @@ class CodeViewPdb20:
     age: int
     pdb_file: str
 
+    def __repr__(self) -> str:
+        return f"<CodeViewPdb20 {self.signature:08X} age {self.age} {_quoted(self.pdb_file)}>"
+
 
 @lazy_dataclass
 class CodeViewElf:
@@ -414,12 +504,18 @@ class CodeViewElf:
 
     build_id: bytes
 
+    def __repr__(self) -> str:
+        return f"<CodeViewElf build id {self.build_id.hex()[:80]}>"
+
 
 @lazy_dataclass
 class CodeViewUnknown:
     """A CodeView record in a format this reader does not decode."""
 
     data: bytes
+
+    def __repr__(self) -> str:
+        return f"<CodeViewUnknown {len(self.data)} bytes: {self.data[:16].hex()}>"
 
 
 CodeView = CodeViewPdb70 | CodeViewPdb20 | CodeViewElf | CodeViewUnknown
@@ -527,6 +623,13 @@ class Module:
             return self.name
         return None
 
+    def __repr__(self) -> str:
+        ident = f" id {self.code_id[:40]}" if self.code_id else ""
+        # (Crashpad on Linux records 0.0.0.0: no version)
+        version = f" v{self.version}" if self.version and self.version != "0.0.0.0" else ""
+        return (f"<Module {_quoted(self.basename)} 0x{self.base:x}-0x{self.end:x} "
+                f"({_size(self.size)}){version}{ident}>")
+
 
 @lazy_dataclass
 class UnloadedModule:
@@ -546,6 +649,10 @@ class UnloadedModule:
     def code_id(self) -> str:
         return f"{self.timestamp:08x}{self.size:x}"
 
+    def __repr__(self) -> str:
+        base = self.name.replace("\\", "/").rsplit("/", 1)[-1]
+        return f"<UnloadedModule {_quoted(base)} 0x{self.base:x}-0x{self.end:x}>"
+
 
 # --- memory ---------------------------------------------------------------------------
 
@@ -560,6 +667,9 @@ class MemoryRange:
     @property
     def end(self) -> int:
         return self.start + self.size
+
+    def __repr__(self) -> str:
+        return f"<MemoryRange 0x{self.start:x}-0x{self.end:x} ({_size(self.size)})>"
 
 
 @lazy_dataclass
@@ -577,6 +687,10 @@ class MemoryRegionInfo:
     @property
     def end(self) -> int:
         return self.base_address + self.region_size
+
+    def __repr__(self) -> str:
+        return (f"<MemoryRegionInfo 0x{self.base_address:x}-0x{self.end:x} "
+                f"{_flag_name(self.state)} {_flag_name(self.protect)} {_flag_name(self.type)}>")
 
 
 # --- exception ------------------------------------------------------------------------
@@ -613,6 +727,13 @@ class ExceptionInfo:
         ``Crash reason: DUMP_REQUESTED``)."""
         return self.reason == "DUMP_REQUESTED"
 
+    def __repr__(self) -> str:
+        pc = f" pc=0x{self.context.pc:x}" if self.context is not None else ""
+        if self.requested:
+            return f"<ExceptionInfo DUMP_REQUESTED by thread {self.thread_id}{pc}>"
+        return (f"<ExceptionInfo {self.reason} at 0x{self.crash_address:x} "
+                f"in thread {self.thread_id}{pc}>")
+
 
 # --- handles --------------------------------------------------------------------------
 
@@ -628,6 +749,10 @@ class Handle:
     handle_count: int
     pointer_count: int
     object_info_rva: int | None = None
+
+    def __repr__(self) -> str:
+        name = f" {_quoted(self.object_name)}" if self.object_name else ""
+        return f"<Handle 0x{self.handle:x} {self.type_name or '?'}{name}>"
 
 
 # --- Linux streams --------------------------------------------------------------------
@@ -647,6 +772,10 @@ class LinuxMapping:
     @property
     def size(self) -> int:
         return self.end - self.start
+
+    def __repr__(self) -> str:
+        path = f" {_quoted(self.path)}" if self.path else ""
+        return f"<LinuxMapping 0x{self.start:x}-0x{self.end:x} {self.perms}{path}>"
 
 
 def parse_maps(text: str) -> list[LinuxMapping]:
@@ -693,6 +822,9 @@ class LinkMap:
     name: str | None
     ld: int
 
+    def __repr__(self) -> str:
+        return f"<LinkMap 0x{self.addr:x} {_quoted(self.name)}>"
+
 
 @lazy_dataclass(hidden=("dynamic_section",))
 class DsoDebug:
@@ -706,6 +838,10 @@ class DsoDebug:
     dynamic: int
     link_maps: tuple[LinkMap, ...]
     dynamic_section: bytes
+
+    def __repr__(self) -> str:
+        return (f"<DsoDebug r_debug v{self.version}, {self.dso_count} link maps, "
+                f"ldbase=0x{self.ldbase:x}>")
 
 
 # --- minidumpkit's own stream ---------------------------------------------------------
@@ -730,6 +866,10 @@ class MinidumpkitInfo:
     @property
     def capture_name(self) -> str:
         return CAPTURE_NAMES.get(self.capture, f"unknown {self.capture}")
+
+    def __repr__(self) -> str:
+        return (f"<MinidumpkitInfo capture={self.capture_name} "
+                f"pause={self.pause_ns / 1e6:.3f} ms, {len(self.details)} details>")
 
 
 @lazy_dataclass
@@ -1074,3 +1214,39 @@ def unix_time(value: int) -> datetime.datetime | None:
     except (OverflowError, OSError, ValueError):
         return None
 
+
+
+# --- lists ----------------------------------------------------------------------------
+
+__all__ += ["ModuleList", "ThreadList"]
+
+_REPR_ITEMS = 8  # a list's repr shows this many entries, then how many more
+
+
+class _ShortList(list):  # type: ignore[type-arg]
+    """A list whose repr stays short however long it is (a dump can hold thousands of
+    threads or modules): the first entries, then a count of the rest."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(item) for item in self[:_REPR_ITEMS])
+        more = f", ... {len(self) - _REPR_ITEMS} more" if len(self) > _REPR_ITEMS else ""
+        return f"[{shown}{more}]"
+
+    def _repr_html_(self) -> str | None:
+        return _html_of(self)
+
+
+class ThreadList(_ShortList):
+    """:attr:`Minidump.threads <minidumpkit.Minidump.threads>`: a list of
+    :class:`Thread`, shown briefly by ``repr`` and as a table in a notebook."""
+
+    __slots__ = ()
+
+
+class ModuleList(_ShortList):
+    """:attr:`Minidump.modules <minidumpkit.Minidump.modules>`: a list of
+    :class:`Module`, shown briefly by ``repr`` and as a table in a notebook."""
+
+    __slots__ = ()

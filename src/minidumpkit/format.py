@@ -360,6 +360,15 @@ AMD64_GPRS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
               "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
 
 
+class Registers(dict[str, int]):
+    """Register values by name; ``repr`` shows them in hex, as debuggers do."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{name!r}: 0x{value:x}" for name, value in self.items()) + "}"
+
+
 class ContextAMD64(Record):
     """CONTEXT for AMD64 (1232 = 0x4d0 bytes)."""
     p1_home: U64
@@ -417,14 +426,18 @@ class ContextAMD64(Record):
     def sp(self) -> int:
         return self.rsp
 
-    def registers(self) -> dict[str, int]:
+    def registers(self) -> Registers:
         """General registers by their lowercase names, as debuggers show them."""
-        regs = {name: getattr(self, name) for name in AMD64_GPRS}
+        regs = Registers({name: getattr(self, name) for name in AMD64_GPRS})
         regs["rip"] = self.rip
         regs["eflags"] = self.eflags
         for seg in ("cs", "ds", "es", "fs", "gs", "ss"):
             regs[seg] = getattr(self, "seg_" + seg)
         return regs
+
+    def __repr__(self) -> str:  # the general registers in hex, not 1232 bytes of fields
+        regs = " ".join(f"{name}=0x{getattr(self, name):x}" for name in ("rip", *AMD64_GPRS))
+        return f"<ContextAMD64 {regs} eflags=0x{self.eflags:x}>"
 
 
 class FloatingSaveArea(Record):
@@ -476,10 +489,17 @@ class ContextX86(Record):
     def sp(self) -> int:
         return self.esp
 
-    def registers(self) -> dict[str, int]:
-        names = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp", "eip", "eflags",
-                 "cs", "ds", "es", "fs", "gs", "ss")
-        return {name: getattr(self, name) for name in names}
+    def registers(self) -> Registers:
+        return Registers({name: getattr(self, name) for name in _X86_REGISTERS})
+
+    def __repr__(self) -> str:  # the general registers in hex, not 716 bytes of fields
+        regs = " ".join(f"{name}=0x{getattr(self, name):x}"
+                        for name in ("eip", *_X86_REGISTERS[:8], "eflags"))
+        return f"<ContextX86 {regs}>"
+
+
+_X86_REGISTERS = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp", "eip", "eflags",
+                  "cs", "ds", "es", "fs", "gs", "ss")
 
 
 ARM64_GPRS = tuple(f"x{i}" for i in range(31))  # x29 is the frame pointer, x30 the link register

@@ -33,7 +33,7 @@ import os
 import stat
 import struct
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import BinaryIO, TypeVar, Union, cast
 
@@ -65,6 +65,7 @@ from ._streams import (
     ThreadState,
     UnloadedModule,
 )
+from ._streams import ModuleList, ThreadList
 from .errors import (
     MemoryNotCaptured,
     MinidumpFormatError,
@@ -137,9 +138,15 @@ class Minidump(Closeable):
 
     _buf: mmap.mmap | bytes | None = None  # class default: close()/__del__ work if __init__ fails
     _mmap: mmap.mmap | None = None
-    _UNCLOSED = "unclosed minidump {!r}"
+    _name: str | None = None  # the path (or file object's name) it was opened from
+    # (not the full repr: a finaliser, maybe at interpreter exit, parses nothing)
+    _UNCLOSED = "unclosed minidump {0._identity}"
 
     def __init__(self, source: Source) -> None:
+        if isinstance(source, (str, os.PathLike)):
+            self._name = os.fspath(source)
+        elif isinstance(getattr(source, "name", None), str):
+            self._name = source.name  # type: ignore[union-attr]
         self._buf = self._load(source)
         self._size = len(self._buf)
         raw = self._record(md.Header, 0, what="header")
@@ -168,7 +175,7 @@ class Minidump(Closeable):
             streams.append(info)
             if entry.stream_type != StreamType.UnusedStream:
                 self._index.setdefault(entry.stream_type, info)  # first of duplicates wins
-        self.streams: list[StreamInfo] = streams
+        self.streams: list[StreamInfo] = s._ShortList(streams)
         """Every directory entry in file order, ``UnusedStream`` padding included."""
 
     # --- lifetime ----------------------------------------------------------------------
@@ -222,9 +229,61 @@ class Minidump(Closeable):
     def _open(self) -> bool:
         return self._mmap is not None
 
-    def __repr__(self) -> str:
+    @property
+    def _identity(self) -> str:
+        """The repr of a dump that is closed, half-made or being finalised."""
+        name = f"{os.path.basename(self._name)!r} " if self._name else ""
         state = "closed" if self.closed else f"{getattr(self, '_size', 0)} bytes"
-        return f"<Minidump {len(getattr(self, 'streams', ()))} streams, {state}>"
+        return f"<Minidump {name}{len(getattr(self, 'streams', ()))} streams, {state}>"
+
+    def __repr__(self) -> str:
+        if self.closed or "streams" not in self.__dict__:
+            return self._identity
+        name = f"{os.path.basename(self._name)!r} " if self._name else ""
+        return f"<Minidump {name}{', '.join(self._summary())}>"
+
+    def _summary(self, reason: bool = True) -> list[str]:
+        """The facts a repr shows, each left out if its stream is damaged; ``reason``:
+        with why the dump was written."""
+        parts: list[str] = []
+
+        def add(fact: Callable[[], str | None]) -> None:
+            try:
+                text = fact()
+            except Exception:  # noqa: BLE001 - a damaged stream: repr() must not raise
+                return
+            if text:
+                parts.append(text)
+
+        def system() -> str | None:
+            info = self._basic_system()
+            return None if info is None else f"{info.os} {info.cpu}"
+
+        def pid() -> str | None:
+            return None if self.process_id is None else f"pid {self.process_id}"
+
+        def why() -> str | None:
+            exc = self.exception
+            if exc is None:
+                return None
+            if exc.requested:
+                return f"requested by thread {exc.thread_id}"
+            return f"{exc.reason} in thread {exc.thread_id}"
+
+        add(system)
+        add(pid)
+        add(lambda: f"{len(self.threads)} threads")
+        add(lambda: f"{len(self.modules)} modules")
+        add(lambda: f"{s._size(self.memory.total_size)} memory")
+        if reason:
+            add(why)
+        return parts
+
+    def _repr_html_(self) -> str | None:
+        """The notebook view (IPython's rich display): see :mod:`minidumpkit._display`."""
+        from . import _display
+
+        return _display.html_of(self)
 
     # --- the one bounds check ----------------------------------------------------------
 
@@ -527,7 +586,7 @@ class Minidump(Closeable):
         return names
 
     @cached_property
-    def threads(self) -> list[Thread]:
+    def threads(self) -> ThreadList:
         """ThreadList (or ThreadExList) entries with names, contexts and lazy stacks."""
         st = StreamType.ThreadListStream
         cls: type[md.Thread | md.ThreadEx] = md.Thread
@@ -536,9 +595,9 @@ class Minidump(Closeable):
             st, cls = StreamType.ThreadExListStream, md.ThreadEx
             found = self._list(st, md.ThreadEx.SIZE)
         if found is None:
-            return []
+            return ThreadList()
         names = self.thread_names
-        threads: list[Thread] = []
+        threads = ThreadList()
         for raw in self._list_records(found, cls, "thread entry", st):
             stack = raw.stack
             threads.append(Thread(
@@ -558,7 +617,7 @@ class Minidump(Closeable):
     @cached_property
     def thread_info(self) -> list[ThreadInfo]:
         """ThreadInfoListStream entries (empty if absent)."""
-        out: list[ThreadInfo] = []
+        out: list[ThreadInfo] = s._ShortList()  # a short repr however many
         for r in self._ex_records(StreamType.ThreadInfoListStream, md.ThreadInfoListHeader.SIZE,
                                   md.ThreadInfo, "thread info entry"):
             out.append(ThreadInfo(r.thread_id, md.ThreadInfoFlags(r.dump_flags), r.dump_error,
@@ -636,19 +695,19 @@ class Minidump(Closeable):
         return s.CodeViewUnknown(data)
 
     @cached_property
-    def modules(self) -> list[Module]:
+    def modules(self) -> ModuleList:
         """ModuleList entries, in file order (the main executable is usually first)."""
         st = StreamType.ModuleListStream
         found = self._list(st, md.Module.SIZE)
         if found is None:
-            return []
+            return ModuleList()
         system = self._basic_system()
         windows = system is not None and system.is_windows
         apple = system is not None and system.is_apple
         pe_versions = system is not None and system.platform in (
             md.PlatformId.WIN32_NT, md.PlatformId.WIN32_WINDOWS, md.PlatformId.MACOS,
             md.PlatformId.IOS)
-        out: list[Module] = []
+        out = ModuleList()
         for raw in self._list_records(found, md.Module, "module entry", st):
             name = self._string(raw.module_name_rva, what="module name", stream_type=st)
             cv = self._codeview(raw.cv_record, st)
@@ -673,7 +732,7 @@ class Minidump(Closeable):
     def unloaded_modules(self) -> list[UnloadedModule]:
         """UnloadedModuleListStream entries (empty if absent)."""
         st = StreamType.UnloadedModuleListStream
-        out: list[UnloadedModule] = []
+        out: list[UnloadedModule] = s._ShortList()  # a short repr however many
         for r in self._ex_records(st, md.UnloadedModuleListHeader.SIZE, md.UnloadedModule,
                                   "unloaded module"):
             out.append(UnloadedModule(
@@ -691,7 +750,7 @@ class Minidump(Closeable):
     @cached_property
     def memory_info(self) -> list[MemoryRegionInfo]:
         """MemoryInfoListStream entries (the address-space map; empty if absent)."""
-        out: list[MemoryRegionInfo] = []
+        out: list[MemoryRegionInfo] = s._ShortList()  # a short repr however many
         for r in self._ex_records(StreamType.MemoryInfoListStream, md.MemoryInfoListHeader.SIZE,
                                   md.MemoryInfo, "memory info entry"):
             out.append(MemoryRegionInfo(
@@ -727,7 +786,7 @@ class Minidump(Closeable):
         def name(rva: int, what: str) -> str | None:
             return self._string(rva, what=what, stream_type=st) if rva else None
 
-        out: list[Handle] = []
+        out: list[Handle] = s._ShortList()  # a short repr however many
         for i in range(count):
             d = self._record(cls, first + i * stride, what="handle descriptor", stream_type=st)
             out.append(Handle(
@@ -971,7 +1030,7 @@ class Minidump(Closeable):
     def linux_maps(self) -> list[LinuxMapping] | None:
         """LinuxMaps: /proc/PID/maps, one entry per line."""
         text = self._text(StreamType.LinuxMaps)
-        return None if text is None else s.parse_maps(text)
+        return None if text is None else s._ShortList(s.parse_maps(text))
 
     @cached_property
     def linux_dso_debug(self) -> DsoDebug | None:
@@ -1013,6 +1072,12 @@ class Memory:
         self._dump = dump
         self._ranges = self._collect(dump)
         self._starts, self._ends, self._offsets = self._segments(self._ranges)
+
+    def __repr__(self) -> str:
+        if not self._starts:
+            return "<Memory: none captured>"
+        return (f"<Memory {len(self)} ranges, {s._size(self.total_size)} captured, "
+                f"0x{self._starts[0]:x}-0x{self._ends[-1]:x}>")
 
     @staticmethod
     def _collect(dump: Minidump) -> array[int]:
@@ -1068,7 +1133,7 @@ class Memory:
     def ranges(self) -> list[MemoryRange]:
         """Every captured range as recorded (MemoryList first, then Memory64List)."""
         f = self._ranges
-        return [MemoryRange(f[i], f[i + 1], f[i + 2]) for i in range(0, len(f), 3)]
+        return s._ShortList(MemoryRange(f[i], f[i + 1], f[i + 2]) for i in range(0, len(f), 3))
 
     @property
     def total_size(self) -> int:

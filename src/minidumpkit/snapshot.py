@@ -64,6 +64,10 @@ class SnapshotRefused(InvalidTargetError):
         return (_rebuild_refused, (str(self.args[0]) if self.args else "", self.pid, self.reason))
 
 
+def _quoted(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit - 1] + "\u2026")
+
+
 def _rebuild_refused(message: str, pid: int | None, reason: str) -> SnapshotRefused:
     return SnapshotRefused(message, pid=pid, reason=reason)
 
@@ -92,6 +96,12 @@ class SnapshotThread:
     last_syscall_first_argument: int = 0
     context: md.ContextAMD64 | None = None  # with PssCaptureFlags.THREAD_CONTEXT
 
+    def __repr__(self) -> str:
+        pc = f" pc=0x{self.context.pc:x}" if self.context is not None else ""
+        call = f" syscall {self.last_syscall_number}" if self.last_syscall_number >= 0 else ""
+        stopped = " suspended" if self.suspended else ""
+        return f"<SnapshotThread {self.tid} {_quoted(self.name)}{pc}{call}{stopped}>"
+
 
 @dataclasses.dataclass(frozen=True)
 class SnapshotHandle:
@@ -102,6 +112,9 @@ class SnapshotHandle:
     object_name: str  # Linux: readlink(/proc/PID/fd/N)
     attributes: int = 0  # Linux: st_mode
     granted_access: int = 0  # Linux: the open flags
+
+    def __repr__(self) -> str:
+        return f"<SnapshotHandle {self.handle} {self.type_name} {_quoted(self.object_name)}>"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +137,13 @@ class SnapshotVaRegion:
     mapped_file_name: str = ""
     point_in_time: bool = True
 
+    def __repr__(self) -> str:
+        end = self.base_address + self.region_size
+        name = f" {_quoted(self.mapped_file_name)}" if self.mapped_file_name else ""
+        live = "" if self.point_in_time else " (read live)"
+        return (f"<SnapshotVaRegion 0x{self.base_address:x}-0x{end:x} "
+                f"protect=0x{self.protect:x}{name}{live}>")
+
 
 @dataclasses.dataclass(frozen=True)
 class SnapshotProcessInfo:
@@ -143,6 +163,10 @@ class SnapshotProcessInfo:
     thread_count: int = 0
     base_priority: int = 0
     exit_status: int = 259  # STILL_ACTIVE
+
+    def __repr__(self) -> str:
+        return (f"<SnapshotProcessInfo pid {self.pid} {_quoted(self.image_file_name)} "
+                f"parent {self.parent_pid}, {self.thread_count} threads>")
 
 
 class SnapshotBackend(Protocol):
@@ -181,6 +205,12 @@ class Snapshot(Closeable):
     def __repr__(self) -> str:
         state = "closed" if self._impl is None else f"flags={self.flags!r}"
         return f"<Snapshot pid={self.pid} {state}>"
+
+    def _repr_html_(self) -> str | None:
+        """The notebook view (IPython's rich display): see :mod:`minidumpkit._display`."""
+        from . import _display
+
+        return _display.html_of(self)
 
     @property
     def closed(self) -> bool:
