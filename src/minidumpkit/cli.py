@@ -372,6 +372,8 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, stacks: bool = 
         data = report.build(path)
         if stacks and python != "only":  # --python-only prints the Python stacks alone
             _add_stacks(dump, data, symbol_paths, report)
+        if python != "only":
+            _add_waits(dump, data, symbol_paths, report, walked=stacks)
         if python:
             report.section("Python stacks", lambda: _add_python(dump, data), None)
     if python == "only":
@@ -382,6 +384,7 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, stacks: bool = 
     elif python == "only":
         _print_python(data, out)
     else:
+        _print_verdict(data, out)
         _print_text(data, out)
         if stacks and "stacks" in data:
             _print_stacks(data, out)
@@ -567,6 +570,7 @@ def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
     for t in rows:
         mark = " crashing" if t["crashed"] else " requesting" if t.get("requesting") else ""
         out.write(f'thread {t["thread_id"]} "{t["name"] or ""}"{mark}\n')
+        _print_wait_line(t, out)
         for f in t.get("frames", ()):
             parts = [f"  #{f['index']} {f['pc']}"]
             if f["function"] is not None:
@@ -586,6 +590,48 @@ def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
         out.write("\nModules without symbols:\n")
         for m in missing:
             out.write(f"  {m['name']}: {m['problem']}\n")
+
+
+# --- info: waits and deadlocks (docs/locks.md) ---------------------------------------------
+
+def _add_waits(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str],
+               report: _Report, *, walked: bool) -> None:
+    """``data['threads'][i]['wait']``, ``data['deadlocks']`` and ``data['chains']``; the
+    frames come from the stack walker unless stacks were not asked for (then futex
+    waits that need the libc frame are "unknown", and say so)."""
+    from .analysis.deadlocks import wait_graph
+
+    frames = None if walked else {}
+    graph = report.section("waits", lambda: wait_graph(dump, frames=frames,
+                                                       symbol_paths=symbol_paths), None)
+    if graph is None:
+        return
+    names = {tid: w.name for tid, w in graph.waits.items()}
+    for row in data["threads"]:
+        wait = graph.waits.get(row["thread_id"])
+        row["wait"] = None if wait is None else {**wait.to_json(),
+                                                 "text": wait.describe(names)}
+    data["deadlocks"] = [d.to_json() for d in graph.deadlocks]
+    data["chains"] = [c.to_json() for c in graph.chains]
+    data["verdict"] = graph.verdict()
+
+
+def _print_verdict(data: dict[str, Any], out: TextIO) -> None:
+    """The first lines: ``DEADLOCK: <n> threads`` and its lines per cycle (or that there
+    is none), then the chains of waiting threads."""
+    if "verdict" not in data:
+        return
+    for line in data["verdict"]:
+        out.write(line + "\n")
+    for chain in data["chains"]:
+        out.write(f"chain: {chain['text']}\n")
+    out.write("\n")
+
+
+def _print_wait_line(row: dict[str, Any], out: TextIO) -> None:
+    wait = row.get("wait")
+    if wait is not None:
+        out.write(f"  waits: {wait['text']}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m minidumpkit.cli
