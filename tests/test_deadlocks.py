@@ -288,3 +288,124 @@ def test_foreign_and_bad_dumps_say_unknown(
             assert wait.kind == "mutex" and wait.owner_tid is None
             assert wait.unknown == graph.problem
         assert graph.verdict()[0].startswith("no deadlock found, but no glibc")
+
+
+# --- Debian programs, idle ---------------------------------------------------------------------
+
+def _debian_programs(tmp: Path) -> dict[str, list[str]]:
+    nginx_conf = tmp / "nginx.conf"
+    nginx_conf.write_text(
+        f"daemon off; master_process off; pid {tmp}/nginx.pid; error_log stderr; "
+        f"events {{}} http {{ access_log off; server {{ listen unix:{tmp}/nginx.sock; }} }}\n")
+    return {
+        # the main thread sleeping, a second one in threading.Event().wait()
+        "python3": ["/usr/bin/python3", "-c", "import threading, time\n"
+                    "threading.Thread(target=threading.Event().wait).start()\n"
+                    "time.sleep(1000)"],
+        "node": ["node", "-e", "setInterval(() => {}, 1000)"],
+        "redis-server": ["redis-server", "--port", "0", "--save", "",
+                         "--unixsocket", f"{tmp}/redis.sock"],
+        "nginx": ["nginx", "-c", str(nginx_conf), "-p", str(tmp)],
+        "memcached": ["memcached", "-u", "root", "-p", "0", "-U", "0", "-s", f"{tmp}/mc.sock"],
+        "sqlite3": ["sqlite3"],
+    }
+
+
+def _idle(pid: int) -> None:
+    from conftest import task_states, wait_until
+
+    def asleep() -> bool:
+        return all(st == "S" for st, _ in task_states(pid).values())
+    wait_until(asleep, f"process {pid} to be idle")
+    import time
+    time.sleep(0.5)  # past start-up: in its idle calls, not in a transient one
+    wait_until(asleep, f"process {pid} to be idle")
+
+
+def _census(name: str, pid: int, path: Path, found: dict[str, list[str]],
+            counts: dict[str, int]) -> None:
+    mdk.dump(pid, path, mdk.DumpType.MINI)
+    with mdk.open_minidump(path) as dump:
+        graph = wait_graph(dump)
+    assert graph.deadlocks == [], f"{name}: a deadlock in an idle program: {graph}"
+    counts[name] = counts.get(name, 0) + len(graph.waits)
+    found.setdefault(name, []).extend(f"{w.label}: {w.describe()}" for w in graph.unknown)
+    for wait in graph.waits.values():
+        print(f"{name}: {wait.label} waits: {wait.describe()}")
+
+
+def _postgres(tmp: Path, found: dict[str, list[str]], counts: dict[str, int]) -> None:
+    """Debian's PostgreSQL 15: initdb, then the postmaster and each of its processes."""
+    import glob
+    import pwd
+
+    from conftest import wait_until
+
+    bindir = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        bindir = []
+    if not bindir:
+        pytest.fail("Debian's postgresql (its binaries and the postgres user) is required")
+    import tempfile
+
+    # a directory of its own under /tmp: pytest's are closed to other users
+    data = Path(tempfile.mkdtemp(prefix="mdk-pg-"))
+    shutil.chown(data, "postgres")
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_pg, f"{bindir[-1]}/initdb", "-D", str(data / "db"), "-A", "trust"],
+                   check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen([*as_pg, f"{bindir[-1]}/postgres", "-D", str(data / "db"), "-k",
+                             str(data), "-c", "listen_addresses="],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def started() -> list[int]:
+            out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                 text=True).stdout.split()
+            if not out:
+                return []
+            return [int(out[0]), *map(int, subprocess.run(
+                ["pgrep", "-P", out[0]], capture_output=True, text=True).stdout.split())]
+        wait_until(lambda: len(started()) >= 5, "postgres to start its processes")
+        pids = started()
+        for pid in pids:
+            _idle(pid)
+        for pid in pids:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            _census("postgres", pid, tmp / f"pg-{pid}.dmp", found, counts)
+            print(f"postgres process {pid} ({comm}) dumped")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_debian_programs_idle_are_told(tmp_path: Path) -> None:
+    """python3, node, redis-server, nginx, memcached, sqlite3 and PostgreSQL dumped idle:
+    at most 2 % of their threads unknown (each listed with its reason), no deadlock."""
+    found: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
+    for name, argv in _debian_programs(tmp_path).items():
+        if shutil.which(argv[0]) is None:
+            pytest.fail(f"Debian's {argv[0]} is required (.ci/install-validators.sh)")
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            _idle(proc.pid)
+            _census(name, proc.pid, tmp_path / f"{name}.dmp", found, counts)
+        finally:
+            proc.kill()
+            proc.wait()
+    _postgres(tmp_path, found, counts)
+    total, unknown = sum(counts.values()), sum(len(v) for v in found.values())
+    for name in counts:
+        print(f"{name}: {counts[name]} threads, {len(found[name])} unknown")
+        for line in found[name]:
+            print(f"  unknown: {line}")
+    print(f"all: {total} threads, {unknown} unknown")
+    assert unknown <= 0.02 * total, found

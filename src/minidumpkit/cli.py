@@ -601,7 +601,7 @@ def _add_waits(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str]
     waits that need the libc frame are "unknown", and say so)."""
     from .analysis.deadlocks import wait_graph
 
-    frames = None if walked else {}
+    frames: dict[int, list[Any]] | None = None if walked else {}
     graph = report.section("waits", lambda: wait_graph(dump, frames=frames,
                                                        symbol_paths=symbol_paths), None)
     if graph is None:

@@ -324,21 +324,27 @@ def _waiting_frame(frames: Sequence[FrameLike] | None) -> str | None:
         return None
     first_module = getattr(frames[0], "module", None)
     for frame in frames:
-        if getattr(frame, "module", None) != first_module and frame.function:
+        if getattr(frame, "module", None) != first_module:
             return _frame_words(frame)
     named = next((f for f in frames if f.function), None)
     return None if named is None else _frame_words(named)
 
 
 def _frame_words(frame: FrameLike) -> str:
-    text = frame.function or "?"
+    """``locker (app.c:42)``, ``aeMain (redis-server)`` or ``libjemalloc.so.2+0x39ad8``."""
+    module = getattr(frame, "module_basename", None)
+    if frame.function is None:
+        offset = getattr(frame, "module_offset", None)
+        if module is not None and offset is not None:
+            return f"{module}+0x{offset:x}"
+        pc = getattr(frame, "pc", None)
+        return "?" if pc is None else f"0x{pc:x}"
+    text = frame.function
     source = getattr(frame, "source_file", None)
     if source:
         text += f" ({os.path.basename(source)}:{getattr(frame, 'source_line', None)})"
-    else:
-        module = getattr(frame, "module_basename", None)
-        if module:
-            text += f" ({module})"
+    elif module:
+        text += f" ({module})"
     return text
 
 
