@@ -69,6 +69,9 @@ BENCHMARKS: list[Entry] = [
     Entry("snapshot", "bench_snapshot",
           summary="the pause of a VA-clone snapshot, against a bare fork(), a stop-and-dump "
                   "and gcore"),
+    Entry("thread_state", "bench_thread_state",
+          summary="the MINI pause with the thread state and lock memory steps, against the "
+                  "same writer without them; wait_graph against walk_stacks alone"),
 ]
 
 
