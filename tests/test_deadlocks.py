@@ -409,3 +409,21 @@ def test_debian_programs_idle_are_told(tmp_path: Path) -> None:
             print(f"  unknown: {line}")
     print(f"all: {total} threads, {unknown} unknown")
     assert unknown <= 0.02 * total, found
+
+
+def test_crashpad_dump_says_what_it_can() -> None:
+    """A Crashpad dump (no state stream; threads in pause() whose registers do not show
+    the call): the crashing thread crashed, the others are unknown with the reason."""
+    from oracles import FIXTURES
+
+    path = FIXTURES / "third-party" / "generated-crashpad-linux-x86_64-3threads-segv.dmp"
+    with mdk.open_minidump(path) as dump:
+        graph = wait_graph(dump)
+        crashed = dump.exception
+        assert crashed is not None
+    wait = graph.waits[crashed.thread_id]
+    assert (wait.kind, wait.note) == ("crashed", crashed.reason)
+    others = [w for tid, w in graph.waits.items() if tid != crashed.thread_id]
+    assert others and all(w.kind == "unknown" for w in others)
+    assert all("no thread state stream" in w.unknown for w in others)
+    assert graph.verdict() == [f"no deadlock proven: {len(others)} thread(s) unknown"]

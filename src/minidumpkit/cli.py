@@ -8,6 +8,7 @@ file that cannot be read or is not a valid minidump.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -601,7 +602,11 @@ def _add_waits(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str]
     waits that need the libc frame are "unknown", and say so)."""
     from .analysis.deadlocks import wait_graph
 
-    frames: dict[int, list[Any]] | None = None if walked else {}
+    # the frames _add_stacks walked (not walked twice); none with --no-stacks
+    frames: dict[int, list[_WalkedFrame]] = {}
+    if walked:
+        frames = {row["thread_id"]: [_WalkedFrame.of(f) for f in row["frames"]]
+                  for row in data["threads"] if "frames" in row}
     graph = report.section("waits", lambda: wait_graph(dump, frames=frames,
                                                        symbol_paths=symbol_paths), None)
     if graph is None:
@@ -614,6 +619,26 @@ def _add_waits(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str]
     data["deadlocks"] = [d.to_json() for d in graph.deadlocks]
     data["chains"] = [c.to_json() for c in graph.chains]
     data["verdict"] = graph.verdict()
+
+
+@dataclasses.dataclass(frozen=True)
+class _WalkedFrame:
+    """A frame of ``info``'s JSON, with the attributes the wait analysis reads."""
+
+    function: str | None
+    module: str | None
+    module_basename: str | None
+    module_offset: int | None
+    source_file: str | None
+    source_line: int | None
+    pc: int
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> _WalkedFrame:
+        offset = row["module_offset"]
+        return cls(row["function"], row["module_path"], row["module"],
+                   None if offset is None else int(offset, 16), row["file"], row["line"],
+                   int(row["pc"], 16))
 
 
 def _print_verdict(data: dict[str, Any], out: TextIO) -> None:

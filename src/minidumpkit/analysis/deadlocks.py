@@ -43,8 +43,8 @@ __all__ = ["Chain", "Deadlock", "DeadlockLock", "ThreadWait", "WaitGraph", "libc
            "wait_graph"]
 
 # kinds of a wait beyond the futex ones (WaitKind)
-IO, POLL, SLEEP, CHILD, SIGNAL, SYSCALL, RUNNING, UNKNOWN = (
-    "io", "poll", "sleep", "child", "signal", "syscall", "running", "unknown")
+IO, POLL, SLEEP, CHILD, SIGNAL, SYSCALL, RUNNING, CRASHED, UNKNOWN = (
+    "io", "poll", "sleep", "child", "signal", "syscall", "running", "crashed", "unknown")
 _IO_CALLS = frozenset({"read", "readv", "pread64", "preadv", "preadv2", "recvfrom", "recvmsg",
                        "recvmmsg", "write", "writev", "pwrite64", "pwritev", "pwritev2",
                        "sendto", "sendmsg", "sendmmsg", "accept", "accept4", "connect",
@@ -76,7 +76,7 @@ class ThreadWait:
     ``condvar``, ``semaphore``, ``join``, ``barrier``) or ``io`` (read, recv, accept, ...
     on ``fd``), ``poll`` (poll, select, epoll_wait), ``sleep``, ``child`` (wait4, waitid),
     ``signal`` (pause, sigsuspend), ``syscall`` (another blocking call), ``running`` (not
-    blocked) or ``unknown``. ``address``: the futex word; ``object_address``: the lock
+    blocked), ``crashed`` (the thread of the dump's exception) or ``unknown``. ``address``: the futex word; ``object_address``: the lock
     object. ``owner_tid``: the thread holding it (the edge of the wait-for graph).
     ``frame``: the frame where it waits (the innermost outside the module of the call,
     e.g. the program's function that called pthread_mutex_lock). ``unknown``: why the
@@ -109,7 +109,7 @@ class ThreadWait:
     @property
     def lock(self) -> str | None:
         """``mutex 0x...`` for a lock wait, else None."""
-        if self.kind in (IO, POLL, SLEEP, CHILD, SIGNAL, SYSCALL, RUNNING, UNKNOWN):
+        if self.kind in (IO, POLL, SLEEP, CHILD, SIGNAL, SYSCALL, RUNNING, CRASHED, UNKNOWN):
             return None
         address = self.object_address if self.object_address is not None else self.address
         return f"{self.kind} 0x{address:x}" if address is not None else self.kind
@@ -118,11 +118,13 @@ class ThreadWait:
         """One line: ``mutex 0x55... held by thread 12 "worker" (in locker)``."""
         names = names or {}
         if self.kind == UNKNOWN:
-            text = f"unknown: {self.unknown}"
-            if self.call:
-                text = f"{self.call}: {text}"
+            where = f", in {self.frame}" if self.frame else ""
+            text = f"unknown{where}: {self.unknown}"
+            return f"{self.call}: {text}" if self.call else text
         elif self.kind == RUNNING:
             text = f"nothing (running: {self.note})" if self.note else "nothing (running)"
+        elif self.kind == CRASHED:
+            text = f"nothing: it crashed ({self.note})"
         elif self.lock is None:
             text = self.call
         elif self.kind == WaitKind.JOIN.value and self.owner_tid is not None:
@@ -152,6 +154,8 @@ class ThreadWait:
             return f"for {text}"
         if self.kind == RUNNING:
             return "for nothing: it is running" + (f" ({self.note})" if self.note else "")
+        if self.kind == CRASHED:
+            return f"for nothing: it crashed ({self.note})"
         return f"in {text}"
 
     def to_json(self) -> dict[str, Any]:
@@ -414,6 +418,10 @@ def thread_wait(dump: Minidump, thread: Thread, frames: Sequence[FrameLike] | No
     status = thread_status(dump, thread)
     call = status.call
     frame = _waiting_frame(frames)
+    crash = dump.exception
+    if crash is not None and not crash.requested and crash.thread_id == thread.thread_id:
+        return ThreadWait(thread.thread_id, thread.name, CRASHED, note=crash.reason,
+                          frame=_frame_words(frames[0]) if frames else None)
     if call is None:
         if status.note.startswith("unknown"):
             return ThreadWait(thread.thread_id, thread.name, UNKNOWN,
