@@ -8,7 +8,8 @@
  *   hold TID KIND ADDR N   TID holds the lock at ADDR (N times: a recursive mutex)
  *   wait TID KIND WHAT     TID is about to wait: for the lock at ADDR, read on fd N,
  *                          pthread_join of thread TID
- * then READY with every role's TID is printed on stdout and main blocks in its last call.
+ * then, once every other thread has recorded its wait, READY with every role's TID is
+ * printed on stdout and main blocks in its last call.
  *
  * SCENARIO:
  *   abba      t1 holds A, waits for B; t2 holds B, waits for A; main joins t1
@@ -44,6 +45,7 @@ static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
 static sem_t sem;
 static int pipefd[2];
 static volatile int held_count;  /* threads that took their first lock */
+static volatile int waiting;     /* threads that recorded their wait (and then block) */
 static volatile int tids[8];
 static const char *names[8];
 static int nroles;
@@ -57,6 +59,7 @@ static void record(const char *fmt, ...) {
     int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     if (write(record_fd, line, (size_t)n) != n) abort();
+    if (!strncmp(line, "wait ", 5)) __sync_fetch_and_add(&waiting, 1);
 }
 
 static void role(int slot, const char *name) {
@@ -175,6 +178,9 @@ static void wait_roles(int n) {
 }
 
 static void ready(void) {
+    /* every other thread has recorded its wait: from here each is asleep in it or on
+       its way, running, so a test waiting for every thread to sleep sees them blocked */
+    while (waiting < nroles) usleep(1000);
     printf("READY main=%d", gettid_());
     for (int i = 1; i <= nroles; i++) printf(" %s=%d", names[i], tids[i]);
     printf("\n");
