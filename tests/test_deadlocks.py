@@ -427,3 +427,24 @@ def test_crashpad_dump_says_what_it_can() -> None:
     assert others and all(w.kind == "unknown" for w in others)
     assert all("no thread state stream" in w.unknown for w in others)
     assert graph.verdict() == [f"no deadlock proven: {len(others)} thread(s) unknown"]
+
+
+@pytest.mark.parametrize("fixture, problem", [
+    ("real-world/lldb/linux-x86_64_not_crashed.dmp", "glibc 2.19: the lock layouts used are "
+                                                     "those of glibc 2.25 and later"),
+    ("real-world/lldb/memory-list-padded.dmp", "no SystemInfo stream"),
+    ("third-party/windows-x86_64-breakpad-invalid-parameter.dmp",
+     "a Windows NT dump: the lock analysis reads Linux glibc objects (Windows critical "
+     "sections are not covered yet)"),
+])
+def test_other_libc_or_system_is_said(fixture: str, problem: str) -> None:
+    """Dumps of other writers whose libc (glibc 2.19 by its file name, libc-2.19.so) or
+    system the glibc 2.25+ x86_64 layouts do not fit: the verdict says so, no owner is
+    read with them."""
+    from oracles import FIXTURES
+
+    with mdk.open_minidump(FIXTURES / fixture) as dump:
+        graph = wait_graph(dump)
+    assert graph.problem.startswith(problem)
+    assert graph.deadlocks == [] and graph.edges() == {}
+    assert graph.verdict() == [f"no deadlock found, but {graph.problem}"]

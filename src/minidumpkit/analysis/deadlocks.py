@@ -65,6 +65,7 @@ MUTEX_TYPE_RECURSIVE = 1
 # (bits/struct_mutex.h, struct_rwlock.h, pthreadtypes.h) are fixed since the new rwlock
 # and condvar of 2.25
 _GLIBC_LAYOUTS_SINCE = (2, 25)
+_GLIBC_FILE = re.compile(r"libc-(\d+)\.(\d+)(?:\.\d+)?\.so")
 _GLIBC_VERSION = re.compile(rb"GNU C Library [^\n]*?release version (\d+)\.(\d+)")
 
 
@@ -282,16 +283,24 @@ def _quoted(names: Mapping[int, str | None], tid: int) -> str:
 def libc_problem(dump: Minidump) -> str:
     """Why the glibc lock layouts cannot be applied to ``dump`` ("" when they can)."""
     system = dump.system_info
-    if system is not None and system.architecture != md.ProcessorArchitecture.AMD64:
+    if system is None:
+        return "no SystemInfo stream: the operating system and architecture are not known"
+    if system.os not in ("Linux", "Android"):
+        covered = " (Windows critical sections are not covered yet)" \
+            if system.os.startswith("Windows") else ""
+        return f"a {system.os} dump: the lock analysis reads Linux glibc objects{covered}"
+    if system.architecture != md.ProcessorArchitecture.AMD64:
         return "not an x86_64 dump (the lock layouts are glibc x86_64's)"
     modules: list[Module] = dump.modules
     names = [m.basename for m in modules]
     if any(n.startswith("ld-musl") or n.startswith("libc.musl") for n in names):
         return "the program uses musl libc (the lock layouts are glibc's)"
-    libc = next((m for m in modules if m.basename.startswith("libc.so.6")), None)
+    libc = next((m for m in modules if m.basename.startswith("libc.so.6")
+                 or _GLIBC_FILE.fullmatch(m.basename)), None)
     if libc is None:
         return "no glibc (libc.so.6) among the modules: the lock layouts are glibc's"
-    version = _glibc_version(libc)
+    named = _GLIBC_FILE.fullmatch(libc.basename)  # libc-2.19.so: older glibc's file name
+    version = (int(named.group(1)), int(named.group(2))) if named else _glibc_version(libc)
     if version is not None and version < _GLIBC_LAYOUTS_SINCE:
         return (f"glibc {version[0]}.{version[1]}: the lock layouts used are those of glibc "
                 "2.25 and later")
