@@ -77,8 +77,8 @@ class ThreadWait:
     ``condvar``, ``semaphore``, ``join``, ``barrier``) or ``io`` (read, recv, accept, ...
     on ``fd``), ``poll`` (poll, select, epoll_wait), ``sleep``, ``child`` (wait4, waitid),
     ``signal`` (pause, sigsuspend), ``syscall`` (another blocking call), ``running`` (not
-    blocked), ``crashed`` (the thread of the dump's exception) or ``unknown``. ``address``: the futex word; ``object_address``: the lock
-    object. ``owner_tid``: the thread holding it (the edge of the wait-for graph).
+    blocked), ``crashed`` (the thread of the dump's exception) or ``unknown``.
+    ``address``: the futex word; ``object_address``: the lock object. ``owner_tid``: the thread holding it (the edge of the wait-for graph).
     ``frame``: the frame where it waits (the innermost outside the module of the call,
     e.g. the program's function that called pthread_mutex_lock). ``unknown``: why the
     kind or the owner cannot be told (empty when they are known); ``note``: more words
