@@ -29,6 +29,11 @@ command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
 # tests/test_stackwalk.py: Debian programs walked against lldb, and libc's debug file
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v tclsh >/dev/null || need_apt+=(tcl)
+# tests/test_deadlocks.py: Debian servers dumped idle (about 25 s here for the three,
+# their libraries already present)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v nginx >/dev/null || need_apt+=(nginx)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 dpkg -s libc6-dbg >/dev/null 2>&1 || need_apt+=(libc6-dbg)
 # five Debian programs dumped idle (issue 13): redis-server, nginx, postgres (+ python3, node)
 command -v redis-server >/dev/null || need_apt+=(redis-server)

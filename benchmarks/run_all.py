@@ -73,6 +73,9 @@ BENCHMARKS: list[Entry] = [
           summary="`minidumpkit info` with every thread symbolized (50-thread C target, idle "
                   "node), against lldb's `bt all` and minidump-stackwalk with a dump_syms "
                   "store"),
+    Entry("thread_state", "bench_thread_state",
+          summary="the MINI pause with the thread state and lock memory steps, against the "
+                  "same writer without them; wait_graph against walk_stacks alone"),
 ]
 
 

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO, TypeVar
 
 from . import __version__
 from .errors import MinidumpError, MinidumpFormatError, PathError
@@ -393,6 +393,8 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, stacks: bool = 
         data = report.build(path)
         if stacks and python != "only":  # --python-only prints the Python stacks alone
             _add_stacks(dump, data, symbol_paths, report)
+        if python != "only":
+            _add_waits(dump, data, symbol_paths, report, walked=stacks)
         if python:
             report.section("Python stacks", lambda: _add_python(dump, data), None)
     if python == "only":
@@ -403,6 +405,7 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, stacks: bool = 
     elif python == "only":
         _print_python(data, out)
     else:
+        _print_verdict(data, out)
         _print_text(data, out)
         if stacks and "stacks" in data:
             _print_stacks(data, out)
@@ -588,6 +591,7 @@ def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
     for t in rows:
         mark = " crashing" if t["crashed"] else " requesting" if t.get("requesting") else ""
         out.write(f'thread {t["thread_id"]} "{t["name"] or ""}"{mark}\n')
+        _print_wait_line(t, out)
         for f in t.get("frames", ()):
             parts = [f"  #{f['index']} {f['pc']}"]
             if f["function"] is not None:
@@ -607,6 +611,71 @@ def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
         out.write("\nModules without symbols:\n")
         for m in missing:
             out.write(f"  {m['name']}: {m['problem']}\n")
+
+
+# --- info: waits and deadlocks (docs/locks.md) ---------------------------------------------
+
+def _add_waits(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str],
+               report: _Report, *, walked: bool) -> None:
+    """``data['threads'][i]['wait']``, ``data['deadlocks']`` and ``data['chains']``; the
+    frames come from the stack walker unless stacks were not asked for (then futex
+    waits that need the libc frame are "unknown", and say so)."""
+    from .analysis.deadlocks import wait_graph
+
+    # the frames _add_stacks walked (not walked twice); none with --no-stacks
+    frames: dict[int, list[_WalkedFrame]] = {}
+    if walked:
+        frames = {row["thread_id"]: [_WalkedFrame.of(f) for f in row["frames"]]
+                  for row in data["threads"] if "frames" in row}
+    graph = report.section("waits", lambda: wait_graph(dump, frames=frames,
+                                                       symbol_paths=symbol_paths), None)
+    if graph is None:
+        return
+    names = {tid: w.name for tid, w in graph.waits.items()}
+    for row in data["threads"]:
+        wait = graph.waits.get(row["thread_id"])
+        row["wait"] = None if wait is None else {**wait.to_json(),
+                                                 "text": wait.describe(names)}
+    data["deadlocks"] = [d.to_json() for d in graph.deadlocks]
+    data["chains"] = [c.to_json() for c in graph.chains]
+    data["verdict"] = graph.verdict()
+
+
+class _WalkedFrame(NamedTuple):
+    """A frame of ``info``'s JSON, with the attributes the wait analysis reads."""
+
+    function: str | None
+    module: str | None
+    module_basename: str | None
+    module_offset: int | None
+    source_file: str | None
+    source_line: int | None
+    pc: int
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> _WalkedFrame:
+        offset = row["module_offset"]
+        return cls(row["function"], row["module_path"], row["module"],
+                   None if offset is None else int(offset, 16), row["file"], row["line"],
+                   int(row["pc"], 16))
+
+
+def _print_verdict(data: dict[str, Any], out: TextIO) -> None:
+    """The first lines: ``DEADLOCK: <n> threads`` and its lines per cycle (or that there
+    is none), then the chains of waiting threads."""
+    if "verdict" not in data:
+        return
+    for line in data["verdict"]:
+        out.write(line + "\n")
+    for chain in data["chains"]:
+        out.write(f"chain: {chain['text']}\n")
+    out.write("\n")
+
+
+def _print_wait_line(row: dict[str, Any], out: TextIO) -> None:
+    wait = row.get("wait")
+    if wait is not None:
+        out.write(f"  waits: {wait['text']}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m minidumpkit.cli

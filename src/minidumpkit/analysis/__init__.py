@@ -12,6 +12,8 @@ Python stacks (CPython 3.11-3.13).
   docs/stacks.md for what is and is not walked.
 * :func:`python_stacks` (:mod:`minidumpkit.analysis.python`): every thread's Python stack;
   see docs/python-stacks.md.
+* :func:`wait_graph` (:mod:`.deadlocks`): what every thread waits for, the deadlocks
+  and the chains; see docs/locks.md.
 
 This layer sits above the reader: it imports the reader and the format, never the
 reverse, and never a backend.
@@ -24,6 +26,7 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .deadlocks import WaitGraph, wait_graph
 from .stackwalk import CallStack, Frame, FrameTrust, walk_thread
 from .symbols import Symbolizer
 
@@ -32,8 +35,8 @@ if TYPE_CHECKING:
     from .python import python_stacks
     from ..reader import Minidump
 
-__all__ = ["CallStack", "Frame", "FrameTrust", "Symbolizer", "python_stacks", "symbolizer_for",
-           "walk_stack", "walk_stacks"]
+__all__ = ["CallStack", "Frame", "FrameTrust", "Symbolizer", "WaitGraph", "python_stacks",
+           "symbolizer_for", "wait_graph", "walk_stack", "walk_stacks"]
 
 _SYMBOLIZERS: weakref.WeakKeyDictionary[Minidump, dict[tuple[tuple[str, ...], bool], Symbolizer]] \
     = weakref.WeakKeyDictionary()

@@ -314,14 +314,19 @@ def _from_frame(dump: Minidump, call: BlockingCall, base: FutexWait,
     if kind is WaitKind.RWLOCK:
         # waits on __wrphase_futex (+8) or __writers_futex (+12); a write-held lock
         # has WRPHASE|WRLOCKED in __readers and the writer in __cur_writer
+        seen = False
         for offset in (8, 12):
             obj = address - offset
             readers = _u32(dump, obj)
             writer = _u32(dump, obj + RWLOCK_CUR_WRITER)
+            seen = seen or (readers is not None and writer is not None)
             if readers is not None and writer and readers & 3 == 3 \
                     and writer in thread_states(dump):
                 return dataclasses.replace(told, object_address=obj, owner_tid=writer,
                                            evidence=f"{told.evidence}; __cur_writer")
+        if not seen:
+            return dataclasses.replace(
+                told, reason="the rwlock is not in the dump: owner unknown")
         return dataclasses.replace(
             told, reason="not write-held: held by readers, who are not recorded")
     if kind is WaitKind.JOIN:
