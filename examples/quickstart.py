@@ -1,8 +1,9 @@
 """Dump a running process and look inside the dump.
 
 Starts a small Python child with two named threads, writes a MINI dump of it with
-minidumpkit, and prints what the dump says: OS, why it was taken, threads with
-their names and registers, modules with build ids. Run: python3 examples/quickstart.py
+minidumpkit, and prints what the dump says: OS, why it was taken, each thread with its
+name, what it waits for, its native call stack and its Python stack, and the verdict of
+the lock analysis. Run: python3 examples/quickstart.py
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import minidumpkit as mdk
+from minidumpkit.analysis import python_stacks, wait_graph, walk_stack
 
 CHILD = r"""
 import ctypes, threading, time
@@ -47,13 +49,19 @@ def main() -> int:
                 if exc is not None:  # a dump of a running process: requested, no crash
                     why = f"requested by thread {exc.thread_id}" if exc.requested else "crash"
                     print(f"reason: {exc.reason} ({why})")
+                graph = wait_graph(dump)  # walks every stack, then who waits for whom
+                print("verdict: " + "; ".join(graph.verdict()))
+                python = {t.os_thread_id: t for t in python_stacks(dump).threads}
                 for thread in dump.threads:
-                    regs = thread.registers
-                    print(f"thread {thread.thread_id:>7} {thread.name or '':<16} "
-                          f"rip=0x{regs.get('rip', 0):x} rsp=0x{regs.get('rsp', 0):x}")
-                for module in dump.modules[:8]:
-                    build_id = module.build_id.hex() if module.build_id else "-"
-                    print(f"module 0x{module.base:x} {module.name} {build_id}")
+                    print(f"\nthread {thread.thread_id} {thread.name or ''!r}")
+                    wait = graph.waits.get(thread.thread_id)
+                    if wait is not None:
+                        print(f"  waits: {wait.describe()}")
+                    for frame in walk_stack(dump, thread).frames[:6]:
+                        print(f"  {frame}")
+                    py = python.get(thread.thread_id)
+                    for pyframe in (py.frames[:3] if py else ()):
+                        print(f"  python: {pyframe.qualname} ({pyframe.filename}:{pyframe.line})")
         # The child was only paused while it was read: it is still alive and running.
         state = Path(f"/proc/{child.pid}/status").read_text().split("State:")[1].split()[0]
         print(f"child state after the dump: {state}")
