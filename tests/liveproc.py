@@ -114,6 +114,21 @@ def settle_after_killed_dumper(proc: Any, pid: int, inside_window: bool,
             "clones_ended": wait_for(lambda: clones_ended(pid), timeout)}
 
 
+def reap(pid: int, timeout: float = 30.0) -> int:
+    """waitpid(``pid``) for at most ``timeout`` seconds, then SIGKILL it (and fail): its
+    wait status. Every wait of the live suites is bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"child {pid} did not end within {timeout} s (killed)")
+        time.sleep(0.001)
+
+
 # --- the dumping process's own resources -------------------------------------------------
 
 def open_fds() -> int:
@@ -161,13 +176,12 @@ def in_unprivileged_child(fn: Callable[[], object], uid: int = 65534,
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not sel.select(left):
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
+                reap(pid, 0)
                 raise AssertionError(f"the unprivileged child hung for {timeout} s")
             chunk = f.read(65536)
             if not chunk:
                 break
             chunks.append(chunk)
-    os.waitpid(pid, 0)
+    reap(pid, timeout)
     name, _, message = b"".join(chunks).decode().partition("\0")
     return name, message

@@ -41,6 +41,7 @@ import minidumpkit as mdk
 from liveproc import (
     PHASES,
     children,
+    reap,
     reap_clone_zombies,
     released,
     settle_after_killed_dumper,
@@ -132,19 +133,6 @@ def _start(pid: int, out: Path, mode: str, marker: mmap.mmap) -> tuple[int, int]
     return child, r
 
 
-def _reap(child: int) -> int:
-    deadline = time.monotonic() + CHILD_TIMEOUT
-    while True:
-        done, status = os.waitpid(child, os.WNOHANG)
-        if done:
-            return status
-        if time.monotonic() > deadline:
-            os.kill(child, signal.SIGKILL)
-            os.waitpid(child, 0)
-            raise AssertionError(f"the dumper child {child} did not end")
-        time.sleep(0.001)
-
-
 def _measure(pid: int, out: Path, mode: str, marker: mmap.mmap, runs: int = 5) -> dict[str, float]:
     """Median length (seconds) of each phase of an unkilled dump."""
     lengths: dict[str, list[float]] = defaultdict(list)
@@ -154,7 +142,7 @@ def _measure(pid: int, out: Path, mode: str, marker: mmap.mmap, runs: int = 5) -
             sel.register(r, selectors.EVENT_READ)
             records = _read_records(r, sel, None, bytearray())
         os.close(r)
-        assert os.WEXITSTATUS(_reap(child)) == 0, f"an unkilled {mode} dump failed"
+        assert os.WEXITSTATUS(reap(child, CHILD_TIMEOUT)) == 0, f"an unkilled {mode} dump failed"
         assert records and records[-1][0] == DONE, records
         for (phase, start), (_, end) in zip(records, records[1:], strict=False):
             lengths[PHASES[phase - 1]].append((end - start) / 1e9)
@@ -196,7 +184,7 @@ def test_dumper_sigkilled_in_every_phase(target_bins: dict[str, Path], start_tar
         if delay:
             time.sleep(delay)
         os.kill(child, signal.SIGKILL)
-        status = _reap(child)
+        status = reap(child, CHILD_TIMEOUT)
         os.close(r)
         finished = records[-1][0] == DONE or not os.WIFSIGNALED(status)
         landed = PHASES[marker[0] - 1] if marker[0] else "before attach"
