@@ -6,6 +6,7 @@
 #   breakpad-stackwalk, breakpad-minidump-dump, breakpad-dump-syms
 #                                      Google Breakpad binaries bundled in npm minidump 0.26.0
 # The Python oracles (minidump, udmp-parser) come with `pip install -e .[test]`.
+# Also libfuse3-dev (Debian), for the stress suite's failing FUSE file system.
 # See shared/reference/validators.md for why these and not others.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +22,8 @@ command -v make >/dev/null || need_apt+=(make)
 command -v readelf >/dev/null || need_apt+=(binutils)
 command -v gdb >/dev/null || need_apt+=(gdb)
 command -v npm >/dev/null || need_apt+=(npm)
+# tests/stress/test_disk.py builds a FUSE file system that fails writes (EIO)
+pkg-config --exists fuse3 2>/dev/null || need_apt+=(libfuse3-dev fuse3 pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q

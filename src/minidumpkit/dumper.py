@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Literal
 
 from ._backends import load_backend
 from .callbacks import as_policy
-from .errors import UnsupportedError
+from .errors import MinidumpError, UnsupportedError
 from .flags import (
     ContextFlags,
     DumpType,
@@ -101,11 +101,21 @@ def _atomic_output(path: Path) -> Iterator[IO[bytes]]:
                     # not lost, it is copied to a named file
                     tmp = _copy_to_named(f.fileno(), directory, path.name)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRORS \
+                and exc.filename is None and not isinstance(exc, MinidumpError):
+            # a bare "[Errno 28] No space left on device" from a write or fsync: say which
+            # dump could not be stored
+            raise type(exc)(exc.errno, f"cannot write the dump: {os.strerror(exc.errno)}",
+                            os.fspath(path)) from exc
         raise
+
+
+# Errors of the storage under the output file (as opposed to the target's or ours).
+_STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
 
 
 # linkat errors that mean "not this way" (a copy can still succeed), unlike ENOSPC & co.
