@@ -11,6 +11,7 @@
  * Every mode runs a checker thread: every 1 ms it increments `ticks` and verifies a
  * checksummed array (selfcheck_errors). Commands on stdin, answers on stdout:
  *   status -> "STATUS ticks=N selfcheck_errors=N spawned=N execs=N"
+ *   exit MS -> "EXITING", then exits (status 0) MS milliseconds later
  *   quit   -> exits 0
  */
 #define _GNU_SOURCE
@@ -131,7 +132,10 @@ int main(int argc, char **argv) {
         if (!strncmp(line, "status", 6))
             printf("STATUS ticks=%llu selfcheck_errors=%d spawned=%llu execs=%d\n", ticks,
                    selfcheck_errors, spawned, execs);
-        else if (!strncmp(line, "quit", 4))
+        else if (!strncmp(line, "exit ", 5)) {
+            pthread_create(&t, NULL, exiter, (void *)(intptr_t)atoi(line + 5));
+            printf("EXITING\n");
+        } else if (!strncmp(line, "quit", 4))
             return 0;
     }
     return 0;
