@@ -25,6 +25,7 @@ import time
 import tracemalloc
 from collections import Counter
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -68,12 +69,14 @@ def test_every_fixture_folder_is_seeded() -> None:
 
 # --- the reader, every API ------------------------------------------------------------
 
-def read_everything(source: bytes | Path) -> None:
-    """Open and read everything a user can; only the reader's own errors may escape."""
+def read_everything(source: bytes | Path,
+                    before_report: Callable[[], None] | None = None) -> str:
+    """Open and read everything a user can; only the reader's own errors may escape.
+    Returns "refused at open" or "opened" (some streams may still have been refused)."""
     try:
         dump = mdk.open_minidump(source)
     except MinidumpFormatError:
-        return
+        return "refused at open"
     with dump:
         for name in PROPERTIES:
             try:
@@ -133,9 +136,12 @@ def read_everything(source: bytes | Path) -> None:
                 except MemoryNotCaptured:
                     pass
         # what `minidumpkit info` builds and prints
+        if before_report is not None:
+            before_report()
         report = _Report(dump)
         data = report.build("mutant.dmp")
         _print_text(data, io.StringIO())
+    return "opened"
 
 
 # --- the mutator ----------------------------------------------------------------------
@@ -230,23 +236,19 @@ def mutate(rng: random.Random, seed: Seed, seeds: list[Seed]) -> tuple[bytes, li
 
 # --- the run --------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def written_seeds(target_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list[Seed]:
+@pytest.fixture
+def written_seeds(target_bins: dict[str, Path], start_target: Any,
+                  tmp_path_factory: pytest.TempPathFactory) -> list[Seed]:
     """Dumps we write of a live mdk_target: MINI, Normal, TRIAGE, FULL, a snapshot."""
-    from conftest import Target
-
     work = tmp_path_factory.mktemp("fuzz-seeds")
-    t = Target([str(target_bins["mdk_target"]), str(work / "known-file")])
-    try:
-        t.wait_parked("main", "reader", "sleeper", "regs", "futex")
-        d = mdk.Dumper(t.pid)
-        made = {"ours-MINI": d.write(work / "mini.dmp"),
-                "ours-Normal": d.write(work / "normal.dmp", 0),
-                "ours-TRIAGE": d.write(work / "triage.dmp", mdk.DumpType.TRIAGE),
-                "ours-FULL": d.write(work / "full.dmp", mdk.DumpType.FULL),
-                "ours-snapshot": d.write(work / "snap.dmp", snapshot="always")}
-    finally:
-        t.close()
+    t = start_target([target_bins["mdk_target"], work / "known-file"])
+    t.wait_parked("main", "reader", "sleeper", "regs", "futex")
+    d = mdk.Dumper(t.pid)
+    made = {"ours-MINI": d.write(work / "mini.dmp"),
+            "ours-Normal": d.write(work / "normal.dmp", 0),
+            "ours-TRIAGE": d.write(work / "triage.dmp", mdk.DumpType.TRIAGE),
+            "ours-FULL": d.write(work / "full.dmp", mdk.DumpType.FULL),
+            "ours-snapshot": d.write(work / "snap.dmp", snapshot="always")}
     return [Seed(name, path.read_bytes()) for name, path in made.items()]
 
 
@@ -264,8 +266,11 @@ def test_reader_fuzz(written_seeds: list[Seed], tmp_path: Path, scale: Any,
     slowest = (0.0, "")
     worst_ratio = 0.0
     on_disk = 0
+    # the heap peak of every mutant at full scale; of every 5th in CI (tracemalloc makes
+    # reading ~4x slower)
+    heap_every = 1 if scale.name == "full" else 5
+    heap_checked = 0
     started = time.perf_counter()
-    tracemalloc.start()
     try:
         for i in range(scale.mutants):
             seed = seeds[i % len(seeds)]  # every seed gets its share
@@ -277,14 +282,21 @@ def test_reader_fuzz(written_seeds: list[Seed], tmp_path: Path, scale: Any,
                 source = tmp_path / "mutant.dmp"
                 source.write_bytes(data)
                 on_disk += 1
-            tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
+            measured = i % heap_every == 0
+            peaks: list[int] = []
+
+            def stop_heap() -> None:
+                # the reader's own peak; the CLI report is not held to the bound (see
+                # docs/reliability.md: a damaged 264-module dump's report peaks ~35x)
+                peaks.append(tracemalloc.get_traced_memory()[1])
+                tracemalloc.stop()
+            if measured:
+                tracemalloc.start()
             t0 = time.perf_counter()
             try:
-                read_everything(source)
-                outcomes["read without error"] += 1
-            except MinidumpFormatError:
-                outcomes["MinidumpFormatError"] += 1
+                outcomes[read_everything(source, stop_heap if measured else None)] += 1
+            except MinidumpFormatError:  # cannot happen: read_everything catches them
+                outcomes["MinidumpFormatError escaped"] += 1
             except MemoryNotCaptured:  # outside a memory read: not allowed
                 outcomes["MemoryNotCaptured escaped"] += 1
                 _keep(failures, i, seed, ops, data, tmp_path, "MemoryNotCaptured")
@@ -297,17 +309,23 @@ def test_reader_fuzz(written_seeds: list[Seed], tmp_path: Path, scale: Any,
                 _keep(failures, i, seed, ops, data, tmp_path,
                       f"{type(exc).__name__} at {where}: {exc}")
             elapsed = time.perf_counter() - t0
-            peak = tracemalloc.get_traced_memory()[1] - base
-            worst_ratio = max(worst_ratio, peak / (ALLOC_PER_BYTE * len(data) + ALLOC_CONSTANT))
-            if peak > ALLOC_PER_BYTE * len(data) + ALLOC_CONSTANT:
-                _keep(failures, i, seed, ops, data, tmp_path,
-                      f"peak allocation {peak} bytes for {len(data)} bytes")
+            if measured:
+                if tracemalloc.is_tracing():
+                    stop_heap()
+                peak = peaks[0]
+                heap_checked += 1
+                bound = ALLOC_PER_BYTE * len(data) + ALLOC_CONSTANT
+                worst_ratio = max(worst_ratio, peak / bound)
+                if peak > bound:
+                    _keep(failures, i, seed, ops, data, tmp_path,
+                          f"peak allocation {peak} bytes for {len(data)} bytes")
             if elapsed > slowest[0]:
                 slowest = (elapsed, f"mutant {i} of {seed.name} ({'+'.join(ops)})")
             if elapsed > HANG_GUARD_S:
                 _keep(failures, i, seed, ops, data, tmp_path, f"took {elapsed:.1f} s")
     finally:
-        tracemalloc.stop()
+        if tracemalloc.is_tracing():
+            tracemalloc.stop()
     figures["fuzz"] = {
         "mutants": scale.mutants, "seeds": len(seeds),
         "seeds by folder": dict(Counter(s.name.split("/")[0] if "/" in s.name else "ours"
@@ -315,6 +333,7 @@ def test_reader_fuzz(written_seeds: list[Seed], tmp_path: Path, scale: Any,
         "read from a file (mmap)": on_disk, "outcomes": dict(outcomes),
         "mutations": dict(ops_count), "seconds": round(time.perf_counter() - started, 1),
         "slowest mutant s": [round(slowest[0], 3), slowest[1]],
+        "heap peak measured (mutants)": heap_checked,
         "largest heap peak / bound": round(worst_ratio, 3),
         "failures (distinct)": failures,
     }
