@@ -249,13 +249,37 @@ class ProcessStop:
                 if self._leaves_exit_to_parent(tid) and self._leader_gone(tid):
                     self._state[tid] = _State.GONE
                     continue
-                _, status = _waitpid(tid, 0)
+                if tid == self.pid:
+                    polled = self._wait_leader(tid)
+                    if polled is None:
+                        self._state[tid] = _State.GONE
+                        continue
+                    status = polled
+                else:
+                    _, status = _waitpid(tid, 0)
             except ProcessError as exc:
                 if exc.errno != errno.ECHILD:
                     raise
                 self._state[tid] = _State.GONE
                 continue
             self._record(tid, status)
+
+    def _wait_leader(self, tid: int) -> int | None:
+        """The main thread's wait status, polled; None once it is a zombie whose report
+        is held back: when the process is SIGKILLed while we hold other threads, the
+        kernel reports the main thread's exit only after those are reaped (at detach),
+        so a blocking wait here would never return."""
+        spins = 0
+        while True:
+            got, status = _waitpid(tid, libc.WNOHANG)
+            if got:
+                return status
+            if self._is_dead(tid):
+                got, status = _waitpid(tid, libc.WNOHANG)
+                return status if got else None
+            spins += 1
+            if spins > 20:
+                time.sleep(0.0001)
 
     def _leader_gone(self, tid: int) -> bool:
         """For the main thread of our own child: wait until it reports a stop (False) or
