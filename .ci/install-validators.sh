@@ -7,6 +7,7 @@
 #   breakpad-stackwalk, breakpad-minidump-dump, breakpad-dump-syms
 #                                      Google Breakpad binaries bundled in npm minidump 0.26.0
 # The Python oracles (minidump, udmp-parser) come with `pip install -e .[test]`.
+# Also libfuse3-dev (Debian), for the stress suite's failing FUSE file system.
 # See shared/reference/validators.md for why these and not others.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,10 +36,8 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v nginx >/dev/null || need_apt+=(nginx)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 dpkg -s libc6-dbg >/dev/null 2>&1 || need_apt+=(libc6-dbg)
-# five Debian programs dumped idle (issue 13): redis-server, nginx, postgres (+ python3, node)
-command -v redis-server >/dev/null || need_apt+=(redis-server)
-command -v nginx >/dev/null || need_apt+=(nginx-light)
-ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
+# tests/stress/test_disk.py builds a FUSE file system that fails writes (EIO)
+pkg-config --exists fuse3 2>/dev/null || need_apt+=(libfuse3-dev fuse3 pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q

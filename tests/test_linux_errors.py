@@ -22,6 +22,7 @@ import minidumpkit  # noqa: E402
 from minidumpkit import errors  # noqa: E402
 from minidumpkit._backends import _ptrace, linux  # noqa: E402
 from minidumpkit._ffi import libc  # noqa: E402
+from liveproc import in_unprivileged_child  # noqa: E402
 
 
 def no_files(directory: Path) -> None:
@@ -96,32 +97,6 @@ def test_already_traced(target_bins: dict[str, Path], start_target: Any, live: A
     live.assert_target_healthy(t)
 
 
-def _in_unprivileged_child(fn: Any) -> tuple[str, str]:
-    """Run ``fn()`` in a forked child that dropped to uid/gid 65534 (nobody); return the
-    (exception class name, message) it raised, or ("", "") if none."""
-    libc.load()  # the child cannot read the interpreter's files once it is nobody
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(r)
-        try:
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
-            fn()
-            result = "\0"
-        except BaseException as exc:  # reported to the parent
-            result = f"{type(exc).__name__}\0{exc}"
-        os.write(w, result.encode())
-        os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read().decode()
-    os.waitpid(pid, 0)
-    name, _, message = data.partition("\0")
-    return name, message
-
-
 def test_permission_denied_for_another_users_process(target_bins: dict[str, Path],
                                                      start_target: Any, live: Any,
                                                      tmp_path: Path) -> None:
@@ -129,7 +104,7 @@ def test_permission_denied_for_another_users_process(target_bins: dict[str, Path
     and explains same uid / CAP_SYS_PTRACE / ptrace_scope; the ptrace path itself (if the
     preflight were skipped) gives AccessDenied too."""
     t = start_target([target_bins["mdk_target"], tmp_path / "f"])
-    name, message = _in_unprivileged_child(lambda: minidumpkit.Dumper(t.pid))
+    name, message = in_unprivileged_child(lambda: minidumpkit.Dumper(t.pid))
     assert name == "AccessDenied", message
     assert "CAP_SYS_PTRACE" in message and "ptrace_scope" in message and "uid 0" in message
 
@@ -137,7 +112,7 @@ def test_permission_denied_for_another_users_process(target_bins: dict[str, Path
         with _ptrace.ProcessStop(t.pid):
             pass
 
-    name, message = _in_unprivileged_child(seize)
+    name, message = in_unprivileged_child(seize)
     assert name == "AccessDenied", message
     assert "CAP_SYS_PTRACE" in message
     live.assert_released(t.pid)

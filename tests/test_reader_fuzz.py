@@ -317,3 +317,26 @@ def test_empty_inputs(tmp_path: Path) -> None:
         minidumpkit.open_minidump(tmp_path / "missing.dmp")
     with pytest.raises(TypeError):
         minidumpkit.open_minidump(1234)  # type: ignore[arg-type]
+
+
+def test_string_longer_than_a_unicode_string_is_refused() -> None:
+    """A module name whose length field says 0x10000 bytes (one more than any Windows
+    UNICODE_STRING holds) is damage: refused, not copied and decoded (a fuzz mutant of a
+    264-module dump made each of them decode most of the file); 0xFFFE is accepted."""
+    name = "windows-x86_64-dbghelp-fastfail.dmp"
+    rva, _ = _stream_offset(name, StreamType.ModuleListStream)
+    base = bytearray(DATA[name])
+    name_rva = struct.unpack_from("<I", base, rva + 4 + 20)[0]  # first module's ModuleNameRva
+    end = len(base)
+    for length, refused in ((0x10000, True), (0xFFFE, False)):
+        raw = bytearray(base) + b"\0" * 4 + "A".encode("utf-16-le") * (length // 2)
+        struct.pack_into("<I", raw, rva + 4 + 20, end)  # the name: at the end, that long
+        struct.pack_into("<I", raw, end, length)
+        with minidumpkit.open_minidump(bytes(raw)) as d:
+            if refused:
+                with pytest.raises(MinidumpFormatError, match="claims 65536 bytes") as info:
+                    d.modules
+                assert info.value.offset == end
+            else:
+                assert d.modules[0].name == "A" * (0xFFFE // 2)
+    assert name_rva  # the fixture's own name was somewhere else

@@ -28,6 +28,7 @@ from minidumpkit.callbacks import DumpCallbacks
 from minidumpkit.errors import AlreadyTraced
 from minidumpkit.flags import PssCaptureFlags as F
 from minidumpkit.snapshot import SnapshotRefused
+from liveproc import children, settle_after_killed_dumper
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux backend")
 
@@ -70,21 +71,6 @@ def point_in_time(v: dict) -> bool:  # type: ignore[type-arg]
         if i < c and x != g or i > c and x != g - 1 or i == c and x not in (g, g - 1):
             return False
     return done in (g, g - 1) and v["shared"] in (done, g) and v["dfork"] in (done, g)
-
-
-def children(pid: int) -> list[tuple[int, str]]:
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    st = f.read()
-            except OSError:
-                continue
-            rest = st[st.rindex(")") + 2:].split()
-            if int(rest[1]) == pid:
-                out.append((int(name), rest[0]))
-    return out
 
 
 def assert_healthy(t, live, *, epoll_before: int | None = None) -> None:  # type: ignore[no-untyped-def]
@@ -303,19 +289,13 @@ def test_dumper_sigkilled_at_random_moments(target_bins, start_target, tmp_path,
         os.waitpid(child, 0)
         was_inside = marker[0] == 1
         marker[0:1] = b"\x00"
-        if was_inside:  # the target runs the stub on its own: it dies of the int3, or not
-            deadline = time.monotonic() + 2.0
-            while t.proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.005)
-        alive = t.proc.poll() is None
-        if alive:
+        # the target runs the stub on its own inside the window: it dies of the int3, or not
+        left = settle_after_killed_dumper(t.proc, t.pid, was_inside)
+        if left["alive"]:
             survived += 1
-            live.wait_until(lambda t=t: all(st not in ("t", "T") and tr == 0
-                                            for st, tr in live.task_states(t.pid).values()),
-                            "target released after the dumper died")
+            assert left["released"], f"trial {i}: target not released after the dumper died"
             # a clone dies of EXITKILL (or of the stub's exit_group) on its own
-            live.wait_until(lambda t=t: all(st in ("Z", "X") for _, st in children(t.pid)),
-                            "every clone of the killed dumper to end")
+            assert left["clones_ended"], f"trial {i}: a clone of the killed dumper lives on"
         else:
             assert was_inside, f"trial {i}: target died outside the injection window ({t.proc.returncode})"
             in_window += 1

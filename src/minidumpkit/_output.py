@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import IO, ParamSpec, TypeVar
 
 from .errors import (
+    MinidumpError,
     OutputExistsError,
     PathError,
     PathIsADirectoryError,
@@ -77,6 +78,15 @@ def _show(path: str) -> str:
     """The path as the user wrote it, quoted only if printing it raw would break the
     one-line message (a newline or another control character in it)."""
     return repr(path) if any(ord(c) < 32 or c == "\x7f" for c in path) else path
+
+
+# Failures of the storage under the output file (as opposed to the path's, the target's
+# or ours): raised as plain OSErrors naming the user's path, not as PathErrors.
+STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
+
+
+def _storage_error(code: int, path: str) -> OSError:
+    return OSError(code, f"cannot write the dump {_show(path)}: {os.strerror(code)}", path)
 
 
 def _error(code: int, message: str, path: str) -> PathError:
@@ -315,8 +325,16 @@ def open_output(dest: Destination) -> Iterator[IO[bytes]]:
         try:
             fd = publisher.create()
             with os.fdopen(fd, "w+b") as out:
-                yield out
-                out.flush()
+                try:
+                    yield out
+                    out.flush()
+                except OSError as exc:
+                    if exc.errno in STORAGE_ERRORS and exc.filename is None \
+                            and not isinstance(exc, MinidumpError):
+                        # a bare "[Errno 28] No space left on device" from a write: say
+                        # which dump could not be stored
+                        raise _storage_error(exc.errno, dest.path) from exc
+                    raise
                 publisher.run(os.fsync, out.fileno())
                 if publisher.hidden is None:  # the unnamed O_TMPFILE file: linked by its fd
                     dest.written = publisher.publish(out.fileno())
@@ -387,6 +405,8 @@ class _Publisher:
             raise
         except OSError as exc:
             code = exc.errno or errno.EIO
+            if code in STORAGE_ERRORS:  # the storage's failure, not the path's
+                raise _storage_error(code, self.dest.path) from None
             raise _error(code, f"cannot write {_show(self.dest.path)}: {exc.strerror}",
                          self.dest.path) from None
 

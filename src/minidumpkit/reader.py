@@ -115,6 +115,10 @@ def _require_regular(mode: int, path: str) -> None:
     raise NotARegularFileError(errno.EINVAL, f"{path} is {what}, not a minidump file", path)
 
 
+# The longest MINIDUMP_STRING accepted, in bytes: a UNICODE_STRING's largest length.
+MAX_STRING_BYTES = 0xFFFE
+
+
 def open_minidump(source: Source) -> Minidump:
     """Open a minidump from a path, bytes-like object or binary file object.
 
@@ -325,6 +329,12 @@ class Minidump(Closeable):
     def _string(self, rva: int, *, what: str, stream_type: int | None = None) -> str:
         """A MINIDUMP_STRING (u32 byte length, UTF-16LE); the NUL after it is optional."""
         length = self._u32(rva, what=what, stream_type=stream_type)
+        if length > MAX_STRING_BYTES:
+            # Windows strings are UNICODE_STRINGs (at most 0xFFFE bytes); a longer length
+            # is damage, and taken on trust it would copy and decode most of the file
+            # once per string that points at it
+            raise MinidumpFormatError(f"{what} claims {length} bytes (at most "
+                                      f"{MAX_STRING_BYTES})", offset=rva, stream_type=stream_type)
         data = self._bytes(rva + 4, length, what=what, stream_type=stream_type)
         return data.decode("utf-16-le", "replace").rstrip("\0")
 

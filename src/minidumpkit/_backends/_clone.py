@@ -286,8 +286,31 @@ def _leave_trap(stop: ProcessStop, tid: int) -> None:
     PTRACE_INTERRUPT stops the thread again at once."""
     _ptrace(libc.PTRACE_CONT, tid, 0, 0)
     _ptrace(libc.PTRACE_INTERRUPT, tid)
-    _, status = _waitpid(tid, 0)
+    _, status = _wait_injected(stop.pid, tid)
     stop._record(tid, status)
+
+
+def _wait_injected(pid: int, tid: int) -> tuple[int, int]:
+    """waitpid(tid) for the thread running an injected call, which stops at once in
+    the normal case. Polled: if the process is SIGKILLed meanwhile and ``tid`` is its
+    main thread, the kernel reports that thread's exit only after the other threads
+    are reaped, and we hold those stopped: a blocking wait would never return. A
+    thread that is a zombie without a report is then "died" (exit status 0x9)."""
+    got, status = _waitpid(tid, libc.WNOHANG)
+    spins = 0
+    while not got:
+        try:
+            dead = _procfs.read_stat(pid, tid).state in ("Z", "X")
+        except ProcessError:
+            dead = True
+        if dead:
+            got, status = _waitpid(tid, libc.WNOHANG)
+            return (tid, status) if got else (tid, signal.SIGKILL)  # killed, unreported
+        spins += 1
+        if spins > 20:
+            time.sleep(0.0001)
+        got, status = _waitpid(tid, libc.WNOHANG)
+    return got, status
 
 
 # --- the injection -------------------------------------------------------------------
@@ -453,7 +476,7 @@ def make_clone(stop: ProcessStop, regions: Sequence[Region]) -> Clone:
                        "PTRACE_SETOPTIONS", tid)
                 cont = time.perf_counter_ns()
                 _check(_ptrace(libc.PTRACE_CONT, tid, 0, 0), "PTRACE_CONT", tid)
-                _, status = _waitpid(tid, 0)
+                _, status = _wait_injected(pid, tid)
                 stopped, sig, event = _describe(status)
                 clone_ns = time.perf_counter_ns() - cont
                 if stopped and sig == signal.SIGTRAP and event == PTRACE_EVENT_CLONE:
@@ -468,7 +491,7 @@ def make_clone(stop: ProcessStop, regions: Sequence[Region]) -> Clone:
                                    PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD),
                            "PTRACE_SETOPTIONS(EXITKILL) of the clone", clone_pid)
                     _check(_ptrace(libc.PTRACE_CONT, tid, 0, 0), "PTRACE_CONT", tid)
-                    _, status = _waitpid(tid, 0)  # the int3
+                    _, status = _wait_injected(pid, tid)  # the int3
                     stopped, sig, event = _describe(status)
                 after = _get_regs(tid) if stopped else None
             finally:
@@ -535,7 +558,7 @@ def reap_clone_zombie(pid: int, clone_pid: int) -> bool:
                         os.pwrite(mem_fd, REAP_STUB, stub_address)
                         _set_regs(tid, injected)
                         _check(_ptrace(libc.PTRACE_CONT, tid, 0, 0), "PTRACE_CONT", tid)
-                        _, status = _waitpid(tid, 0)
+                        _, status = _wait_injected(pid, tid)
                         trapped = _describe(status)[0]
                         after = _get_regs(tid) if trapped else None
                     finally:

@@ -26,14 +26,16 @@ Why this keeps the target's state intact:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import functools
 import os
 import signal
 import struct
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .._ffi import libc
@@ -179,6 +181,15 @@ class ProcessStop:
     def stop(self) -> None:
         """Seize and interrupt every thread, rescanning until no new one appears."""
         self.stop_started_ns = time.perf_counter_ns()
+        watch = _SeizeWatch(self)
+        try:
+            self._stop_all(watch)
+        finally:
+            watch.close()
+            for tid in watch.reaped:
+                self._state[tid] = _State.GONE
+
+    def _stop_all(self, watch: _SeizeWatch) -> None:
         for _ in range(MAX_SCAN_ROUNDS):
             try:
                 listed = _procfs.task_ids(self.pid)
@@ -188,7 +199,9 @@ class ProcessStop:
             new = [tid for tid in listed if tid not in self._state]
             if not new:
                 break
-            self._seize(new)
+            self._seize(new, watch)
+            for tid in watch.take_reaped():
+                self._state[tid] = _State.GONE
             self._collect(new)
         else:
             raise ProcessError(errno.EAGAIN, f"process {self.pid} kept creating threads faster "
@@ -199,10 +212,14 @@ class ProcessStop:
                                   "stopped", pid=self.pid)
         self.stopped_ns = time.perf_counter_ns()
 
-    def _seize(self, tids: Iterable[int]) -> None:
+    def _seize(self, tids: Iterable[int], watch: _SeizeWatch | None = None) -> None:
         # Seize and interrupt all first, then collect: the stops happen in parallel.
         for tid in tids:
-            rc = _ptrace(libc.PTRACE_SEIZE, tid, 0, 0)
+            if watch is not None and self._state:
+                with watch.seizing():
+                    rc = _ptrace(libc.PTRACE_SEIZE, tid, 0, 0)
+            else:
+                rc = _ptrace(libc.PTRACE_SEIZE, tid, 0, 0)
             if rc == -1:
                 err = last_errno()
                 if err == errno.ESRCH or self._is_dead(tid):
@@ -233,16 +250,54 @@ class ProcessStop:
             if self._state.get(tid) is not _State.SEIZED:
                 continue
             try:
-                if self._leaves_exit_to_parent(tid) and _exited_unreaped(tid, block=True):
+                if self._leaves_exit_to_parent(tid) and self._leader_gone(tid):
                     self._state[tid] = _State.GONE
                     continue
-                _, status = _waitpid(tid, 0)
+                if tid == self.pid:
+                    polled = self._wait_leader(tid)
+                    if polled is None:
+                        self._state[tid] = _State.GONE
+                        continue
+                    status = polled
+                else:
+                    _, status = _waitpid(tid, 0)
             except ProcessError as exc:
                 if exc.errno != errno.ECHILD:
                     raise
                 self._state[tid] = _State.GONE
                 continue
             self._record(tid, status)
+
+    def _wait_leader(self, tid: int) -> int | None:
+        """The main thread's wait status, polled; None once it is a zombie whose report
+        is held back: when the process is SIGKILLed while we hold other threads, the
+        kernel reports the main thread's exit only after those are reaped (at detach),
+        so a blocking wait here would never return."""
+        spins = 0
+        while True:
+            got, status = _waitpid(tid, libc.WNOHANG)
+            if got:
+                return status
+            if self._is_dead(tid):
+                got, status = _waitpid(tid, libc.WNOHANG)
+                return status if got else None
+            spins += 1
+            if spins > 20:
+                time.sleep(0.0001)
+
+    def _leader_gone(self, tid: int) -> bool:
+        """For the main thread of our own child: wait until it reports a stop (False) or
+        an exit (True), without collecting an exit (its parent's). Polled, not a blocking
+        waitid: when another thread runs execve, the kernel drops the old leader from our
+        tracees silently and the pid names the new program's thread, which we did not
+        seize; as our child it would satisfy a blocking wait only when it exits."""
+        while True:
+            peek = _exited_unreaped(tid, block=False)
+            if peek is not None:
+                return peek
+            if not _traced_by(self.pid, tid, os.getpid()):
+                return True
+            time.sleep(0.0002)
 
     def _record(self, tid: int, status: int) -> None:
         stopped, sig, event = _describe(status)
@@ -376,11 +431,130 @@ class ProcessStop:
         self.detach()
 
 
+def _traced_by(pid: int, tid: int, tracer: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith("TracerPid:"):
+                    return int(line.split()[1]) == tracer
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+class _SeizeWatch:
+    """Breaks the ptrace/execve deadlock while threads are being seized.
+
+    If another thread of the target runs execve while we hold some of its threads,
+    execve kills them and waits until their tracer (us) reaps them, holding the
+    target's cred_guard_mutex; PTRACE_SEIZE of one more thread waits for that mutex,
+    so neither side moves (see ptrace(2), "execve(2) under ptrace"). This thread
+    watches the seize calls: one that has not returned after SEIZE_STUCK_SECONDS makes
+    it reap our tracees that have exited (a waitpid from any thread of the tracer's
+    process collects them), which lets execve, and then the seize, go on. It acts only
+    while the main thread is inside PTRACE_SEIZE, so no wait report is taken from
+    under the stopping loop; the reaped threads are GONE. Started on first use.
+    """
+
+    SEIZE_STUCK_SECONDS = 0.02
+
+    def __init__(self, stop: ProcessStop) -> None:
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._since = 0.0
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.reaped: set[int] = set()
+
+    @contextlib.contextmanager
+    def seizing(self) -> Iterator[None]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="minidumpkit-seize-watch",
+                                            daemon=True)
+            self._thread.start()
+        with self._lock:
+            self._since = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:  # waits for a reaping round in progress
+                self._since = 0.0
+
+    def take_reaped(self) -> set[int]:
+        with self._lock:
+            reaped, self.reaped = self.reaped, set()
+        return reaped
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        while not self._closed.wait(self.SEIZE_STUCK_SECONDS / 4):
+            with self._lock:
+                if self._since and time.monotonic() - self._since > self.SEIZE_STUCK_SECONDS:
+                    self._reap_exited()
+
+    def _reap_exited(self) -> None:
+        stop = self._stop
+        for tid, state in list(stop._state.items()):
+            if state not in (_State.SEIZED, _State.STOPPED) or tid in self.reaped \
+                    or tid == stop.pid:  # a leader reports only once the group is empty
+                continue
+            try:
+                if _procfs.read_stat(stop.pid, tid).state not in ("Z", "X"):
+                    continue
+            except ProcessError:
+                pass  # already released: the waitpid below tells
+            try:
+                got, status = _waitpid(tid, libc.WNOHANG)
+            except ProcessError:
+                continue
+            if got == tid and not _describe(status)[0]:
+                self.reaped.add(tid)
+
+
 def _seize_error(pid: int, tid: int, err: int) -> ProcessError:
+    if err == errno.EPERM and _exiting_or_execing(pid):
+        # PTRACE_SEIZE refuses a thread that is exiting with EPERM, whoever asks: during
+        # another thread's execve the old leader is such a thread (see _readable_...)
+        return ProcessError(err, f"thread {tid} of process {pid} could not be traced: it is "
+                            "exiting, or another thread is executing a new program (execve); "
+                            "try again", pid=pid)
     if err in (errno.EPERM, errno.EACCES):
         return AccessDenied(err, f"not allowed to ptrace thread {tid} of process {pid}: "
                             f"{_PERMISSION_HINT}", pid=pid)
     return ProcessError.from_errno(err, f"PTRACE_SEIZE of thread {tid} of process {pid}", pid=pid)
+
+
+def _exiting_or_execing(pid: int) -> bool:
+    """After PTRACE_SEIZE said EPERM: whether that was not a refusal to us but the
+    thread exiting (the kernel refuses an exiting thread to anyone; during another
+    thread's execve the old leader is one). We may read the address space (or it is
+    briefly gone, mid-execve), no Yama scope restricts attaching, and nobody else
+    traces the process: then a permission problem is ruled out."""
+    try:
+        with open(f"/proc/{pid}/auxv", "rb") as f:
+            f.read(16)
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # mid-execve, or gone
+    except OSError:
+        return False  # PermissionError: really refused
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            if int(f.read().strip() or 0) > 0 and os.geteuid() != 0:
+                return False
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("TracerPid:"):
+                    return int(line.split()[1]) in (0, os.getpid())
+    except (OSError, ValueError):
+        return True
+    return True
 
 
 _PERMISSION_HINT = (

@@ -458,15 +458,69 @@ def check_target(pid: int, status: dict[str, str] | None = None,
     if pid == os.getpid():
         return
     try:
-        with open(f"/proc/{pid}/auxv", "rb") as f:  # needs PTRACE_MODE_READ, like ptrace
-            f.read(16)
-    except (FileNotFoundError, ProcessLookupError):
-        raise ProcessNotFound(errno.ESRCH, f"process {pid} exited", pid=pid) from None
+        _readable_address_space(pid, name)
     except PermissionError as exc:
+        uids = status.get("Uid", "?").split()
+        gids = status.get("Gid", "?").split()
+        if set(uids) == {str(os.geteuid())} and set(gids) == {str(os.getegid())}:
+            # our own uid and gid everywhere, and still refused: the kernel's dumpable
+            # flag (or an LSM) is what says no
+            raise AccessDenied(exc.errno or errno.EACCES,
+                               f"not allowed to inspect process {pid} ({name}) although it runs "
+                               f"as our uid {uids[0]}: it is not dumpable (it called "
+                               "prctl(PR_SET_DUMPABLE, 0), or started as a set-user-ID program "
+                               "or with changed credentials); dumping it needs CAP_SYS_PTRACE "
+                               "(run as root)", pid=pid) from None
         raise AccessDenied(exc.errno or errno.EACCES,
                            f"not allowed to inspect process {pid} ({name}) owned by uid "
-                           f"{status.get('Uid', '?').split()[0]}: {_PERMISSION_HINT}",
-                           pid=pid) from None
+                           f"{uids[0]}: {_PERMISSION_HINT}", pid=pid) from None
+
+
+# How long a process whose address space is briefly unreadable (its leader thread
+# exiting in the middle of an execve by another thread) is waited for.
+EXEC_WAIT_SECONDS = 1.0
+
+
+def _readable_address_space(pid: int, name: str) -> None:
+    """Read a little of /proc/PID/auxv, which needs PTRACE_MODE_READ like ptrace
+    (PermissionError when refused). While another thread of the process runs execve,
+    the old leader is exiting and its /proc files say "no such process" for a few ms
+    although the process lives on: wait for the new program (bounded), and say so if
+    it does not come."""
+    deadline = time.monotonic() + EXEC_WAIT_SECONDS
+    while True:
+        try:
+            with open(f"/proc/{pid}/auxv", "rb") as f:
+                f.read(16)
+            return
+        except (FileNotFoundError, ProcessLookupError):
+            try:
+                state = _read_status(pid).get("State", "")
+            except ProcessNotFound:
+                state = "X"
+            if state.startswith(("Z", "X")) and not _has_live_threads(pid):
+                raise ProcessNotFound(errno.ESRCH, f"process {pid} ({name}) exited",
+                                      pid=pid) from None
+            if time.monotonic() > deadline:
+                raise ProcessError(
+                    errno.EAGAIN, f"process {pid} ({name}) has no readable address space: "
+                    "its main thread is exiting, or another thread is executing a new program "
+                    "(execve); try again", pid=pid) from None
+            time.sleep(0.002)
+
+
+def _has_live_threads(pid: int) -> bool:
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            if _procfs.read_stat(pid, int(tid)).state not in ("Z", "X"):
+                return True
+        except ProcessError:
+            continue
+    return False
 
 
 def _already_traced(pid: int, name: str, tracer: int) -> AlreadyTraced:
