@@ -325,16 +325,8 @@ def open_output(dest: Destination) -> Iterator[IO[bytes]]:
         try:
             fd = publisher.create()
             with os.fdopen(fd, "w+b") as out:
-                try:
-                    yield out
-                    out.flush()
-                except OSError as exc:
-                    if exc.errno in STORAGE_ERRORS and exc.filename is None \
-                            and not isinstance(exc, MinidumpError):
-                        # a bare "[Errno 28] No space left on device" from a write: say
-                        # which dump could not be stored
-                        raise _storage_error(exc.errno, dest.path) from exc
-                    raise
+                yield out
+                out.flush()
                 publisher.run(os.fsync, out.fileno())
                 if publisher.hidden is None:  # the unnamed O_TMPFILE file: linked by its fd
                     dest.written = publisher.publish(out.fileno())
@@ -342,8 +334,13 @@ def open_output(dest: Destination) -> Iterator[IO[bytes]]:
                 # A named file is renamed once closed: Windows cannot rename a file that
                 # is open without FILE_SHARE_DELETE (a sharing violation; tests/wine).
                 dest.written = publisher.publish(-1)
-        except BaseException:
+        except BaseException as exc:
             publisher.discard()
+            if isinstance(exc, OSError) and exc.errno in STORAGE_ERRORS \
+                    and exc.filename is None and not isinstance(exc, MinidumpError):
+                # a bare "[Errno 28] No space left on device" from a write, or from the
+                # close that flushes it: say which dump could not be stored
+                raise _storage_error(exc.errno, dest.path) from exc
             raise
         finally:
             publisher.close()
