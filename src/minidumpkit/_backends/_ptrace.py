@@ -516,7 +516,7 @@ class _SeizeWatch:
 
 
 def _seize_error(pid: int, tid: int, err: int) -> ProcessError:
-    if err == errno.EPERM and _exiting_or_execing(pid):
+    if err == errno.EPERM and _exiting_or_execing(pid, tid):
         # PTRACE_SEIZE refuses a thread that is exiting with EPERM, whoever asks: during
         # another thread's execve the old leader is such a thread (see _readable_...)
         return ProcessError(err, f"thread {tid} of process {pid} could not be traced: it is "
@@ -528,12 +528,25 @@ def _seize_error(pid: int, tid: int, err: int) -> ProcessError:
     return ProcessError.from_errno(err, f"PTRACE_SEIZE of thread {tid} of process {pid}", pid=pid)
 
 
-def _exiting_or_execing(pid: int) -> bool:
+def _exiting_or_execing(pid: int, tid: int) -> bool:
     """After PTRACE_SEIZE said EPERM: whether that was not a refusal to us but the
     thread exiting (the kernel refuses an exiting thread to anyone; during another
-    thread's execve the old leader is one). We may read the address space (or it is
-    briefly gone, mid-execve), no Yama scope restricts attaching, and nobody else
-    traces the process: then a permission problem is ruled out."""
+    thread's execve the old leader is one). The thread must be seen ending (gone, a
+    zombie or dead within 50 ms), we may read the address space (or it is briefly gone,
+    mid-execve), no Yama scope restricts attaching, and nobody else traces the
+    process: then a permission problem is ruled out. (Reading the address space alone
+    proves nothing: root without CAP_SYS_PTRACE may read another user's auxv, yet not
+    trace it.)"""
+    deadline = time.monotonic() + 0.05
+    while True:
+        try:
+            if _procfs.read_stat(pid, tid).state in ("Z", "X"):
+                break
+        except ProcessError:
+            break  # gone
+        if time.monotonic() > deadline:
+            return False  # alive and well: the EPERM was meant for us
+        time.sleep(0.005)
     try:
         with open(f"/proc/{pid}/auxv", "rb") as f:
             f.read(16)
