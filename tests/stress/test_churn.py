@@ -66,7 +66,12 @@ def _outcome(pid: int, path: Path, kind: str) -> str:
 
 
 class Hang(AssertionError):
-    """A dump did not answer within its timeout (the dumping child was killed)."""
+    """A dump did not answer within its timeout (the dumping child was killed);
+    ``results`` holds the outcomes of the dumps before it."""
+
+    def __init__(self, message: str, results: list[str]) -> None:
+        super().__init__(message)
+        self.results = results
 
 
 def dumps_in_child(pid: int, out_dir: Path, kinds: list[str], *,
@@ -127,7 +132,7 @@ def dumps_in_child(pid: int, out_dir: Path, kinds: list[str], *,
         os.unlink(out_dir / name)
     if hung:
         raise Hang(f"dump {len(results)} ({kinds[len(results)]}) of {pid} did not answer "
-                   f"within {timeout} s")
+                   f"within {timeout} s", results)
     assert len(results) == len(kinds), f"the dumping child died: {results}"
     return results
 
@@ -187,7 +192,7 @@ def test_target_executing_new_programs(target_bins: dict[str, Path], start_targe
         outcomes = dumps_in_child(t.pid, out, _kinds(scale.churn_dumps), timeout=15.0)
     except Hang as exc:
         hang = str(exc)
-        outcomes = []
+        outcomes = exc.results
     counts = _check(outcomes, {"dump", "ProcessError", "ProcessNotFound", "SnapshotRefused"})
     figures.setdefault("churn", {})["exec"] = {**dict(counts), "hangs": int(hang is not None)}
     assert t.proc.poll() is None, f"the exec target died: {t.proc.returncode}"
