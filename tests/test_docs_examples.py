@@ -124,7 +124,7 @@ def test_every_example_is_run_or_listed() -> None:
     for b in ALL_BLOCKS:
         if b.lang == "sh" and b.marker is None:
             for cmd in sh_commands(b):
-                if cmd.startswith(NOT_RUN_PREFIXES):
+                if not_run(cmd):
                     print(f"  {b.where}  {cmd}")
 
 
@@ -239,9 +239,18 @@ def sh_commands(block: Block) -> Iterator[str]:
             yield from (c.strip() for c in line.split("&&"))
 
 
+def not_run(cmd: str) -> bool:
+    """Whether ``cmd`` is one of NOT_RUN_PREFIXES, after any leading ``NAME=value``
+    environment assignments (``MDK_STRESS_SCALE=full python3 -m pytest ...``)."""
+    words = cmd.split()
+    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", words[0]):
+        words.pop(0)
+    return " ".join(words).startswith(NOT_RUN_PREFIXES)
+
+
 def run_sh(block: Block, ws: dict[str, Any]) -> None:
     for cmd in sh_commands(block):
-        if not cmd.startswith(NOT_RUN_PREFIXES):
+        if not not_run(cmd):
             _run(cmd, ws, block.where)
 
 

@@ -295,7 +295,9 @@ class ProcessStop:
             peek = _exited_unreaped(tid, block=False)
             if peek is not None:
                 return peek
-            if not _traced_by(self.pid, tid, os.getpid()):
+            # TracerPid names the tracing thread, which is this one (not always the
+            # main thread: a snapshot may be freed from another thread)
+            if not _traced_by(self.pid, tid, threading.get_native_id()):
                 return True
             time.sleep(0.0002)
 
