@@ -621,7 +621,6 @@ def test_signals_to_the_clone_do_not_derail_its_system_calls(target_bins, start_
     live.assert_released(t.pid)
 
 
-@pytest.mark.xfail(strict=False, reason="open bug since the stress fixes to _ptrace.py: about one run in two the clone's zombie stays a child of the target when the last write and close run on a thread other than the tracer (the close path never reaches reap_clone_zombie); see docs/reliability.md")
 def test_a_last_write_from_another_thread_gives_nothing_back(target_bins, start_target,  # type: ignore[no-untyped-def]
                                                              tmp_path, live) -> None:
     """Only the thread that took the snapshot is the clone's tracer: written from another
