@@ -132,16 +132,11 @@ def start_target() -> Iterator[Callable[..., Target]]:
 
 
 def task_states(pid: int) -> dict[int, tuple[str, int]]:
-    """{tid: (state letter, TracerPid)} for every thread of ``pid``."""
-    out = {}
-    for name in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{name}/status") as f:
-                status = dict(line.split(":", 1) for line in f if ":" in line)
-        except (FileNotFoundError, ProcessLookupError):  # the thread just ended
-            continue
-        out[int(name)] = (status["State"].split()[0], int(status["TracerPid"]))
-    return out
+    """{tid: (state letter, TracerPid)} for every thread of ``pid`` ({} once it is gone):
+    liveproc's, under the name the older tests use."""
+    from liveproc import thread_states
+
+    return thread_states(pid)
 
 
 def assert_released(pid: int, *, stopped: bool = False) -> None:
