@@ -225,12 +225,27 @@ class ProcessStop:
                 if err == errno.ESRCH or self._is_dead(tid):
                     self._state[tid] = _State.GONE  # exited between the listing and now
                     continue
-                raise _seize_error(self.pid, tid, err)
+                if err != errno.EPERM or not self._seized_on_retry(tid):
+                    raise _seize_error(self.pid, tid, err)
             self._state[tid] = _State.SEIZED
             self.seized_ns[tid] = time.perf_counter_ns()
             if _ptrace(libc.PTRACE_INTERRUPT, tid) == -1 and last_errno() != errno.ESRCH:
                 raise ProcessError.from_errno(last_errno(), f"PTRACE_INTERRUPT of thread {tid}",
                                               pid=self.pid)
+
+    def _seized_on_retry(self, tid: int) -> bool:
+        """After an EPERM from a live thread: seize again a few times over ~50 ms. The
+        kernel refuses an exiting thread to anyone, and while another thread executes a
+        new program the leader's tid is such a thread for a moment, then belongs to the
+        executing thread, alive and seizable (found by tests/stress: the leader read as
+        alive and well right after the EPERM). A refusal meant for us stays a refusal."""
+        for _ in range(5):
+            time.sleep(0.01)
+            if _ptrace(libc.PTRACE_SEIZE, tid, 0, 0) == 0:
+                return True
+            if last_errno() == errno.ESRCH:
+                return False
+        return False
 
     def _is_dead(self, tid: int) -> bool:
         try:

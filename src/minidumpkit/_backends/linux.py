@@ -428,6 +428,25 @@ def _read_status(pid: int) -> dict[str, str]:
                               f"exited); check the pid, e.g. with `ps -p {pid}`", pid=pid) from None
 
 
+def _has_live_thread(pid: int) -> bool:
+    """Whether a thread of ``pid`` other than its leader is alive: then a leader in state
+    Z is not a dead process but a main thread that has exited, or the old leader while
+    another thread executes a new program (found by tests/stress)."""
+    try:
+        tids = _procfs.task_ids(pid)
+    except ProcessError:
+        return False
+    for tid in tids:
+        if tid == pid:
+            continue
+        try:
+            if _procfs.read_stat(pid, tid).state not in ("Z", "X"):
+                return True
+        except ProcessError:
+            continue
+    return False
+
+
 def check_target(pid: int, status: dict[str, str] | None = None,
                  stat: _procfs.Stat | None = None) -> None:
     """Raise a clear error now if ``pid`` cannot be dumped; do nothing otherwise.
@@ -444,7 +463,8 @@ def check_target(pid: int, status: dict[str, str] | None = None,
     name = status.get("Name", "?")
     state = status.get("State", "")
     threads = int(status.get("Threads", "1") or 1)
-    if state.startswith("Z") and threads <= 1 or state.startswith("X"):
+    if (state.startswith("Z") and threads <= 1 or state.startswith("X")) \
+            and not _has_live_thread(pid):
         raise InvalidTargetError(
             f"process {pid} ({name}) is a zombie: it has exited and only waits for its "
             "parent to reap it, so there is no memory or thread left to dump", pid=pid)
