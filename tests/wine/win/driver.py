@@ -171,6 +171,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             options: dict[str, Any] = {}
             if "snapshot" in job:
                 options["snapshot"] = job["snapshot"]
+            if "python" in job:
+                options["python"] = job["python"]
             if kind == "dump":
                 written = mdk.dump(pid, job["path"], job["type"], callbacks=callbacks, **options)
             else:
