@@ -62,7 +62,8 @@ def dumps(scenario_factory: Any, py_target: dict[str, Any]) -> Scenario:
                 job(work, "full", "dump", "full.dmp", pid=pid, type=int(DumpType.FULL),
                     python=False),
                 job(work, "plain", "dump", "plain.dmp", pid=pid, type=int(DumpType.PYTHON),
-                    python=False)]
+                    python=False),
+                job(work, "after", "suspend_counts", pid=pid)]
     return scenario_factory("pystacks", jobs)
 
 
@@ -103,6 +104,14 @@ def test_capture_dump_alone_gives_the_targets_own_stacks(dumps: Scenario,
     assert all(t.mapped_by == "C-stack anchor" for t in runtime.threads)
     print(f"capture: {info.range_count} ranges, {info.range_bytes} B, walk "
           f"{info.walk_ns / 1e6:.1f} ms; dump {dumps.path('python').stat().st_size} B")
+
+
+def test_target_is_left_running(dumps: Scenario, py_target: dict[str, Any]) -> None:
+    """After the dumps (the capture suspended the target for one of them) every thread
+    of the target has suspend count 0, the target's own threads among them."""
+    counts = {int(tid): n for tid, n in dumps.ok("after")["counts"].items()}
+    assert set(truth_by_thread(py_target)) <= set(counts)
+    assert set(counts.values()) == {0}, counts
 
 
 def test_capture_dump_without_its_stream_finds_pyruntime_in_its_memory(

@@ -32,8 +32,10 @@ from . import _python_capture
 __all__ = ["ProcessMemory", "held_capture", "process_modules"]
 
 #: The walk's budget while the target is suspended (seconds). Larger than Linux's
-#: 10 ms: under Wine every ReadProcessMemory is a wineserver round trip.
-HELD_TIME_LIMIT = 0.050
+#: 10 ms: under Wine every ReadProcessMemory is a wineserver round trip (57 page reads
+#: took 10-38 ms on a loaded 2-core machine), and MiniDumpWriteDump itself holds the
+#: target far longer (0.3 s for a MINI with Microsoft's dbghelp, seconds with Wine's).
+HELD_TIME_LIMIT = 0.200
 MAX_MODULES = 4096
 _MAX_PATH = 32768
 

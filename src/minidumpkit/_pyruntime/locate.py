@@ -231,6 +231,9 @@ def layout_for(source: MemorySource, found: Located, model: str = o.LP64) -> tup
             return None, version, f"_Py_DebugOffsets not readable ({type(e).__name__})"
         except ValueError as e:
             return None, version, str(e)
+    if (major, minor, o.LP64) in o.STATIC_LAYOUTS:
+        return None, version, f"CPython {version_string(version)} on Windows x64 (LLP64) " \
+            "is not supported yet (3.13 is)"
     return None, version, f"CPython {version_string(version)} is not supported " \
         "(3.11, 3.12, 3.13 are)"
 
