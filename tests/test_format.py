@@ -83,6 +83,7 @@ SDK_LAYOUTS: dict[str, str] = {
     "ThreadState": "IIIIQQQQQ64s",
     # minidumpkit's own: docs/python-stacks.md
     "MinidumpkitPython": "IIII" "QQQ" "II" "QQ",
+    "MinidumpkitMemory": "II" "QQ",
 }
 
 # Sizes quoted by the SDK documentation / Breakpad headers, for the records people

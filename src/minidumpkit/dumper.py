@@ -140,7 +140,8 @@ class Dumper:
         thread states, frames and code objects on the frozen target and add exactly that
         memory and a MinidumpkitPythonStream to the dump, whatever ``type`` is, so
         :func:`minidumpkit.analysis.python_stacks` reads the Python stacks from the dump
-        alone (Linux; on Windows not yet). ``python=False`` adds nothing. See
+        alone (Linux; Windows: CPython 3.13, live dumps, the memory in a user stream).
+        ``python=False`` adds nothing. See
         docs/python-stacks.md.
         """
         if snapshot not in ("auto", "always", "never"):

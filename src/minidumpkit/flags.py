@@ -256,6 +256,9 @@ class StreamType(enum.IntEnum):
     # The CPython runtime the writer walked (format.MinidumpkitPython + JSON);
     # 0x4D4B0003 is the per-thread state stream
     MinidumpkitPythonStream = 0x4D4B0004
+    # Process memory a writer added as a user stream (format.MinidumpkitMemory): the
+    # Windows writer's Python capture, which dbghelp's MemoryList cannot take
+    MinidumpkitMemoryStream = 0x4D4B0005
 
 
 class ContextFlags(enum.IntFlag):

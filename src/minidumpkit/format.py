@@ -22,7 +22,7 @@ import operator
 import struct
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, ClassVar, Self
 
 from ._lazydataclass import LazyDataclass
@@ -1105,6 +1105,37 @@ PYTHON_STREAM_VERSION = 1
 PYTHON_WALK_COMPLETE = 0
 PYTHON_WALK_PARTIAL = 1
 PYTHON_WALK_NOT_FOUND = 2
+
+
+class MinidumpkitMemory(Record):
+    """Head of StreamType.MinidumpkitMemoryStream: process memory a writer added as a user
+    stream rather than to the MemoryList. The Windows writer puts its Python capture
+    there: dbghelp writes the MemoryList itself and adds memory only through its Memory
+    callback, which Wine's dbghelp never sends.
+
+    ``range_count`` MemoryDescriptor64-like (start u64, size u64) pairs follow the head
+    (``size_of_header`` bytes), then the bytes of every range in that order, from
+    ``data_offset`` (counted from the stream's start). Readers that do not know the
+    stream ignore it; minidumpkit's reader serves reads from it as from the MemoryList.
+    """
+    size_of_header: U32
+    format_version: U32
+    range_count: U64
+    data_offset: U64
+
+
+MEMORY_STREAM_VERSION = 1
+
+
+def pack_memory_stream(ranges: Iterable[tuple[int, bytes]]) -> bytes:
+    """A MinidumpkitMemoryStream holding ``ranges``: (start address, the bytes there)."""
+    ranges = list(ranges)
+    data_offset = MinidumpkitMemory.SIZE + 16 * len(ranges)
+    head = MinidumpkitMemory(size_of_header=MinidumpkitMemory.SIZE,
+                             format_version=MEMORY_STREAM_VERSION, range_count=len(ranges),
+                             data_offset=data_offset)
+    table = b"".join(struct.pack("<QQ", start, len(data)) for start, data in ranges)
+    return head.pack() + table + b"".join(data for _, data in ranges)
 
 
 CAPTURE_STOP = 1  # stop every thread, read, detach

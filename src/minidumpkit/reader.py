@@ -754,7 +754,8 @@ class Minidump(Closeable):
 
     @cached_property
     def memory(self) -> Memory:
-        """All captured memory: MemoryListStream and Memory64ListStream together."""
+        """All captured memory: MemoryListStream, Memory64ListStream and minidumpkit's
+        memory stream together."""
         return Memory(self)
 
     @cached_property
@@ -1069,7 +1070,9 @@ class Minidump(Closeable):
 
 
 class Memory:
-    """The process memory a dump holds, from MemoryList and Memory64List together.
+    """The process memory a dump holds, from MemoryList and Memory64List together (and
+    StreamType.MinidumpkitMemoryStream, where minidumpkit's Windows writer puts memory
+    dbghelp would not take).
 
     ``read(address, size)`` returns bytes and may span adjacent ranges; it raises
     :class:`~minidumpkit.MemoryNotCaptured` if any byte of the request is missing.
@@ -1115,6 +1118,21 @@ class Memory:
                 dump._span(rva, size, "memory64 range", st)
                 flat.extend((start, size, rva))
                 rva += size
+        st = StreamType.MinidumpkitMemoryStream
+        info = dump._located(st, md.MinidumpkitMemory.SIZE)
+        if info is not None:
+            within = (info.rva, info.rva + info.data_size)
+            mk = dump._record(md.MinidumpkitMemory, info.rva, what="minidumpkit memory header",
+                              stream_type=st)
+            count = mk.range_count
+            table = dump._bytes(info.rva + max(mk.size_of_header, md.MinidumpkitMemory.SIZE),
+                                count * 16, f"minidumpkit memory: {count} descriptors", st,
+                                within)
+            rva = info.rva + mk.data_offset
+            for start, size in _DESCRIPTOR64.iter_unpack(table):
+                dump._span(rva, size, "minidumpkit memory range", st, within)
+                flat.extend((start, size, rva))
+                rva += size
         return flat
 
     @staticmethod
@@ -1141,7 +1159,8 @@ class Memory:
 
     @cached_property
     def ranges(self) -> list[MemoryRange]:
-        """Every captured range as recorded (MemoryList first, then Memory64List)."""
+        """Every captured range as recorded (MemoryList first, then Memory64List, then
+        minidumpkit's memory stream)."""
         f = self._ranges
         return s._ShortList(MemoryRange(f[i], f[i + 1], f[i + 2]) for i in range(0, len(f), 3))
 

@@ -130,6 +130,11 @@ def verdicts(path: Path) -> dict[str, str]:
     return out
 
 
+#: What the Windows writer's Python-aware capture adds to a dump of a CPython process.
+PYTHON_STREAMS = [int(StreamType.MinidumpkitPythonStream),
+                  int(StreamType.MinidumpkitMemoryStream)]
+
+
 def streams_named(types: list[int]) -> list[str]:
     names = []
     for value in types:

@@ -12,7 +12,9 @@ The walk is bounded: the shared walk's frame, thread, interpreter and string lim
 its cycle checks, and a time limit (:data:`HELD_TIME_LIMIT` while the target is
 stopped). When a limit bites, the dump records "partial walk: why" instead of
 prolonging the pause. A process without a python module costs nothing: no read, no
-stream. This module knows nothing of the OS; the Linux backend hooks it in.
+stream. This module knows nothing of the OS: the Linux backend adds the ranges to its
+MemoryList (:func:`add_to_selection`); the Windows one (:mod:`._win_python`) hands
+dbghelp the bytes (``keep_bytes``) in a MinidumpkitMemoryStream.
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ SNAPSHOT_TIME_LIMIT = 1.0
 
 @dataclass(frozen=True)
 class PythonCapture:
-    """What the walk read (merged (address, size) ranges) and the stream describing it."""
+    """What the walk read (merged (address, size) ranges) and the stream describing it;
+    ``data``: the bytes of each range, when asked for (``keep_bytes``), else empty."""
 
     runtime: PythonRuntime
     ranges: list[tuple[int, int]]
     walk_ns: int
     stream: bytes
+    data: tuple[bytes, ...] = ()
 
     @property
     def nbytes(self) -> int:
@@ -89,11 +93,14 @@ class _ExactReads:
 
 
 def capture_python(memory: MemorySource, modules: Sequence[CapturedModule], *,
-                   time_limit: float | None = None) -> PythonCapture | None:
+                   time_limit: float | None = None, model: str = offsets.LP64,
+                   keep_bytes: bool = False) -> PythonCapture | None:
     """Walk the CPython runtime of the captured process; None when no module of it looks
-    like CPython (libpython3.X or a python3 executable). Never raises for the target's
-    memory: what went wrong is the capture's status. ``time_limit``: seconds
-    (default :data:`HELD_TIME_LIMIT`, read at each call)."""
+    like CPython (libpython3.X, python3XY.dll or a python3 executable). Never raises for
+    the target's memory: what went wrong is the capture's status. ``time_limit``:
+    seconds (default :data:`HELD_TIME_LIMIT`, read at each call); ``model``: the
+    target's C data model (offsets.LLP64 on Windows); ``keep_bytes``: also return the
+    bytes of every range (read again, mostly from the pages the walk read)."""
     if time_limit is None:
         time_limit = HELD_TIME_LIMIT
     refs = [ModuleRef(m.path, m.base, m.size, m.build_id or None) for m in modules]
@@ -101,16 +108,27 @@ def capture_python(memory: MemorySource, modules: Sequence[CapturedModule], *,
         return None
     log: list[tuple[int, int]] = []
     started = time.perf_counter_ns()
-    runtime = walk_process(_ExactReads(memory), refs, model=offsets.LP64, open_file=None,
+    reads = _ExactReads(memory)
+    runtime = walk_process(reads, refs, model=model, open_file=None,
                            time_limit=time_limit, log=log)
     walk_ns = time.perf_counter_ns() - started
     # Nothing to walk (no runtime, an unsupported version): the stream says why, the
     # dump gets none of the probing reads.
     ranges = merge_ranges(log) if runtime.layout is not None else []
     module = next((m for m in refs if m.name == runtime.module), None)
+    data: list[bytes] = []
+    if keep_bytes:
+        kept = []
+        for address, size in ranges:
+            try:
+                data.append(reads.read(address, size))
+            except OSError:  # read a moment ago: only a vanished target gets here
+                continue
+            kept.append((address, size))
+        ranges = kept
     stream = stream_bytes(runtime, ranges, walk_ns, time_limit,
-                          module_base=module.base if module is not None else 0)
-    return PythonCapture(runtime, ranges, walk_ns, stream)
+                          module_base=module.base if module is not None else 0, model=model)
+    return PythonCapture(runtime, ranges, walk_ns, stream, tuple(data))
 
 
 def walk_status(runtime: PythonRuntime) -> tuple[int, str]:
@@ -123,7 +141,8 @@ def walk_status(runtime: PythonRuntime) -> tuple[int, str]:
 
 
 def stream_bytes(runtime: PythonRuntime, ranges: list[tuple[int, int]], walk_ns: int,
-                 time_limit: float, *, module_base: int = 0) -> bytes:
+                 time_limit: float, *, module_base: int = 0,
+                 model: str = offsets.LP64) -> bytes:
     """A MinidumpkitPythonStream: the format.MinidumpkitPython head, then its JSON."""
     code, status = walk_status(runtime)
     head = md.MinidumpkitPython(
@@ -136,7 +155,7 @@ def stream_bytes(runtime: PythonRuntime, ranges: list[tuple[int, int]], walk_ns:
     details = {
         "version": runtime.version,
         "layout": runtime.layout,
-        "model": offsets.LP64,
+        "model": model,
         "module": runtime.module,
         "found_by": runtime.found_by,
         "status": status,

@@ -30,6 +30,7 @@ from .._ffi import _winerror, dbghelp, kernel32
 from ..callbacks import DumpCallbacks, _CallbacksPolicy
 from ..errors import ProcessError, ProcessNotFound, UnsupportedError
 from ..flags import MiniDumpType, coerce_dump_type
+from . import _win_python
 from ._win_trampoline import Trampoline
 
 __all__ = [
@@ -62,7 +63,9 @@ class WinApi:
     attributes and cdata results); ``pss`` is where the Pss* functions are looked
     up (kernel32.dll on Windows; a missing one raises UnsupportedError naming it);
     ``get_last_error`` reads the failing call's last error; ``osfhandle`` turns a
-    C runtime fd into an OS handle (``msvcrt.get_osfhandle``).
+    C runtime fd into an OS handle (``msvcrt.get_osfhandle``); ``ntdll``
+    (NtSuspendProcess, NtResumeProcess) is what the Python-aware capture suspends the
+    target with: None (stand-ins without it) writes dumps without the capture.
     """
 
     kernel32: Any
@@ -70,6 +73,7 @@ class WinApi:
     pss: Any
     get_last_error: Callable[[], int]
     osfhandle: Callable[[int], int]
+    ntdll: Any = None
 
 
 @functools.cache
@@ -81,7 +85,7 @@ def winapi() -> WinApi:
 
     osfhandle: Callable[[int], int] = msvcrt.get_osfhandle  # type: ignore[attr-defined,unused-ignore]
     return WinApi(kernel32=k32, dbghelp=dbg, pss=_pss_lib(), get_last_error=_winerror.last_error,
-                  osfhandle=osfhandle)
+                  osfhandle=osfhandle, ntdll=kernel32.load_ntdll())
 
 
 def _pss_lib() -> Any:
@@ -156,9 +160,29 @@ def check_target(pid: int, *, api: WinApi | None = None) -> None:
         close_handle(api, handle)
 
 
+def user_stream_param(streams: list[tuple[int, bytes]]) -> tuple[Any, list[Any]]:
+    """A MINIDUMP_USER_STREAM_INFORMATION for ``streams`` ((type, bytes) pairs), NULL for
+    none, and the cdata that must stay alive while dbghelp reads it."""
+    ffi = dbghelp.ffi
+    if not streams:
+        return ffi.NULL, []
+    array = ffi.new("MINIDUMP_USER_STREAM[]", len(streams))
+    keep: list[Any] = [array]
+    for entry, (stream_type, data) in zip(array, streams, strict=True):
+        buffer = ffi.new("char[]", data)
+        keep.append(buffer)
+        entry.Type, entry.BufferSize, entry.Buffer = stream_type, len(data), buffer
+    info = ffi.new("MINIDUMP_USER_STREAM_INFORMATION *")
+    info.UserStreamCount, info.UserStreamArray = len(streams), array
+    keep.append(info)
+    return info, keep
+
+
 def write_from_handle(api: WinApi, hprocess: Any, pid: int, out: IO[bytes],
-                      dump_type: MiniDumpType, trampoline: Trampoline) -> WindowsDumpTimes:
-    """MiniDumpWriteDump(hprocess, pid, <out's OS handle>, dump_type) with the trampoline.
+                      dump_type: MiniDumpType, trampoline: Trampoline, *,
+                      user_streams: list[tuple[int, bytes]] | None = None) -> WindowsDumpTimes:
+    """MiniDumpWriteDump(hprocess, pid, <out's OS handle>, dump_type) with the trampoline
+    and ``user_streams`` ((stream type, bytes) pairs: UserStreamParam).
 
     ``hprocess`` is a process handle, or an HPSS for a snapshot (the trampoline
     then answers IsProcessSnapshotCallback). Order after the call: an exception a
@@ -169,9 +193,11 @@ def write_from_handle(api: WinApi, hprocess: Any, pid: int, out: IO[bytes],
     hfile = dbghelp.ffi.cast("HANDLE", api.osfhandle(out.fileno()))
     process = dbghelp.ffi.cast("HANDLE", _address(hprocess))
     null = dbghelp.ffi.NULL
+    streams, _alive = user_stream_param(user_streams or [])
     started = time.perf_counter_ns()
     with dbghelp.LOCK, trampoline.active() as info:
-        ok = api.dbghelp.MiniDumpWriteDump(process, pid, hfile, int(dump_type), null, null, info)
+        ok = api.dbghelp.MiniDumpWriteDump(process, pid, hfile, int(dump_type), null, streams,
+                                           info)
         # Read now: the trampoline's own cffi calls must not come between.
         code = 0 if ok else api.get_last_error()
     elapsed = time.perf_counter_ns() - started
@@ -184,24 +210,34 @@ def write_from_handle(api: WinApi, hprocess: Any, pid: int, out: IO[bytes],
     return WindowsDumpTimes(write_ns=elapsed, size=size, callbacks=dict(trampoline.counts))
 
 
+#: write_dump takes ``python=False`` (no Python-aware capture)
+PYTHON_CAPTURE = True
+
+
 def write_dump(pid: int, out: IO[bytes], dump_type: int | MiniDumpType, *,
                policy: object = None, api: WinApi | None = None,
-               all_memory: bool = False) -> WindowsDumpTimes:
+               all_memory: bool = False, python: bool = True) -> WindowsDumpTimes:
     """Write a minidump of ``pid`` into ``out`` (an open, seekable binary file).
 
     ``all_memory`` changes nothing: dbghelp's WithFullMemory already copies every
-    committed readable page, image and mapped-file memory included."""
+    committed readable page, image and mapped-file memory included. ``python``: when
+    the target runs CPython (python3XY.dll), suspend it, walk its runtime and add that
+    memory and a MinidumpkitPythonStream as user streams (:mod:`._win_python`)."""
     if isinstance(pid, bool) or not isinstance(pid, int):
         raise TypeError(f"pid must be an int, not {type(pid).__name__}")
     dump_type = coerce_dump_type(dump_type)
     callbacks = callbacks_from_policy(policy)
     api = api or winapi()
     if pid == api.kernel32.GetCurrentProcessId():
-        return dump_self(pid, out, dump_type, callbacks)
+        return dump_self(pid, out, dump_type, callbacks, python=python)
     hprocess = open_process(api, pid, DUMP_ACCESS)
     try:
-        return write_from_handle(api, hprocess, pid, out, dump_type,
-                                 Trampoline(callbacks, pid=pid))
+        if not python:
+            return write_from_handle(api, hprocess, pid, out, dump_type,
+                                     Trampoline(callbacks, pid=pid))
+        with _win_python.held_capture(api, pid, hprocess) as streams:
+            return write_from_handle(api, hprocess, pid, out, dump_type,
+                                     Trampoline(callbacks, pid=pid), user_streams=streams)
     finally:
         close_handle(api, hprocess)
 
@@ -227,7 +263,7 @@ Runner = Callable[..., "subprocess.CompletedProcess[bytes]"]
 
 def dump_self(pid: int, out: IO[bytes], dump_type: MiniDumpType,
               callbacks: DumpCallbacks | None, *,
-              runner: Runner = subprocess.run) -> WindowsDumpTimes:
+              runner: Runner = subprocess.run, python: bool = True) -> WindowsDumpTimes:
     """Dump our own process from a helper process, as Microsoft advises
     (MiniDumpWriteDump on the calling process gives unreliable stacks and can
     deadlock on the loader lock).
@@ -246,7 +282,7 @@ def dump_self(pid: int, out: IO[bytes], dump_type: MiniDumpType,
     with tempfile.TemporaryDirectory(prefix="minidumpkit-self-") as scratch:
         tmp = os.path.join(scratch, "self.dmp")
         done = runner([sys.executable, "-m", "minidumpkit", "dump", str(pid), "-o", tmp,
-                       "--type", f"0x{int(dump_type):x}"],
+                       "--type", f"0x{int(dump_type):x}", *([] if python else ["--no-python"])],
                       stdin=subprocess.DEVNULL, capture_output=True, check=False)
         if done.returncode != 0:
             message = (done.stderr or b"").decode("utf-8", "replace").strip()[-2000:]

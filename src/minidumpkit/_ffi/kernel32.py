@@ -13,7 +13,10 @@ References: learn.microsoft.com processthreadsapi.h (OpenProcess,
 GetCurrentProcess, GetProcessId, GetExitCodeProcess), handleapi.h (CloseHandle),
 fileapi.h (CreateFileW, DeleteFileW, FlushFileBuffers), errhandlingapi.h
 (GetLastError, SetLastError), wow64apiset.h (IsWow64Process), winbase.h
-(QueryFullProcessImageNameW).
+(QueryFullProcessImageNameW), memoryapi.h (ReadProcessMemory), psapi.h
+(K32EnumProcessModules, K32GetModuleFileNameExW, K32GetModuleInformation); ntdll's
+NtSuspendProcess / NtResumeProcess are undocumented but stable (what Process
+Explorer's Suspend calls; Wine implements them).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import cffi  # type: ignore[import-untyped,unused-ignore]  # cffi ships no types
 from ..errors import UnsupportedError
 from ._win32 import WIN32_POINTERS, WIN32_TYPES
 
-__all__ = ["Kernel32", "ffi", "load"]
+__all__ = ["Kernel32", "Ntdll", "ffi", "load", "load_ntdll"]
 
 # Process access rights (winnt.h). MiniDumpWriteDump needs
 # PROCESS_QUERY_INFORMATION | PROCESS_VM_READ, plus PROCESS_DUP_HANDLE for
@@ -76,6 +79,22 @@ BOOL   WINAPI FlushFileBuffers(HANDLE hFile);
 
 DWORD  WINAPI GetLastError(void);
 void   WINAPI SetLastError(DWORD dwErrCode);
+
+typedef SIZE_T *PSIZE_T;
+typedef HANDLE *PHANDLE;
+BOOL   WINAPI ReadProcessMemory(HANDLE hProcess, LPCVOID lpBaseAddress, LPVOID lpBuffer,
+                                SIZE_T nSize, PSIZE_T lpNumberOfBytesRead);
+BOOL   WINAPI K32EnumProcessModules(HANDLE hProcess, PHANDLE lphModule, DWORD cb,
+                                    LPDWORD lpcbNeeded);
+DWORD  WINAPI K32GetModuleFileNameExW(HANDLE hProcess, HANDLE hModule, LPWSTR lpFilename,
+                                      DWORD nSize);
+/* lpmodinfo: a MODULEINFO (base, SizeOfImage, entry point), passed as 3 uint64_t */
+BOOL   WINAPI K32GetModuleInformation(HANDLE hProcess, HANDLE hModule, LPVOID lpmodinfo,
+                                      DWORD cb);
+
+/* ntdll.dll (load_ntdll): suspend and resume every thread of a process */
+LONG   WINAPI NtSuspendProcess(HANDLE ProcessHandle);
+LONG   WINAPI NtResumeProcess(HANDLE ProcessHandle);
 """
 
 ffi = cffi.FFI()
@@ -108,6 +127,21 @@ class Kernel32(Protocol):
     def FlushFileBuffers(self, hFile: Any, /) -> int: ...
     def GetLastError(self) -> int: ...
     def SetLastError(self, dwErrCode: int, /) -> None: ...
+    def ReadProcessMemory(self, hProcess: Any, lpBaseAddress: Any, lpBuffer: Any, nSize: int,
+                          lpNumberOfBytesRead: Any, /) -> int: ...
+    def K32EnumProcessModules(self, hProcess: Any, lphModule: Any, cb: int,
+                              lpcbNeeded: Any, /) -> int: ...
+    def K32GetModuleFileNameExW(self, hProcess: Any, hModule: Any, lpFilename: Any,
+                                nSize: int, /) -> int: ...
+    def K32GetModuleInformation(self, hProcess: Any, hModule: Any, lpmodinfo: Any,
+                                cb: int, /) -> int: ...
+
+
+class Ntdll(Protocol):
+    """The ntdll.dll functions :func:`load_ntdll` makes callable (NTSTATUS results)."""
+
+    def NtSuspendProcess(self, ProcessHandle: Any, /) -> int: ...
+    def NtResumeProcess(self, ProcessHandle: Any, /) -> int: ...
 
 
 @functools.cache
@@ -117,3 +151,11 @@ def load() -> Kernel32:
         raise UnsupportedError(
             "kernel32.dll is a Windows library; on Linux minidumpkit uses ptrace and /proc")
     return cast(Kernel32, ffi.dlopen("kernel32.dll"))
+
+
+@functools.cache
+def load_ntdll() -> Ntdll:
+    """Open ntdll.dll (Windows only, once per process)."""
+    if sys.platform != "win32":
+        raise UnsupportedError("ntdll.dll is a Windows library")
+    return cast(Ntdll, ffi.dlopen("ntdll.dll"))

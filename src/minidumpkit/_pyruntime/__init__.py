@@ -48,8 +48,8 @@ def walk_process(source: MemorySource, modules: Iterable[ModuleRef], *,
         names = [m.name for m in modules]
         why = "no libpython/python module" if not any(
             "python" in n.rsplit("/", 1)[-1] for n in names) else \
-            "_PyRuntime not found in the python module (its ELF is not in memory" + (
-                " and no file with the same build id is on this machine)" if open_file
+            "_PyRuntime not found in the python module (its image is not in memory" + (
+                " and no file of the same build is on this machine)" if open_file
                 else "; local files not looked at)")
         return PythonRuntime(status=f"{NOT_FOUND}: {why}")
     layout, version, why = layout_for(source, found, model)

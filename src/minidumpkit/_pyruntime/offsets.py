@@ -9,9 +9,10 @@ their own ``_Py_DebugOffsets`` at the start of ``_PyRuntime`` (pycore_runtime.h)
 from the target and parsed with the field order of that minor version (``DEBUG_FIELDS``), so
 only the few fields it does not describe come from a table here.
 
-Only x86_64 Linux (LP64) is filled in. Windows x64 (LLP64) differs in the runtime and
-thread-state fields and the width of the thread ids (4 B): its tables go next to these under
-``"llp64"`` (see docs/python-stacks.md).
+The static tables are x86_64 Linux (LP64) only. Windows x64 (LLP64) differs in the
+runtime and thread-state fields and the width of the thread ids (4 B): 3.13 is walked
+there through ``_Py_DebugOffsets`` with 4-byte thread ids; 3.11/3.12 tables for
+``"llp64"`` would go next to these (see docs/python-stacks.md).
 """
 
 from __future__ import annotations
@@ -154,8 +155,10 @@ DEBUG_COOKIE = b"xdebugpy"
 DEBUG_FIELDS: dict[tuple[int, int], tuple[str, ...]] = {(3, 13): DEBUG_FIELDS_313}
 
 # What _Py_DebugOffsets (3.13) does not describe: PyCodeObject._co_firsttraceable
-# (cpython/code.h), 184 on x86_64 Linux 3.13.0 (tools/pyoffsets/debug_offsets.c).
-EXTRA_313_LP64 = {"code_firsttraceable": 184}
+# (cpython/code.h), 184 on x86_64 Linux 3.13.0 (tools/pyoffsets/debug_offsets.c) and on
+# Windows x64 3.13.2 (python.org's build: no `long` precedes it in PyCodeObject; checked
+# with ctypes against the RESUME index of co_code in that interpreter under Wine).
+EXTRA_313 = {"code_firsttraceable": 184}
 
 MAX_STRUCT = 1 << 20  # no CPython struct the walk reads is near 1 MiB (pystack's bound)
 
@@ -172,7 +175,7 @@ def layout_from_debug_offsets(values: dict[str, int], minor: int, model: str) ->
 
     thread_id_size = 8 if model == LP64 else 4
     gil = values["interpreter_state.gil_runtime_state"]
-    extra = EXTRA_313_LP64 if (minor, model) == (13, LP64) else {}
+    extra = EXTRA_313 if minor == 13 else {}
     layout = Layout(
         name=f"debug-offsets-3.{minor}-{model}", thread_id_size=thread_id_size,
         runtime_interpreters_head=field("runtime_state.interpreters_head", "runtime_state"),

@@ -66,7 +66,8 @@ def python_stacks(dump: Minidump, *, use_local_files: bool = True,
     model = _model(dump)
     if model is None:
         return PythonRuntime(status="no Python runtime found: only x86_64 dumps are walked")
-    modules = [ModuleRef(m.name, m.base, m.size, m.build_id) for m in dump.modules]
+    modules = [ModuleRef(m.name, m.base, m.size, m.build_id, m.timestamp or None)
+               for m in dump.modules]
     memory = _DumpMemory(dump)
     runtime = None
     located = _from_stream(dump, modules)

@@ -9,6 +9,7 @@ Kinds: ``reference`` (MiniDumpWriteDump through ctypes, reference.py, no minidum
 ``dump`` (``mdk.dump``), ``dumper`` (``mdk.Dumper(pid).write``, with ``last_times``),
 ``cli`` (``python -m minidumpkit dump``), ``snapshot`` (``Dumper.snapshot``),
 ``popen_child`` (dump a child this driver starts), ``exited_child``, ``identity``,
+``suspend_counts`` (every thread's suspend count, by ctypes),
 ``example`` (a docs code block run with the names the docs assume).
 Callback objects are chosen by name (``CALLBACKS``) and record what they were asked.
 """
@@ -148,6 +149,46 @@ def prepare(job: dict[str, Any]) -> None:
         os.chmod(path, stat.S_IREAD)
 
 
+def suspend_counts(pid: int) -> dict[str, int]:
+    """Each thread of ``pid`` and its suspend count (SuspendThread's answer, undone at
+    once), through ctypes: 0 everywhere means nothing left the process suspended."""
+    import ctypes
+    from ctypes import wintypes
+
+    class ThreadEntry(ctypes.Structure):
+        _fields_ = [("dwSize", wintypes.DWORD), ("cntUsage", wintypes.DWORD),
+                    ("th32ThreadID", wintypes.DWORD), ("th32OwnerProcessID", wintypes.DWORD),
+                    ("tpBasePri", wintypes.LONG), ("tpDeltaPri", wintypes.LONG),
+                    ("dwFlags", wintypes.DWORD)]
+
+    k32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    k32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
+    k32.OpenThread.restype = wintypes.HANDLE
+    k32.CloseHandle.argtypes = [wintypes.HANDLE]
+    k32.SuspendThread.argtypes = k32.ResumeThread.argtypes = [wintypes.HANDLE]
+    k32.SuspendThread.restype = k32.ResumeThread.restype = wintypes.DWORD
+    snap = k32.CreateToolhelp32Snapshot(0x4, 0)  # TH32CS_SNAPTHREAD
+    entry = ThreadEntry(dwSize=ctypes.sizeof(ThreadEntry))
+    counts: dict[str, int] = {}
+    try:
+        ok = k32.Thread32First(snap, ctypes.byref(entry))
+        while ok:
+            if entry.th32OwnerProcessID == pid:
+                thread = k32.OpenThread(0x0002, False, entry.th32ThreadID)  # SUSPEND_RESUME
+                if not thread:
+                    raise ctypes.WinError(ctypes.get_last_error())
+                try:
+                    previous = k32.SuspendThread(thread)
+                    k32.ResumeThread(thread)
+                finally:
+                    k32.CloseHandle(thread)
+                counts[str(entry.th32ThreadID)] = previous
+            ok = k32.Thread32Next(snap, ctypes.byref(entry))
+    finally:
+        k32.CloseHandle(snap)
+    return counts
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     kind = job["kind"]
     result: dict[str, Any] = {"kind": kind}
@@ -171,6 +212,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             options: dict[str, Any] = {}
             if "snapshot" in job:
                 options["snapshot"] = job["snapshot"]
+            if "python" in job:
+                options["python"] = job["python"]
             if kind == "dump":
                 written = mdk.dump(pid, job["path"], job["type"], callbacks=callbacks, **options)
             else:
@@ -184,6 +227,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                                         "self_dump": getattr(times, "self_dump", None)}
             result["returned"] = str(written)
             result["returned_type"] = type(written).__name__
+        elif kind == "suspend_counts":
+            result["counts"] = suspend_counts(job["pid"])
         elif kind == "cli":
             done = subprocess.run([sys.executable, "-m", "minidumpkit", "dump", str(job["pid"]),
                                    "-o", job["path"], "--type", job["type_name"]],
