@@ -180,8 +180,9 @@ def summarize(path: str | os.PathLike[str]) -> list[str]:
         except MinidumpError:
             python = {}
         names = {} if graph is None else {tid: w.name for tid, w in graph.waits.items()}
-        crashed = dump.exception.thread_id if dump.exception is not None and \
-            dump.exception.code not in (0, 0xFFFFFFFF) else None
+        exception = dump.exception
+        crashed = exception.thread_id if exception is not None and \
+            not exception.requested else None
         for stack in stacks:
             tid = stack.thread_id
             mark = " crashed" if tid == crashed else ""

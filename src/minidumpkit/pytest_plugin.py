@@ -91,7 +91,8 @@ def _float_option(config: pytest.Config, option: str, ini: str) -> float | None:
             raise pytest.UsageError(f"{ini} must be a number of seconds, not {text!r}") \
                 from None
     if value is not None and not value >= 0:
-        raise pytest.UsageError(f"{option} must be 0 or more seconds, not {value:g}")
+        raise pytest.UsageError(f"--{option.replace('_', '-')} must be 0 or more seconds, "
+                                f"not {value:g}")
     return value or None
 
 
@@ -134,6 +135,7 @@ class _Plugin:
         self.watchdog: Any = None
         self.test: _Test | None = None
         self.busy = False
+        self.disabled = False  # the watchdog died: tests run unwatched
         self._old_handler: Any = None
         self._handler_set = False
 
@@ -232,28 +234,34 @@ class _Plugin:
 
     def _on_interrupt(self, signum: int, frame: object) -> None:
         __tracebackhide__ = True
-        test = self.test
-        if test is None:
+        test, watchdog = self.test, self.watchdog
+        if test is None or watchdog is None:
             return
         try:
-            self.watchdog.send({"ack": test.key})
+            watchdog.send({"ack": test.key})
         except OSError:
             pass
         if test.active and not self.busy and not test.interrupted:
             test.interrupted = True
-            pytest.fail(f"Timeout: {test.key} ran longer than {test.timeout:g} s; minidumps "
-                        f"written (see '{SECTION}' below)", pytrace=True)
+            pytest.fail(f"Timeout: {test.key} ran longer than {test.timeout or 0:g} s; "
+                        f"minidumps written (see '{SECTION}' below)", pytrace=True)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item,
                                 nextitem: pytest.Item | None) -> Iterator[None]:
         timeout = self._timeout_for(item)
-        if timeout is None and not self.crash:
+        if (timeout is None and not self.crash) or self.disabled:
             yield
             return
         watchdog = self._start_watchdog()
         test = self.test = _Test(item, timeout)
-        watchdog.send({"start": test.key, "timeout": timeout})
+        try:
+            watchdog.send({"start": test.key, "timeout": timeout})
+        except OSError:  # the watchdog is gone: say so once, run unwatched
+            self.test = None
+            self._lost()
+            yield
+            return
         try:
             yield
         finally:
@@ -267,6 +275,16 @@ class _Plugin:
             finally:
                 self.test = None
                 self.busy = False
+
+    def _lost(self) -> None:
+        watchdog, self.watchdog = self.watchdog, None
+        if watchdog is not None:
+            watchdog.close(kill=True)
+        self.disabled = True
+        reporter = self.config.pluginmanager.getplugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("minidumpkit: the watchdog process ended; the remaining "
+                                "tests are not watched")
 
     def _late(self, test: _Test) -> None:
         """Dumps of a test that finished while the watchdog dumped it: said, not failed."""
@@ -297,6 +315,8 @@ class _Plugin:
 
     def _collect(self, test: _Test) -> None:
         """The ``fired`` event of ``test`` (written before the signal was sent)."""
+        if self.watchdog is None:
+            return
         test.events += self.watchdog.take(test.key)
         deadline = time.monotonic() + EVENT_WAIT
         fd = self.watchdog.proc.stdout.fileno()
