@@ -304,6 +304,13 @@ def test_under_xdist(pytester: pytest.Pytester) -> None:
         assert case and f'<property name="minidump" value="{path}"' in case.group(0), test
 
 
+def test_inert_unless_enabled(pytester: pytest.Pytester) -> None:
+    session = run_session(pytester, tests="test_ok")
+    check_no_leftovers(session)
+    assert session.rc == 0 and "PASSED test_hangs.py::test_ok" in session.out
+    assert not session.dumps.exists()  # no watchdog ever started (it makes the directory)
+
+
 # --- dump_on_hang -------------------------------------------------------------------------
 
 def watchdogs() -> list[int]:

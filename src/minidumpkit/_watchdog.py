@@ -39,9 +39,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import MinidumpError
+
+if TYPE_CHECKING:
+    from .analysis.stackwalk import Frame
 
 # How long the loop sleeps at most between two looks at the parent.
 POLL_SECONDS = 0.25
@@ -148,9 +151,10 @@ def dump_process(pid: int, path: str, dump_type: int) -> Path:
 
 # --- what a dump says ---------------------------------------------------------------
 
-def _frame_words(frame: Any) -> str:
+def _frame_words(frame: Frame) -> str:
     if frame.function:
-        return frame.function + (f"+0x{frame.function_offset:x}" if frame.function_offset else "")
+        offset = frame.function_offset
+        return frame.function + (f"+0x{offset:x}" if offset else "")
     if frame.module and frame.module_offset is not None:
         return f"{os.path.basename(frame.module)}+0x{frame.module_offset:x}"
     return f"0x{frame.pc:x}"
@@ -207,10 +211,6 @@ def summarize(path: str | os.PathLike[str]) -> list[str]:
 
 
 # --- the watchdog -------------------------------------------------------------------
-
-class _Stopping(Exception):
-    pass
-
 
 class Watchdog:
     """The watchdog's state: what is armed, when, and what fired. ``step()`` does one
@@ -477,12 +477,9 @@ def _signal_name(path: str) -> str:
 
 def main(argv: list[str]) -> int:
     config = json.loads(argv[0])
-    stop_requested = False
 
     def on_term(signum: int, frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-        dog.stopping = True
+        dog.stopping = True  # after the dump in progress
 
     dog = Watchdog(config, sys.stdout, sys.stderr)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -494,10 +491,6 @@ def main(argv: list[str]) -> int:
     else:
         _run_plain(dog)
     return dog.exit_code
-
-
-def _paths(dumps: list[dict[str, Any]]) -> list[Path]:
-    return [Path(d["path"]) for d in dumps]
 
 
 if __name__ == "__main__":

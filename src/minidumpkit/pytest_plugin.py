@@ -27,7 +27,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -294,24 +294,24 @@ class _Plugin:
             reporter.write_line(f"minidumpkit: {test.key} reached its timeout as it ended; "
                                 f"dumps: {' '.join(d['path'] for d in dumps)}")
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item,
-                                  call: pytest.CallInfo[None]) -> Iterator[None]:
-        outcome = yield
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                  ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
         test = self.test
         if test is None or test.item is not item or test.attached:
-            self._fixture_dumps(item, outcome.get_result())
-            return
+            self._fixture_dumps(item, report)
+            return report
         self.busy = True
         try:
             if test.interrupted:
                 self._collect(test)
-            report: pytest.TestReport = outcome.get_result()
             if test.events:
                 self._attach(test, item, report)
             self._fixture_dumps(item, report)
         finally:
             self.busy = False
+        return report
 
     def _collect(self, test: _Test) -> None:
         """The ``fired`` event of ``test`` (written before the signal was sent)."""
