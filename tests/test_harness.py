@@ -213,6 +213,7 @@ def test_timeouts_marker_and_fixture_without_xdist(pytester: pytest.Pytester) ->
     parent = session.dump_of("test_child", child["pid"])
     kid = session.dump_of("test_child", child["child"])
     assert str(parent) in session.out and str(kid) in session.out
+    assert child["pid"] in thread_ids(parent) and thread_ids(kid) == [child["child"]]
     assert re.search(rf'thread {child["child"]} "[^"]*": clock_nanosleep', session.out)
     assert re.search(rf'thread {child["pid"]} "[^"]*": wait4', session.out)
     assert "wait4" in lldb_thread_block(lldb_backtraces(parent), int(str(child["pid"])))
@@ -295,6 +296,10 @@ def test_under_xdist(pytester: pytest.Pytester) -> None:
     assert "__lll_lock_wait" in lldb_thread_block(lldb_backtraces(gil_dump),
                                                   int(str(gil["tid"])))
     assert "crashed while running 'test_hangs.py::test_segv'" in session.out
+    with minidumpkit.open_minidump(segv_dump) as d:
+        assert d.exception is not None and d.exception.thread_id == segv["tid"]
+    assert {sleep["tid"]} <= set(thread_ids(sleep_dump))
+    assert {gil["tid"], holder["tid"]} <= set(thread_ids(gil_dump))
     assert "stop reason = signal SIGSEGV" in lldb_backtraces(segv_dump)
     # JUnit XML: each failed test carries its dumps as properties
     xml = (pytester.path / "junit.xml").read_text()
