@@ -20,6 +20,14 @@ Writing dumps
     DumpType, MiniDumpType, ThreadWriteFlags, ModuleWriteFlags, CallbackType,
     PssCaptureFlags                             the dbghelp flag sets
 
+Watching processes
+    Watcher(target, on_crash=..., on_hang=...) dump a watched process when a trigger fires (lazy)
+    Triggers, DumpWritten                       its trigger set, and what it reports (lazy)
+    dump_self(path)                             dump the calling process (lazy)
+    dump_on_hang(target, timeout, directory)    a context manager: dump a process (and its
+                                                descendants) if the block runs too long (lazy)
+    HangDump                                    what dump_on_hang returns: .dumps, .fired (lazy)
+
 Reading dumps
     open_minidump(path_or_bytes)                a Minidump, usable as a context manager (lazy)
     Minidump                                    threads, modules, memory, exception, ... (lazy)
@@ -35,6 +43,8 @@ Errors (all derive from MinidumpError; OS failures are also OSError)
 Submodules: minidumpkit.analysis (Python stacks from a dump), minidumpkit.format (the
 MDMP records), minidumpkit.flags, minidumpkit.errors, minidumpkit.cli. In a notebook, a
 dump, its threads, a thread and its module list display as HTML (docs/notebooks.md).
+The pytest plugin (minidumpkit.pytest_plugin: --minidump-on-timeout, --minidump-on-crash)
+dumps hung and crashed tests (docs/harness.md).
 """
 
 from __future__ import annotations
@@ -73,6 +83,7 @@ from .flags import (
 if TYPE_CHECKING:
     from .callbacks import CallbackModule, CallbackThread, DumpCallbacks, VmRegion
     from .dumper import Dumper, dump
+    from .hang import HangDump, dump_on_hang
     from .reader import Minidump, open_minidump
     from .snapshot import Snapshot, SnapshotRefused
     from .watch import DumpWritten, Triggers, Watcher, dump_self
@@ -95,6 +106,8 @@ _LAZY = {
     "Triggers": "watch",
     "DumpWritten": "watch",
     "dump_self": "watch",
+    "dump_on_hang": "hang",
+    "HangDump": "hang",
 }
 
 
@@ -126,6 +139,7 @@ __all__ = [
     "DumpType",
     "DumpWritten",
     "Dumper",
+    "HangDump",
     "InvalidTargetError",
     "MemoryNotCaptured",
     "MiniDumpType",
@@ -152,6 +166,7 @@ __all__ = [
     "VmRegion",
     "Watcher",
     "dump",
+    "dump_on_hang",
     "dump_self",
     "open_minidump",
 ]
