@@ -137,7 +137,7 @@ def cpu_seconds(pid: int) -> float:
 def hang_case(exe: Path, threads: int, runs: int, window: float, settle: float, work: Path,
               env: dict[str, str]) -> list[Comparison]:
     """``settle``: seconds after the child's READY left out (the watcher's start-up)."""
-    child = [str(exe), "idle", str(threads), str(int(settle + window + 1.5))]
+    child = [str(exe), "idle", str(threads), f"{settle + window + 0.5:.2f}"]
     commands = {"hang": watcher(work, "--on-hang", "5") + child,
                 "crash": watcher(work, "--on-crash") + child}
 

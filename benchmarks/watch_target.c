@@ -68,7 +68,9 @@ int main(int argc, char **argv) {
             if (pthread_create(&t[i], &attr, sleeper, NULL) != 0) { perror("pthread_create"); return 1; }
         printf("READY\n");
         fflush(stdout);
-        sleep((unsigned)atoi(argv[3]));
+        double seconds = atof(argv[3]);
+        struct timespec ts = {(time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0) {}
         stop_idle = 1;
         for (long i = 0; i < n; i++) pthread_join(t[i], NULL);
     } else {
