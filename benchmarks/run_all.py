@@ -76,7 +76,23 @@ BENCHMARKS: list[Entry] = [
     Entry("thread_state", "bench_thread_state",
           summary="the MINI pause with the thread state and lock memory steps, against the "
                   "same writer without them; wait_graph against walk_stacks alone"),
+    Entry("python", "bench_python",
+          summary="a dump plus its Python stacks (in process, warm; and the CLI, cold) on a "
+                  "frozen 3-thread CPython, against `py-spy dump`; the PYTHON dump's size; "
+                  "the bytes and pause the Python capture adds to a MINI dump"),
+    Entry("watch", "bench_watch",
+          summary="a child under `minidumpkit run --on-crash` (CPU-bound; 10,000 threads; "
+                  "100,000 signals) against bare and against gdb; the CPU of `--on-hang` "
+                  "polling a 1,000-thread process"),
 ]
+
+# The fork/exec case of `run --follow-children` (issue 16) lives in bench_follow.py,
+# written apart: it is run when the file is there.
+if (HERE / "bench_follow.py").exists():
+    BENCHMARKS.append(Entry(
+        "follow", "bench_follow",
+        summary="a child that forks and execs 1,000 times, under `minidumpkit run "
+                "--on-crash --follow-children` against bare"))
 
 
 def run_entries(entries: list[Entry], quick: bool) -> tuple[list[Comparison],

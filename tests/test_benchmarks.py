@@ -1,4 +1,5 @@
-"""``benchmarks/run_all.py``: one real (quick) entry run end to end into a page.
+"""``benchmarks/run_all.py``: one real (quick) entry run end to end into a page; and the
+Python stacks and watch benchmarks run once each at a tiny size (about 10 s together).
 
 Timings are never asserted here; this checks that the command runs a registered
 benchmark, and writes the table with the date, the machine and the ratios between
@@ -8,12 +9,17 @@ its markers while keeping the page's own text. The full run is by hand
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_ALL = REPO / "benchmarks" / "run_all.py"
@@ -64,3 +70,77 @@ def test_run_all_refuses_an_unknown_entry() -> None:
     proc = run_all("--only", "nonesuch")
     assert proc.returncode == 2
     assert "unknown benchmark(s): nonesuch" in proc.stderr
+
+
+# --- issue 15 and 16 benchmarks, each run once at a tiny size (timings not checked) ---------
+
+BENCHMARKS = REPO / "benchmarks"
+
+
+def bench_module(name: str, monkeypatch: Any) -> Any:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
+def our_children() -> list[int]:
+    """Processes whose parent is this one (a benchmark's child left behind)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                out.append(int(entry))
+    return out
+
+
+@pytest.mark.live
+def test_bench_python_runs_once(monkeypatch: Any) -> None:
+    """One pair of each figure on a frozen CPython child, which is gone afterwards."""
+    bench = bench_module("bench_python", monkeypatch)
+    try:
+        python = bench.interpreter()
+    except RuntimeError as exc:  # as tests/test_python_stacks.py: pyenv's CPythons
+        pytest.skip(str(exc))
+    rows = bench.measure(1, python)
+    starts = ["(a) warm, in process", "(b) cold CLI", "DumpType.PYTHON dump size",
+              "MINI dump size with the Python capture", "MINI pause with the Python capture"]
+    assert len(rows) == len(starts)
+    for c, start in zip(rows, starts, strict=True):
+        assert c.what.startswith(start), (c.what, start)
+    for c in rows:
+        assert len(c.ours) == 1 and c.ours[0] > 0, c
+    size = rows[2]
+    assert size.baseline is None and size.unit == "KiB"
+    mini = rows[3]  # the capture adds the runtime's memory and its stream
+    assert mini.baseline is not None and mini.ours[0] > mini.baseline[0]
+    assert our_children() == []
+
+
+@pytest.mark.live
+def test_bench_watch_runs_once(monkeypatch: Any) -> None:
+    """Every case once at a tiny size: the child's own time, bare, under run and gdb."""
+    bench = bench_module("bench_watch", monkeypatch)
+    rows = bench.measure(1, True, sizes={"cpu": 5, "threads": 20, "signals": 200, "hang": 20},
+                         window=0.3, settle=0.3)
+    whats = [c.what for c in rows]
+    assert any(w.startswith("CPU-bound child") for w in whats)
+    assert any(w.startswith("child creating and joining 20 threads") for w in whats)
+    assert any(w.startswith("child taking 200 SIGUSR1") for w in whats)
+    assert any(w.startswith("watcher CPU") for w in whats)
+    if shutil.which("gdb"):
+        assert sum("under gdb" in w for w in whats) == 2
+    for c in rows:
+        assert c.baseline and len(c.ours) == len(c.baseline) == 1, c
+    assert our_children() == []
+
+
+def test_run_all_runs_bench_follow_when_it_exists() -> None:
+    """bench_follow.py (written apart) is an entry exactly when the file exists."""
+    names = subprocess.run(
+        [sys.executable, "-c", "import run_all; print(*(e.name for e in run_all.BENCHMARKS))"],
+        cwd=BENCHMARKS, capture_output=True, text=True, check=True).stdout.split()
+    assert {"python", "watch"} <= set(names)
+    assert ("follow" in names) == (BENCHMARKS / "bench_follow.py").exists()
