@@ -9,7 +9,10 @@ Kinds: ``reference`` (MiniDumpWriteDump through ctypes, reference.py, no minidum
 ``dump`` (``mdk.dump``), ``dumper`` (``mdk.Dumper(pid).write``, with ``last_times``),
 ``cli`` (``python -m minidumpkit dump``), ``snapshot`` (``Dumper.snapshot``),
 ``popen_child`` (dump a child this driver starts), ``exited_child``, ``identity``,
-``example`` (a docs code block run with the names the docs assume).
+``example`` (a docs code block run with the names the docs assume); the crash watcher's
+(tests/wine/test_wine_crash.py): ``watch_cli`` (``python -m minidumpkit ARGV``, its exit
+code and the files it left), ``watcher`` (``mdk.Watcher`` on a Popen child of crash.exe,
+crashed or stopped), ``watch_attach`` (``minidumpkit watch PID --on-crash``).
 Callback objects are chosen by name (``CALLBACKS``) and record what they were asked.
 """
 
@@ -245,6 +248,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             finally:
                 os.chdir(here)
             result["files"] = sorted(os.listdir(job["cwd"]))
+        elif kind in ("watch_cli", "watcher", "watch_attach"):
+            crash_job(kind, job, result)
         else:
             raise ValueError(f"unknown job kind {kind!r}")
         result["ok"] = True
@@ -257,6 +262,73 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("path"):
         result["path_state"] = path_state(job["path"])
     return result
+
+
+def _wait_until(predicate: Any, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def crash_job(kind: str, job: dict[str, Any], result: dict[str, Any]) -> None:
+    """The jobs of the crash watcher; ``job["path"]`` is the directory dumps go to."""
+    from minidumpkit._backends._win_watch import debugger_present
+
+    directory = job["path"]
+    os.makedirs(directory, exist_ok=True)
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+             "stderr": subprocess.DEVNULL}
+    if kind == "watch_cli":
+        done = subprocess.run([sys.executable, "-m", "minidumpkit", *job["argv"]],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+        result.update(returncode=done.returncode,
+                      stderr=done.stderr.decode("utf-8", "replace"))
+        result["files"] = sorted(os.listdir(directory))
+        return
+    go = directory + ".go"
+    child = subprocess.Popen([job["exe"], "wait", go], **quiet)
+    result["child_pid"] = child.pid
+    try:
+        if kind == "watch_attach":
+            cli = subprocess.Popen([sys.executable, "-m", "minidumpkit", "watch", str(child.pid),
+                                    "--on-crash", "--dir", directory], **quiet)
+            result["attached"] = _wait_until(lambda: debugger_present(child.pid))
+            open(go, "w").close()
+            result["exit_code"] = child.wait(60) & 0xFFFFFFFF
+            result["returncode"] = cli.wait(60)
+        else:
+            import minidumpkit as mdk
+
+            heard: list[str] = []
+            watcher = mdk.Watcher(child, on_crash=True, directory=directory,
+                                  on_dump=lambda d: heard.append(os.fspath(d)))
+            with watcher:
+                result["debugged_while_watched"] = debugger_present(child.pid)
+                second = subprocess.run([sys.executable, "-m", "minidumpkit", "watch",
+                                         str(child.pid), "--on-crash"],
+                                        stdin=subprocess.DEVNULL, capture_output=True,
+                                        timeout=120)
+                result["second_watch"] = {"returncode": second.returncode,
+                                          "stderr": second.stderr.decode("utf-8", "replace")}
+                if job.get("crash"):
+                    open(go, "w").close()
+                    result["exit_code"] = child.wait(60) & 0xFFFFFFFF
+                    result["ended"] = watcher.wait(60)
+            result["dumps"] = [{"path": os.fspath(d.path), "trigger": d.trigger, "pid": d.pid}
+                               for d in watcher.dumps]
+            result["heard"] = heard
+            result["errors"] = [repr(e) for e in watcher.errors]
+            if not job.get("crash"):
+                result["running_after_stop"] = child.poll() is None
+                result["debugged_after_stop"] = debugger_present(child.pid)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+    result["files"] = sorted(os.listdir(directory))
 
 
 def main() -> None:
