@@ -10,7 +10,6 @@ ContinueDebugEvent for the pending event and DebugActiveProcessStop.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from typing import Any
 
@@ -290,7 +289,6 @@ def test_windows_has_the_crash_triggers_only(monkeypatch: pytest.MonkeyPatch) ->
             watch._check_platform(triggers)
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="the Linux refusal")
 def test_is_error_code() -> None:
     assert ww.is_error_code(0xC0000005) and ww.is_error_code(0xE06D7363)
     assert not ww.is_error_code(0x80000003) and not ww.is_error_code(0x406D1388)

@@ -225,17 +225,18 @@ class WindowsWatch:
                 self._detach_once()
             except KeyboardInterrupt as exc:
                 deferred = exc
-            except OSError:
-                self.detached = True  # nothing more can be done; the error is not ours
         if deferred is not None:
             raise deferred
 
     def _detach_once(self) -> None:
         if self._pending is not None:
             kind = int(self._event.dwDebugEventCode)
-            self._continue(kernel32.DBG_EXCEPTION_NOT_HANDLED
-                           if kind == kernel32.EXCEPTION_DEBUG_EVENT
-                           and not self._is_loader_breakpoint() else kernel32.DBG_CONTINUE)
+            try:
+                self._continue(kernel32.DBG_EXCEPTION_NOT_HANDLED
+                               if kind == kernel32.EXCEPTION_DEBUG_EVENT
+                               and not self._is_loader_breakpoint() else kernel32.DBG_CONTINUE)
+            except OSError:
+                pass  # (the process is gone) DebugActiveProcessStop still comes
         if self.attached and not self.finished:
             self.api.kernel32.DebugActiveProcessStop(self.pid)  # fails only if already gone
         self.attached = False
