@@ -84,6 +84,7 @@ def runs(scenario_factory: Any, crash_exe: Path) -> Scenario:
             job(work, "watcher", "watcher", "watcher", exe=exe, crash=True),
             job(work, "watcher-stop", "watcher", "watcher-stop", exe=exe, crash=False),
             job(work, "watch-attach", "watch_attach", "watch-attach", exe=exe),
+            job(work, "run-stopped", "run_stopped", "run-stopped", exe=exe),
         ]
     return scenario_factory("crash", jobs)
 
@@ -271,3 +272,15 @@ def test_watch_pid_dumps_a_crash(runs: Scenario, function_range: tuple[int, int]
     assert result["returncode"] == 0
     [path] = dumps_in(runs, "watch-attach")
     check_access_violation(path, function_range)
+
+
+def test_run_stopped_lets_its_child_go(runs: Scenario) -> None:
+    """minidumpkit.watch.run whose should_stop() turns true (what Ctrl-C does to `run`):
+    it returns None, its child (started with DEBUG_ONLY_THIS_PROCESS) runs on with no
+    debugger; killed afterwards (TerminateProcess, exit code 15) and waited for by pid."""
+    result = runs.ok("run-stopped")
+    assert result["returned"] is None
+    assert result["debugged_after"] is False
+    assert result["still_running"] is True
+    assert result["exit_code"] == 15
+    assert result["files"] == []

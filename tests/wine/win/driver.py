@@ -12,7 +12,8 @@ Kinds: ``reference`` (MiniDumpWriteDump through ctypes, reference.py, no minidum
 ``example`` (a docs code block run with the names the docs assume); the crash watcher's
 (tests/wine/test_wine_crash.py): ``watch_cli`` (``python -m minidumpkit ARGV``, its exit
 code and the files it left), ``watcher`` (``mdk.Watcher`` on a Popen child of crash.exe,
-crashed or stopped), ``watch_attach`` (``minidumpkit watch PID --on-crash``).
+crashed or stopped), ``watch_attach`` (``minidumpkit watch PID --on-crash``),
+``run_stopped`` (``minidumpkit.watch.run`` whose should_stop() turns true).
 Callback objects are chosen by name (``CALLBACKS``) and record what they were asked.
 """
 
@@ -248,7 +249,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             finally:
                 os.chdir(here)
             result["files"] = sorted(os.listdir(job["cwd"]))
-        elif kind in ("watch_cli", "watcher", "watch_attach"):
+        elif kind in ("watch_cli", "watcher", "watch_attach", "run_stopped"):
             crash_job(kind, job, result)
         else:
             raise ValueError(f"unknown job kind {kind!r}")
@@ -273,6 +274,20 @@ def _wait_until(predicate: Any, seconds: float = 60) -> bool:
     return True
 
 
+def _alive(pid: int) -> bool:
+    from minidumpkit._backends import windows
+    from minidumpkit._ffi import kernel32
+
+    api = windows.winapi()
+    handle = windows.open_process(api, pid, kernel32.PROCESS_QUERY_LIMITED_INFORMATION)
+    try:
+        code = kernel32.ffi.new("DWORD *")
+        api.kernel32.GetExitCodeProcess(handle, code)
+        return bool(code[0] == kernel32.STILL_ACTIVE)
+    finally:
+        windows.close_handle(api, handle)
+
+
 def crash_job(kind: str, job: dict[str, Any], result: dict[str, Any]) -> None:
     """The jobs of the crash watcher; ``job["path"]`` is the directory dumps go to."""
     from minidumpkit._backends._win_watch import debugger_present
@@ -289,6 +304,24 @@ def crash_job(kind: str, job: dict[str, Any], result: dict[str, Any]) -> None:
         result["files"] = sorted(os.listdir(directory))
         return
     go = directory + ".go"
+    if kind == "run_stopped":
+        import signal
+
+        from minidumpkit._backends._win_watch import wait_for_pid
+        from minidumpkit.watch import run
+
+        started: list[int] = []
+        begun = time.monotonic()
+        result["returned"] = run([job["exe"], "wait", go], on_crash=True, directory=directory,
+                                 on_start=started.append,
+                                 should_stop=lambda: time.monotonic() - begun > 1.0)
+        pid = result["child_pid"] = started[0]
+        result["debugged_after"] = debugger_present(pid)
+        result["still_running"] = not _wait_until(lambda: not _alive(pid), 0.5)
+        os.kill(pid, signal.SIGTERM)  # TerminateProcess(pid, 15)
+        result["exit_code"] = wait_for_pid(pid)
+        result["files"] = sorted(os.listdir(directory))
+        return
     child = subprocess.Popen([job["exe"], "wait", go], **quiet)
     result["child_pid"] = child.pid
     try:
