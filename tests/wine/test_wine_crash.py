@@ -151,10 +151,12 @@ def test_the_debug_structures_have_the_windows_layout(wine: winenv.WineEnv, cras
 
 
 def test_which_dbghelp_wrote_the_dumps(runs: Scenario) -> None:
-    """Recorded for the report: the dbghelp.dll the Windows python loads."""
+    """The dbghelp.dll the Windows python loads (printed: Wine's 6.1.7601.17514 in CI),
+    from System32, and the minidumpkit it imports is this tree's."""
     identity = runs.ok("identity")
     print("dbghelp:", identity["path"], identity["version"])
-    assert identity["path"].lower().endswith("dbghelp.dll")
+    assert identity["path"].lower().endswith("\\system32\\dbghelp.dll")
+    assert identity["minidumpkit"].lower().startswith(winenv.winpath(winenv.SRC).lower())
 
 
 def test_run_dumps_an_access_violation(runs: Scenario,

@@ -85,7 +85,6 @@ class WindowsWatch:
         self._event = kernel32.ffi.new("DEBUG_EVENT *")
         self._pending: tuple[int, int] | None = None  # (tid, status) not yet continued
         self._loader_breakpoint_seen = False
-        self._want_detach = False
 
     @property
     def api(self) -> Any:
@@ -116,10 +115,10 @@ class WindowsWatch:
     # --- the loop -------------------------------------------------------------
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
-        """Handle debug events until the process exits, the watch has nothing left to
-        wait for, or ``should_stop()``; detaches on every other way out."""
+        """Handle debug events until the process exits or ``should_stop()``; detaches
+        on every way out but the exit (also on an exception or KeyboardInterrupt)."""
         try:
-            while not self.finished and not self._want_detach and not should_stop():
+            while not self.finished and not should_stop():
                 if self._wait(POLL_MS):
                     self._handle()
         finally:
