@@ -27,6 +27,14 @@ class TriggerValueError(ValueError):
     """A trigger value out of its range (the CLI exits with its own status for it)."""
 
 
+class CommandError(OSError):
+    """The command a watcher was to start could not be executed (errno says why)."""
+
+
+#: The Triggers fields the Windows watcher implements (the debugging API's events).
+WINDOWS_TRIGGERS = ("on_crash", "first_chance")
+
+
 @dataclasses.dataclass(frozen=True)
 class Triggers:
     """The conditions that write a dump; any number combine. Times are seconds.

@@ -5,7 +5,8 @@ Exit status of ``watch`` (and of ``run`` when it fails before the command runs):
 5 no permission to trace it, 6 a trigger value out of range, 126 the command is not
 executable, 127 the command is not found, 1 anything else, 130 interrupted (Ctrl-C).
 ``run`` otherwise ends as its command did: the same exit code, or killed by the same
-signal (re-raised on itself, with no core file of its own).
+signal (re-raised on itself, with no core file of its own). On Windows (crash
+triggers only) the same exit code: 0xC0000005 after an access violation.
 """
 
 from __future__ import annotations
@@ -20,8 +21,22 @@ import threading
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ._triggers import DEFAULT_NAME, Triggers, TriggerValueError, check_template, parse_signal
-from .errors import AccessDenied, AlreadyTraced, MinidumpError, PathError, ProcessNotFound
+from ._triggers import (
+    DEFAULT_NAME,
+    CommandError,
+    Triggers,
+    TriggerValueError,
+    check_template,
+    parse_signal,
+)
+from .errors import (
+    AccessDenied,
+    AlreadyTraced,
+    MinidumpError,
+    PathError,
+    ProcessNotFound,
+    UnsupportedError,
+)
 from .flags import DumpType, MiniDumpType
 
 EXIT_ERROR = 1
@@ -132,8 +147,16 @@ def main(args: argparse.Namespace, *, err: TextIO) -> int:
         DumpType.FULL if args.all_memory else DumpType.MINI)
     if args.all_memory and not dump_type & MiniDumpType.WithFullMemory:
         return _fail(err, EXIT_USAGE, "--all-memory widens WithFullMemory: use it with --full")
-    if not sys.platform.startswith("linux"):
-        return _fail(err, EXIT_ERROR, f"{args.command} is implemented on Linux only so far")
+    if sys.platform == "win32":
+        from .watch import _check_platform
+
+        try:
+            _check_platform(triggers)
+        except UnsupportedError as exc:
+            return _fail(err, EXIT_ERROR, str(exc).replace("_", "-"))
+    elif not sys.platform.startswith("linux"):
+        return _fail(err, EXIT_ERROR, f"{args.command} is implemented on Linux and Windows "
+                     "only")
 
     def wrote(event: Any) -> None:
         print(f"minidumpkit: wrote {os.fspath(event.path)} ({event.trigger})", file=err,
@@ -157,9 +180,14 @@ def _interrupt_on_termination() -> None:
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in _signals("SIGTERM", "SIGHUP"):
         if signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, interrupt)
+
+
+def _signals(*names: str) -> list[int]:
+    """The signals of ``names`` this platform has (Windows has no SIGHUP)."""
+    return [getattr(signal, name) for name in names if hasattr(signal, name)]
 
 
 def _fail(err: TextIO, status: int, message: str) -> int:
@@ -205,7 +233,6 @@ def _watch(pid: int, triggers: Triggers, options: dict[str, Any], err: TextIO) -
 
 
 def _run(argv: list[str], triggers: Triggers, options: dict[str, Any], err: TextIO) -> int:
-    from ._backends._linux_watch import CommandError
     from .watch import run
 
     if argv and argv[0] == "--":
@@ -221,7 +248,7 @@ def _run(argv: list[str], triggers: Triggers, options: dict[str, Any], err: Text
     # Ctrl-C, SIGTERM, SIGHUP: the loop stops between two events and detaches
     stop = threading.Event()
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in _signals("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
     try:
@@ -241,12 +268,21 @@ def _run(argv: list[str], triggers: Triggers, options: dict[str, Any], err: Text
         pid = child[0]
         print(f"minidumpkit: interrupted; process {pid} released, waiting for it to end",
               file=err, flush=True)
+        if sys.platform == "win32":  # the console sent Ctrl-C to the child too
+            from ._backends._win_watch import wait_for_pid
+
+            try:
+                return wait_for_pid(pid)
+            except (OSError, KeyboardInterrupt):
+                return EXIT_INTERRUPTED
         try:
             if os.getpgid(pid) != os.getpgrp():  # else the terminal already sent it SIGINT
                 os.kill(pid, signal.SIGINT)
             status = os.waitpid(pid, 0)[1]
         except (ProcessLookupError, ChildProcessError, KeyboardInterrupt):
             return EXIT_INTERRUPTED
+    if sys.platform == "win32":
+        return status  # the exit code itself (sys.exit takes 0xC0000005 as it is)
     return end_as(status)
 
 

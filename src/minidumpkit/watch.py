@@ -8,8 +8,8 @@
 
 :func:`run` starts a command traced and watches it (``minidumpkit run``);
 :class:`Watcher` watches a pid or a ``subprocess.Popen`` on a thread of its own
-(``minidumpkit watch``); :func:`dump_self` dumps the calling process. Linux only for
-now. See docs/watch.md.
+(``minidumpkit watch``); :func:`dump_self` dumps the calling process. On Windows only
+the crash triggers exist so far (the debugging API: docs/watch.md, "Windows").
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import _output
-from ._triggers import DEFAULT_NAME, Triggers, check_template, dump_name
+from ._triggers import WINDOWS_TRIGGERS, DEFAULT_NAME, Triggers, check_template, dump_name
 from .errors import UnsupportedError
 from .flags import DumpType, MiniDumpType, coerce_dump_type
 
@@ -50,10 +50,38 @@ class DumpWritten:
         return os.fspath(self.path)
 
 
-def _linux_only() -> None:
+WINDOWS = sys.platform == "win32"
+
+
+def _check_platform(triggers: Triggers) -> None:
+    """Linux has every trigger; Windows the crash ones (on_crash, first_chance)."""
+    if WINDOWS:
+        others = [f.name for f in dataclasses.fields(Triggers)
+                  if f.name not in (*WINDOWS_TRIGGERS, "count", "interval", "cpu_for")
+                  and getattr(triggers, f.name) is not None]
+        if others or not triggers.on_crash:
+            raise UnsupportedError("on Windows a watcher has the crash triggers only so far "
+                                   "(on_crash, first_chance), not " +
+                                   ", ".join(others or ["a watch without on_crash"]))
+        return
     if not sys.platform.startswith("linux"):
-        raise UnsupportedError(f"watching a process is implemented on Linux only so far, "
-                               f"not on {sys.platform!r}")
+        raise UnsupportedError(f"watching a process is implemented on Linux and Windows "
+                               f"only, not on {sys.platform!r}")
+
+
+def _process_name(pid: int) -> str:
+    if WINDOWS:
+        from ._backends.windows import process_name
+
+        try:
+            return process_name(pid)
+        except OSError:
+            return "process"
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return "process"
 
 
 class _Writer:
@@ -74,11 +102,7 @@ class _Writer:
 
     def __call__(self, trigger: str, write: Callable[[IO[bytes], MiniDumpType, bool], object]
                  ) -> None:
-        try:
-            with open(f"/proc/{self.pid}/comm", encoding="utf-8", errors="replace") as f:
-                comm = f.read().strip()
-        except OSError:
-            comm = "process"
+        comm = _process_name(self.pid)
         now = datetime.datetime.now()
         name = dump_name(self.name, comm=comm, pid=self.pid, trigger=trigger,
                          n=len(self.dumps) + 1, now=now)
@@ -121,6 +145,10 @@ class Watcher:
     cannot attach meanwhile; every thread is detached when the watch ends, whatever
     the reason (the helper also stops when this process goes away). Use it as a
     context manager, or :meth:`start` and :meth:`stop`.
+
+    On Windows the helper is the process's debugger (DebugActiveProcess; crash
+    triggers only); it lets the process go when stopped (DebugActiveProcessStop) and,
+    should it die, the system lets it go (DebugSetProcessKillOnExit FALSE).
     """
 
     def __init__(self, target: int | subprocess.Popen[Any], triggers: Triggers | None = None,
@@ -129,13 +157,13 @@ class Watcher:
                  on_dump: Callable[[DumpWritten], object] | None = None,
                  on_error: Callable[[BaseException], object] | None = None,
                  **trigger_options: Any) -> None:
-        _linux_only()
         pid = target.pid if isinstance(target, subprocess.Popen) else target
         if isinstance(pid, bool) or not isinstance(pid, int):
             raise TypeError(f"target must be a pid or a subprocess.Popen, not "
                             f"{target.__class__.__name__}")
         self.pid = pid
         self.triggers = _triggers(triggers, trigger_options)
+        _check_platform(self.triggers)
         check_template(name)
         self.directory = os.path.abspath(os.fspath(directory))
         _output.check(os.path.join(self.directory, "probe.dmp"), overwrite=False, numbered=True)
@@ -186,7 +214,7 @@ class Watcher:
             first = _message(self._helper.stdout.readline())
         except BaseException:  # interrupted while it attaches: it detaches on SIGTERM
             self._done.set()
-            self._helper.send_signal(signal.SIGTERM)
+            self._ask_helper_to_stop(self._helper)
             self._helper.wait()
             raise
         if first.get("attached") is not True:
@@ -197,6 +225,22 @@ class Watcher:
                                         name=f"minidumpkit-watch-{self.pid}")
         self._reader.start()
         return self
+
+    @staticmethod
+    def _ask_helper_to_stop(helper: subprocess.Popen[bytes]) -> None:
+        """SIGTERM on Linux; on Windows (where SIGTERM is TerminateProcess) the end of
+        its stdin. Either way it lets the process go between two events."""
+        if WINDOWS:
+            try:
+                if helper.stdin is not None:
+                    helper.stdin.close()
+            except OSError:
+                pass
+            return
+        try:
+            helper.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
     def _read(self) -> None:
         helper = self._helper
@@ -250,17 +294,17 @@ class Watcher:
         if helper is None:
             return
         if helper.poll() is None:
-            try:
-                helper.send_signal(signal.SIGTERM)  # it detaches between two events
-            except ProcessLookupError:
-                pass
+            self._ask_helper_to_stop(helper)
         try:
             helper.wait(timeout)
         except subprocess.TimeoutExpired:
             helper.kill()  # the kernel detaches what a dead tracer held
             helper.wait()
         if helper.stdin is not None:
-            helper.stdin.close()
+            try:
+                helper.stdin.close()
+            except OSError:
+                pass
         if self._reader is not None:
             self._reader.join(timeout)
         self.wait(0)
@@ -301,14 +345,11 @@ def _describe_error(exc: BaseException) -> dict[str, Any]:
 def _helper_main(argv: list[str]) -> int:
     """The tracer behind :class:`Watcher`: JSON config in argv, one JSON line per event
     out; SIGTERM, SIGINT, SIGHUP or the end of stdin (the owner went away) stop it."""
-    import select
-
-    from ._backends._linux_watch import LinuxWatch
-
     config = json.loads(argv[0])
     stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda signum, frame: stopping.set())
+    for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda signum, frame: stopping.set())
 
     def say(message: dict[str, Any]) -> None:
         try:
@@ -317,19 +358,45 @@ def _helper_main(argv: list[str]) -> int:
         except OSError:
             stopping.set()
 
-    def should_stop() -> bool:
-        if not stopping.is_set() and select.select([sys.stdin], [], [], 0)[0] \
-                and not os.read(sys.stdin.fileno(), 1):
-            stopping.set()  # our owner is gone
-        return stopping.is_set()
+    if WINDOWS:
+        def until_eof() -> None:  # select() takes sockets only on Windows: read on a thread
+            try:  # (os.read, not sys.stdin: a daemon thread blocked inside the buffered
+                # reader holds its lock, and the interpreter aborts at exit over it)
+                while os.read(fd, 1):
+                    pass
+            except OSError:
+                pass
+            stopping.set()  # our owner closed our stdin or is gone
+
+        fd = sys.stdin.fileno()
+
+        threading.Thread(target=until_eof, daemon=True).start()
+        should_stop = stopping.is_set
+    else:
+        import select
+
+        def should_stop() -> bool:
+            if not stopping.is_set() and select.select([sys.stdin], [], [], 0)[0] \
+                    and not os.read(sys.stdin.fileno(), 1):
+                stopping.set()  # our owner is gone
+            return stopping.is_set()
 
     pid = int(config["pid"])
     writer = _Writer(pid, config["directory"], config["name"], MiniDumpType(config["type"]),
                      bool(config["all_memory"]),
                      lambda e: say({"dump": os.fspath(e.path), "trigger": e.trigger,
                                     "time": e.time.isoformat()}))
-    watch = LinuxWatch(pid, Triggers(**config["triggers"]), writer, reap_leader=True,
-                       on_error=lambda exc: say({"dump_error": _describe_error(exc)}))
+    on_error = lambda exc: say({"dump_error": _describe_error(exc)})  # noqa: E731
+    triggers = Triggers(**config["triggers"])
+    watch: Any
+    if WINDOWS:
+        from ._backends._win_watch import WindowsWatch
+
+        watch = WindowsWatch(pid, triggers, writer, on_error=on_error)
+    else:
+        from ._backends._linux_watch import LinuxWatch
+
+        watch = LinuxWatch(pid, triggers, writer, reap_leader=True, on_error=on_error)
     try:
         watch.attach()
     except Exception as exc:  # noqa: BLE001  reported to the owner, which re-raises it
@@ -341,7 +408,8 @@ def _helper_main(argv: list[str]) -> int:
     except Exception as exc:  # noqa: BLE001
         say(_describe_error(exc))
         return 1
-    say({"end": True, "exit_status": watch.exit_status})
+    say({"end": True, "exit_status": getattr(watch, "exit_status", None)
+         if not WINDOWS else watch.exit_code})
     return 0
 
 
@@ -352,17 +420,19 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
         on_start: Callable[[int], object] | None = None,
         should_stop: Callable[[], bool] = lambda: False, **trigger_options: Any) -> int | None:
     """Start ``argv`` traced from its first instruction, watch it on the calling thread
-    and return its wait status (as ``os.waitpid`` gives it) once it has exited.
+    and return its wait status (as ``os.waitpid`` gives it) once it has exited; on
+    Windows its exit code (unsigned: 0xC0000005 for an access violation).
 
-    Raises :class:`~minidumpkit._backends._linux_watch.CommandError` (an OSError whose
+    Raises :class:`~minidumpkit._triggers.CommandError` (an OSError whose
     errno says why) if the command cannot be executed. Once
     ``should_stop()`` (polled between events) is true, or on an exception, every thread
     is detached and the child runs on untraced, not waited for (its pid was given to
-    ``on_start``): then None is returned."""
-    _linux_only()
-    from ._backends._linux_watch import LinuxWatch, spawn_traced
+    ``on_start``): then None is returned.
 
+    On Windows the child is started with CreateProcess(DEBUG_ONLY_THIS_PROCESS) and
+    the calling thread is its debugger (crash triggers only)."""
     spec = _triggers(triggers, trigger_options)
+    _check_platform(spec)
     args = [os.fspath(a) for a in argv]
     if not args:
         raise ValueError("no command given")
@@ -370,6 +440,11 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
     check_template(name)
     _output.check(os.path.join(os.fspath(directory), "probe.dmp"), overwrite=False,
                   numbered=True)  # before the child exists
+    if WINDOWS:
+        return _run_windows(args, spec, directory, name, dump_type, all_memory, on_dump,
+                            on_error, on_start, should_stop)
+    from ._backends._linux_watch import LinuxWatch, spawn_traced
+
     pid, go = spawn_traced(args)
     try:
         writer = _Writer(pid, directory, name, dump_type, all_memory, on_dump)
@@ -394,6 +469,42 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
     if should_stop():
         return None
     return os.waitpid(pid, 0)[1]  # detached early (count reached): wait as its parent
+
+
+def _run_windows(args: list[str], spec: Triggers, directory: StrPath, name: str,
+                 dump_type: MiniDumpType, all_memory: bool,
+                 on_dump: Callable[[DumpWritten], object] | None,
+                 on_error: Callable[[BaseException], object] | None,
+                 on_start: Callable[[int], object] | None,
+                 should_stop: Callable[[], bool]) -> int | None:
+    from ._backends._win_watch import WindowsWatch, spawn_debugged, wait_exit_code
+    from ._triggers import CommandError
+
+    try:
+        proc = spawn_debugged(args)
+    except OSError as exc:  # FileNotFoundError, PermissionError, ERROR_BAD_EXE_FORMAT
+        code = exc.errno if exc.errno in (errno.ENOENT, errno.EACCES) else errno.ENOEXEC
+        raise CommandError(code, exc.strerror or os.strerror(code), args[0]) from None
+    watch: WindowsWatch | None = None
+    try:
+        writer = _Writer(proc.pid, directory, name, dump_type, all_memory, on_dump)
+        watch = WindowsWatch(proc.pid, spec, writer, created=True, on_error=on_error)
+        watch.attach()
+    except BaseException:
+        if watch is not None:
+            watch.detach()
+        proc.kill()  # it has not run a line of its own yet
+        proc.wait()
+        raise
+    if on_start is not None:
+        on_start(proc.pid)
+    watch.run(should_stop)
+    if watch.exit_code is not None:
+        proc.wait()  # the handle Popen holds
+        return watch.exit_code
+    if should_stop():
+        return None
+    return wait_exit_code(proc)
 
 
 def dump_self(path: StrPath, type: int | MiniDumpType = DumpType.MINI, *,

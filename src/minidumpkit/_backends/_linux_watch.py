@@ -33,7 +33,7 @@ from typing import IO, BinaryIO, cast
 from .._capture import CapturedException
 from .._ffi import libc
 from .._ffi._errors import check_errno, last_errno
-from .._triggers import CRASH_SIGNALS, Triggers
+from .._triggers import CRASH_SIGNALS, CommandError, Triggers
 from ..errors import ProcessError, ProcessNotFound
 from ..flags import MiniDumpType
 from . import _procfs
@@ -610,10 +610,6 @@ class _Samplers:
 
 
 # --- starting a command traced -----------------------------------------------------
-
-class CommandError(OSError):
-    """The command of :func:`spawn_traced` could not be executed (errno says why)."""
-
 
 def spawn_traced(argv: list[str]) -> tuple[int, Callable[[], None]]:
     """Fork a child that waits, and return (pid, go): the caller seizes it (it is

@@ -41,6 +41,7 @@ __all__ = [
     "check_target",
     "close_handle",
     "open_process",
+    "process_name",
     "take_snapshot",
     "winapi",
     "write_dump",
@@ -144,6 +145,23 @@ def close_handle(api: WinApi, handle: Any) -> None:
     api.kernel32.CloseHandle(handle)
 
 
+def process_name(pid: int, *, api: WinApi | None = None) -> str:
+    """The file name of ``pid``'s image without its extension (``crash`` for
+    ``C:\\bin\\crash.exe``): the ``<comm>`` of a watcher's dump names."""
+    api = api or winapi()
+    handle = open_process(api, pid, kernel32.PROCESS_QUERY_LIMITED_INFORMATION)
+    try:
+        size = kernel32.ffi.new("DWORD *", 1024)
+        name = kernel32.ffi.new("WCHAR[]", 1024)
+        ok = api.kernel32.QueryFullProcessImageNameW(handle, 0, name, size)
+        _winerror.check_bool_hresult(ok, "QueryFullProcessImageNameW", pid=pid,
+                                     get_last_error=api.get_last_error)
+        path = kernel32.ffi.string(name, size[0])
+    finally:
+        close_handle(api, handle)
+    return os.path.splitext(path.replace("/", "\\").rsplit("\\", 1)[-1])[0] or "process"
+
+
 def check_target(pid: int, *, api: WinApi | None = None) -> None:
     """Raise unless ``pid`` is a live process this user may dump (the access a dump needs)."""
     if isinstance(pid, bool) or not isinstance(pid, int):
@@ -180,9 +198,13 @@ def user_stream_param(streams: list[tuple[int, bytes]]) -> tuple[Any, list[Any]]
 
 def write_from_handle(api: WinApi, hprocess: Any, pid: int, out: IO[bytes],
                       dump_type: MiniDumpType, trampoline: Trampoline, *,
-                      user_streams: list[tuple[int, bytes]] | None = None) -> WindowsDumpTimes:
+                      user_streams: list[tuple[int, bytes]] | None = None,
+                      exception: Any = None) -> WindowsDumpTimes:
     """MiniDumpWriteDump(hprocess, pid, <out's OS handle>, dump_type) with the trampoline
     and ``user_streams`` ((stream type, bytes) pairs: UserStreamParam).
+
+    ``exception``: a ``MINIDUMP_EXCEPTION_INFORMATION *`` (dbghelp.ffi) for the
+    Exception stream (the crash watcher's, ``_win_watch.ExceptionParam``), else NULL.
 
     ``hprocess`` is a process handle, or an HPSS for a snapshot (the trampoline
     then answers IsProcessSnapshotCallback). Order after the call: an exception a
@@ -196,8 +218,9 @@ def write_from_handle(api: WinApi, hprocess: Any, pid: int, out: IO[bytes],
     streams, _alive = user_stream_param(user_streams or [])
     started = time.perf_counter_ns()
     with dbghelp.LOCK, trampoline.active() as info:
-        ok = api.dbghelp.MiniDumpWriteDump(process, pid, hfile, int(dump_type), null, streams,
-                                           info)
+        ok = api.dbghelp.MiniDumpWriteDump(process, pid, hfile, int(dump_type),
+                                           null if exception is None else exception,
+                                           streams, info)
         # Read now: the trampoline's own cffi calls must not come between.
         code = 0 if ok else api.get_last_error()
     elapsed = time.perf_counter_ns() - started

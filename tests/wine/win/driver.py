@@ -10,7 +10,11 @@ Kinds: ``reference`` (MiniDumpWriteDump through ctypes, reference.py, no minidum
 ``cli`` (``python -m minidumpkit dump``), ``snapshot`` (``Dumper.snapshot``),
 ``popen_child`` (dump a child this driver starts), ``exited_child``, ``identity``,
 ``suspend_counts`` (every thread's suspend count, by ctypes),
-``example`` (a docs code block run with the names the docs assume).
+``example`` (a docs code block run with the names the docs assume); the crash watcher's
+(tests/wine/test_wine_crash.py): ``watch_cli`` (``python -m minidumpkit ARGV``, its exit
+code and the files it left), ``watcher`` (``mdk.Watcher`` on a Popen child of crash.exe,
+crashed or stopped), ``watch_attach`` (``minidumpkit watch PID --on-crash``),
+``run_stopped`` (``minidumpkit.watch.run`` whose should_stop() turns true).
 Callback objects are chosen by name (``CALLBACKS``) and record what they were asked.
 """
 
@@ -290,6 +294,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             finally:
                 os.chdir(here)
             result["files"] = sorted(os.listdir(job["cwd"]))
+        elif kind in ("watch_cli", "watcher", "watch_attach", "run_stopped"):
+            crash_job(kind, job, result)
         else:
             raise ValueError(f"unknown job kind {kind!r}")
         result["ok"] = True
@@ -302,6 +308,105 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("path"):
         result["path_state"] = path_state(job["path"])
     return result
+
+
+def _wait_until(predicate: Any, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    from minidumpkit._backends import windows
+    from minidumpkit._ffi import kernel32
+
+    api = windows.winapi()
+    handle = windows.open_process(api, pid, kernel32.PROCESS_QUERY_LIMITED_INFORMATION)
+    try:
+        code = kernel32.ffi.new("DWORD *")
+        api.kernel32.GetExitCodeProcess(handle, code)
+        return bool(code[0] == kernel32.STILL_ACTIVE)
+    finally:
+        windows.close_handle(api, handle)
+
+
+def crash_job(kind: str, job: dict[str, Any], result: dict[str, Any]) -> None:
+    """The jobs of the crash watcher; ``job["path"]`` is the directory dumps go to."""
+    from minidumpkit._backends._win_watch import debugger_present
+
+    directory = job["path"]
+    os.makedirs(directory, exist_ok=True)
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+             "stderr": subprocess.DEVNULL}
+    if kind == "watch_cli":
+        done = subprocess.run([sys.executable, "-m", "minidumpkit", *job["argv"]],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+        result.update(returncode=done.returncode,
+                      stderr=done.stderr.decode("utf-8", "replace"))
+        result["files"] = sorted(os.listdir(directory))
+        return
+    go = directory + ".go"
+    if kind == "run_stopped":
+        import signal
+
+        from minidumpkit._backends._win_watch import wait_for_pid
+        from minidumpkit.watch import run
+
+        started: list[int] = []
+        begun = time.monotonic()
+        result["returned"] = run([job["exe"], "wait", go], on_crash=True, directory=directory,
+                                 on_start=started.append,
+                                 should_stop=lambda: time.monotonic() - begun > 1.0)
+        pid = result["child_pid"] = started[0]
+        result["debugged_after"] = debugger_present(pid)
+        result["still_running"] = not _wait_until(lambda: not _alive(pid), 0.5)
+        os.kill(pid, signal.SIGTERM)  # TerminateProcess(pid, 15)
+        result["exit_code"] = wait_for_pid(pid)
+        result["files"] = sorted(os.listdir(directory))
+        return
+    child = subprocess.Popen([job["exe"], "wait", go], **quiet)
+    result["child_pid"] = child.pid
+    try:
+        if kind == "watch_attach":
+            cli = subprocess.Popen([sys.executable, "-m", "minidumpkit", "watch", str(child.pid),
+                                    "--on-crash", "--dir", directory], **quiet)
+            result["attached"] = _wait_until(lambda: debugger_present(child.pid))
+            open(go, "w").close()
+            result["exit_code"] = child.wait(60) & 0xFFFFFFFF
+            result["returncode"] = cli.wait(60)
+        else:
+            import minidumpkit as mdk
+
+            heard: list[str] = []
+            watcher = mdk.Watcher(child, on_crash=True, directory=directory,
+                                  on_dump=lambda d: heard.append(os.fspath(d)))
+            with watcher:
+                result["debugged_while_watched"] = debugger_present(child.pid)
+                second = subprocess.run([sys.executable, "-m", "minidumpkit", "watch",
+                                         str(child.pid), "--on-crash"],
+                                        stdin=subprocess.DEVNULL, capture_output=True,
+                                        timeout=120)
+                result["second_watch"] = {"returncode": second.returncode,
+                                          "stderr": second.stderr.decode("utf-8", "replace")}
+                if job.get("crash"):
+                    open(go, "w").close()
+                    result["exit_code"] = child.wait(60) & 0xFFFFFFFF
+                    result["ended"] = watcher.wait(60)
+            result["dumps"] = [{"path": os.fspath(d.path), "trigger": d.trigger, "pid": d.pid}
+                               for d in watcher.dumps]
+            result["heard"] = heard
+            result["errors"] = [repr(e) for e in watcher.errors]
+            if not job.get("crash"):
+                result["running_after_stop"] = child.poll() is None
+                result["debugged_after_stop"] = debugger_present(child.pid)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+    result["files"] = sorted(os.listdir(directory))
 
 
 def main() -> None:
