@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -73,6 +74,9 @@ class Cli:
     def ready(self) -> int:
         """Wait for the target's READY line; its pid."""
         assert self.proc.stdout is not None
+        if not select.select([self.proc.stdout], [], [], WAIT)[0]:
+            self.proc.kill()  # a hang guard: fail with what the watcher said
+            pytest.fail(f"no READY line within {WAIT} s; stderr: {self.proc.communicate()[1]}")
         line = self.proc.stdout.readline()
         match = re.search(r"READY pid=(\d+)", line)
         assert match, f"no READY line: {line!r} {self.finish()}"
@@ -91,7 +95,12 @@ class Cli:
                 pass
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.communicate()
+        try:
+            self.proc.communicate(timeout=WAIT)
+        except subprocess.TimeoutExpired:  # a target we never learnt of holds the pipes
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
 
 
 @pytest.fixture
