@@ -28,7 +28,7 @@ PYENV = Path("/root/.pyenv/versions")
 
 FIELD_OF = {  # offsets.c name -> Layout field
     "runtime.interpreters_head": "runtime_interpreters_head",
-    "runtime.gil_holder": "runtime_gil_holder",
+    "runtime.gil_holder": "runtime_gil_holder", "runtime.ceval_gil": "runtime_ceval_gil",
     "interp.next": "interp_next", "interp.id": "interp_id",
     "interp.threads_head": "interp_threads_head", "interp.ceval_gil": "interp_ceval_gil",
     "gil.last_holder": "gil_last_holder", "gil.locked": "gil_locked",
@@ -66,6 +66,9 @@ def test_static_tables_equal_the_headers(tmp_path: Path, version: str, layout: o
     got = compile_and_run(TOOLS / "offsets.c", version, tmp_path)
     assert got.pop("version_hex") >> 16 == int(version.split(".")[1]) | 0x300
     got.pop("runtime.interpreters_main")
+    locks = o.LOCK_OFFSETS[(3, int(version.split(".")[1]), o.LP64)]
+    for name in [n for n in got if n.startswith("lock.")]:
+        assert getattr(locks, name.removeprefix("lock.")) == got.pop(name), name
     for name, value in got.items():
         assert getattr(layout, FIELD_OF[name]) == value, name
     present = {FIELD_OF[n] for n in got}

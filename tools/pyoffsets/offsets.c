@@ -13,9 +13,7 @@
 #include "internal/pycore_interp.h"
 #include "internal/pycore_frame.h"
 #include "internal/pycore_code.h"
-#if PY_VERSION_HEX >= 0x030c0000
 #include "internal/pycore_gil.h"
-#endif
 
 #define P(name, value) printf("%s %ld\n", name, (long)(value))
 
@@ -25,7 +23,17 @@ int main(void) {
     P("runtime.interpreters_main", offsetof(_PyRuntimeState, interpreters.main));
 #if PY_VERSION_HEX < 0x030c0000
     P("runtime.gil_holder", offsetof(_PyRuntimeState, gilstate.tstate_current));
+    P("runtime.ceval_gil", offsetof(_PyRuntimeState, ceval.gil));
 #endif
+    /* the Python-level lock analysis (offsets.LockOffsets) */
+    P("lock.frame_localsplus", offsetof(_PyInterpreterFrame, localsplus));
+    P("lock.code_nlocalsplus", offsetof(PyCodeObject, co_nlocalsplus));
+    P("lock.code_stacksize", offsetof(PyCodeObject, co_stacksize));
+    P("lock.gil_cond", offsetof(struct _gil_runtime_state, cond));
+    P("lock.gil_cond_size", sizeof(PyCOND_T));
+    P("lock.gil_mutex", offsetof(struct _gil_runtime_state, mutex));
+    P("lock.gil_mutex_size", sizeof(PyMUTEX_T));
+    P("lock.cfunction_self", offsetof(PyCFunctionObject, m_self));
     P("interp.next", offsetof(PyInterpreterState, next));
     P("interp.id", offsetof(PyInterpreterState, id));
     P("interp.threads_head", offsetof(PyInterpreterState, threads.head));

@@ -1,0 +1,136 @@
+"""A CPython child for the merged-stack and Python-lock tests (tests/test_python_merge.py).
+
+Threads, each parked at a known point:
+  "cpause"    a ctypes call to libc's pause() under two Python functions (GIL released);
+  "rowner"    holds a threading.RLock twice, then sleeps in time.sleep;
+  "rwaiter"   blocks in ``with rlock:`` on that RLock;
+  "lwaiter"   blocks in ``lock.acquire()`` on a threading.Lock the main thread holds;
+  "sub"       (3.12+) runs a subinterpreter whose code sleeps in time.sleep;
+  "busy"      loops in Python.
+Once the first five are asleep in their system calls (checked in /proc), the main thread
+writes the ground truth (sys._current_frames(), idents, native ids, the locks' own reprs)
+to the JSON file named by argv[1] and prints READY; then it sets the switch interval to
+1000 s and sleeps 0.1 s: the busy thread takes the GIL and keeps it, and the main thread,
+back from its sleep (or at its first eval-breaker check after the switch-interval call),
+waits for the GIL.
+"""
+
+import ctypes
+import json
+import os
+import sys
+import threading
+import time
+
+started = {}
+rlock = threading.RLock()
+lock = threading.Lock()
+rlock_held = threading.Event()
+SUB_CODE = "import time\ndef sub_leaf():\n    time.sleep(3600)\nsub_leaf()\n"
+
+
+def pause_leaf():
+    started["cpause"] = threading.get_native_id()
+    ctypes.CDLL(None).pause()
+
+
+def pause_mid():
+    pause_leaf()
+
+
+def rlock_owner():
+    started["rowner"] = threading.get_native_id()
+    with rlock:
+        rlock.acquire()
+        rlock_held.set()
+        time.sleep(3600)
+
+
+def rlock_waiter():
+    rlock_held.wait()
+    started["rwaiter"] = threading.get_native_id()
+    with rlock:
+        pass
+
+
+def lock_waiter():
+    started["lwaiter"] = threading.get_native_id()
+    lock.acquire()
+
+
+def sub_thread():
+    try:
+        import _interpreters as interpreters
+    except ImportError:
+        import _xxsubinterpreters as interpreters
+    interp = interpreters.create()
+    started["sub"] = threading.get_native_id()
+    interpreters.run_string(interp, SUB_CODE)
+
+
+def busy_leaf():
+    started["busy"] = threading.get_native_id()
+    n = 0
+    while True:
+        n += 1
+
+
+# x86_64 system call numbers where each thread parks
+CALLS = {"cpause": {34, 130}, "rowner": {230, 35}, "rwaiter": {202}, "lwaiter": {202},
+         "sub": {230, 35}}
+
+
+def asleep(tid, calls):
+    try:
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/self/task/{tid}/syscall") as f:
+            call = f.read().split()
+    except OSError:
+        return False
+    return state == "S" and bool(call) and call[0] != "running" and int(call[0]) in calls
+
+
+def main(path):
+    lock.acquire()
+    names = ["cpause", "rowner", "rwaiter", "lwaiter", "busy"]
+    targets = {"cpause": pause_mid, "rowner": rlock_owner, "rwaiter": rlock_waiter,
+               "lwaiter": lock_waiter, "busy": busy_leaf}
+    if sys.version_info >= (3, 12):
+        names.insert(4, "sub")
+        targets["sub"] = sub_thread
+    for name in names:
+        threading.Thread(target=targets[name], name=name, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not ("busy" in started and all(asleep(started.get(n, 0), CALLS[n])
+                                         for n in names if n != "busy")):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"threads did not park: {started}")
+        time.sleep(0.01)
+    frames = sys._current_frames()
+    truth = []
+    for thread in threading.enumerate():
+        stack = []
+        frame = frames.get(thread.ident)
+        if thread is threading.current_thread():
+            frame = None  # the main thread moves on
+        while frame is not None:
+            code = frame.f_code
+            stack.append([code.co_name, code.co_qualname, code.co_filename, frame.f_lineno])
+            frame = frame.f_back
+        truth.append({"name": thread.name, "ident": thread.ident,
+                      "native_id": thread.native_id, "frames": stack})
+    with open(path, "w") as f:
+        json.dump({"pid": os.getpid(), "version": sys.hexversion, "threads": truth,
+                   "rlock": repr(rlock), "rlock_address": id(rlock),
+                   "lock": repr(lock), "lock_address": id(lock),
+                   "main_ident": threading.get_ident()}, f)
+    print("READY pid=" + " ".join([str(os.getpid())] + [f"{n}={started[n]}" for n in names]),
+          flush=True)
+    sys.setswitchinterval(1000)
+    time.sleep(0.1)
+    time.sleep(3600)  # not reached while busy runs
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
