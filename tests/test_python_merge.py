@@ -1,0 +1,256 @@
+"""Merged native + Python stacks and Python-level waits, from dumps of CPython 3.11, 3.12
+and 3.13 children (tests/targets/py_merge_child.py).
+
+One child per version, frozen by SIGSTOP; on the frozen process ``pystack remote
+--native`` (PyPI pystack) runs and our FULL dump is written, then SIGCONT. Oracles:
+
+* pystack's merged view of the same frozen process: its Python frames (name, line) equal
+  ours on every thread, subinterpreter included (py-spy shows only the newest
+  interpreter), and its native frames sit among them in the same order (pystack hides
+  some CPython-internal C frames and lists inlined ones: its physical named frames must
+  be a subsequence of ours, interleaved with the Python frames as ours are);
+* lldb's ``bt`` on the same dump: the native frames of the thread inside ctypes's call to
+  libc's pause(), pc for pc;
+* how the child was built and what it recorded: the thread idents, native ids, its
+  Python frames (``sys._current_frames()``) and the locks' own reprs (``<locked
+  _thread.RLock object owner=IDENT count=2 at 0x...>``);
+* pystack's "[Has the GIL]" / "[Waiting for the GIL]" for the GIL wait.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import minidumpkit as mdk
+from minidumpkit import DumpType
+from minidumpkit.analysis import wait_graph
+from minidumpkit.analysis.pylocks import GIL, NO_OWNER, PYTHON_LOCK, PYTHON_RLOCK
+from minidumpkit.analysis.pymerge import MergedStack, is_eval_frame, merged_stacks
+
+from conftest import TARGETS, Target, assert_released, wait_until
+from test_python_stacks import VERSIONS, interpreter
+from test_stackwalk import lldb_stacks
+
+pytestmark = pytest.mark.live
+
+CHILD = TARGETS / "py_merge_child.py"
+
+
+def pystack() -> list[str]:
+    exe = shutil.which("pystack")
+    if exe is None:
+        pytest.fail("pystack is not installed (pip install -e '.[test]' installs it)")
+    return [exe]
+
+
+def start(start_target: Any, version: str, tmp_path: Path) -> tuple[Target, dict[str, Any]]:
+    truth_file = tmp_path / "truth.json"
+    target: Target = start_target([interpreter(version), CHILD, truth_file])
+    keys = ["cpause", "rowner", "rwaiter", "lwaiter"] + (["sub"] if "sub" in target.info else [])
+    target.wait_parked(*keys)
+    main_call = Path(f"/proc/{target.pid}/task/{target.pid}/syscall")
+    busy_call = Path(f"/proc/{target.pid}/task/{target.int('busy')}/syscall")
+    # busy keeps the GIL (switch interval 1000 s); main waits for it in futex
+    wait_until(lambda: main_call.read_text().split()[0] in ("202", "219")
+               and busy_call.read_text().split()[0] == "running",
+               "the main thread to wait for the GIL the busy thread holds")
+    return target, json.loads(truth_file.read_text())
+
+
+def freeze_and_dump(target: Target, path: Path) -> str:
+    """pystack's text and our FULL dump of the same SIGSTOP-frozen process."""
+    os.kill(target.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: all(open(f"/proc/{target.pid}/task/{t}/stat").read()
+                               .rsplit(")", 1)[1].split()[0] == "T"
+                               for t in os.listdir(f"/proc/{target.pid}/task")),
+                   "the target to stop")
+        text = subprocess.run([*pystack(), "remote", "--native", "--no-color",
+                               str(target.pid)], check=True, capture_output=True, text=True,
+                              timeout=120).stdout
+        mdk.dump(target.pid, path, type=DumpType.FULL)
+        assert_released(target.pid, stopped=True)
+    finally:
+        os.kill(target.pid, signal.SIGCONT)
+    assert_released(target.pid)
+    return text
+
+
+_THREAD = re.compile(r"^Traceback for thread (\d+) ")
+_FRAME = re.compile(r'^\s+\((C|Python)\) File "(.*)", line (\d+), in (\S+)(?: \((inlined)\))?')
+
+
+def parse_pystack(text: str) -> dict[int, dict[str, Any]]:
+    """{tid: {"frames": [("C", name) | ("Python", name, line)] innermost first,
+    "gil": the GIL marks}}; inlined C frames and unnamed ones (???) left out."""
+    out: dict[int, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    for line in text.splitlines():
+        m = _THREAD.match(line)
+        if m:
+            current = out[int(m.group(1))] = {"frames": [], "gil": re.findall(r"\[[^]]*\]",
+                                                                              line)}
+            continue
+        if current is None:
+            continue
+        if "interpreter" in line and "[" in line:
+            current["gil"].append(line.strip())
+        m = _FRAME.match(line)
+        if m is None:
+            continue
+        kind, _file, number, name, inlined = m.groups()
+        if kind == "Python":
+            current["frames"].append(("Python", name, int(number)))
+        elif not inlined and name != "???":
+            current["frames"].append(("C", name.split("@", 1)[0]))
+    for entry in out.values():
+        entry["frames"].reverse()
+    return out
+
+
+def our_tokens(stack: MergedStack) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    for f in stack.frames:
+        if f.python is not None:
+            out.append(("Python", f.python.function, f.python.line))
+        elif f.native is not None and not is_eval_frame(f.native):
+            n = f.native
+            names = {x.split("@", 1)[0] for x in (n.function, n.mangled, *n.aliases) if x}
+            names |= {re.sub(r"(\.(constprop|isra|part|cold)(\.\d+)?)+$", "", x) for x in names}
+            out.append(("C", names))
+    return out
+
+
+def assert_like_pystack(stack: MergedStack, theirs: list[tuple[Any, ...]]) -> None:
+    ours = our_tokens(stack)
+    assert [t for t in ours if t[0] == "Python"] == [t for t in theirs if t[0] == "Python"], \
+        (stack, theirs)
+    i = 0  # theirs, in order, within ours: C frames by name, Python frames exactly
+    for token in theirs:
+        while i < len(ours) and not (
+                ours[i] == token if token[0] == "Python"
+                else ours[i][0] == "C" and (token[1] in ours[i][1]
+                                            or token[1].lstrip("_") in ours[i][1])):
+            assert ours[i][0] == "C", f"pystack's {token} is not where ours is:\n{stack}"
+            i += 1
+        assert i < len(ours), f"pystack's {token} not found in order:\n{stack}\n{theirs}"
+        i += 1
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_merged_stacks_and_python_waits(start_target: Any, tmp_path: Path,
+                                        version: str) -> None:
+    target, truth = start(start_target, version, tmp_path)
+    path = tmp_path / "frozen.dmp"
+    theirs = parse_pystack(freeze_and_dump(target, path))
+    by_native = {t["native_id"]: t for t in truth["threads"]}
+    with mdk.open_minidump(path) as dump:
+        stacks = {s.thread_id: s for s in merged_stacks(dump)}
+        graph = wait_graph(dump)
+
+    # every thread merged, and placed as pystack places it
+    assert sorted(stacks) == sorted(theirs)
+    for tid, stack in stacks.items():
+        assert stack.merged, stack
+        assert stack.eval_frames == stack.entry_frames > 0
+        assert_like_pystack(stack, theirs[tid]["frames"])
+
+    # (a) the ctypes call: libc's pause, libffi, _ctypes, then the Python frames that made
+    # the call (the child's own record), then the eval loop that ran them
+    cpause = stacks[target.int("cpause")]
+    kinds = [(f.native.function if f.native else ("py", f.python.function))
+             for f in cpause.frames if f.native is None or f.native.function]
+    assert kinds[0] == "pause"
+    first_py = next(i for i, k in enumerate(kinds) if isinstance(k, tuple))
+    assert {"ffi_call", "_ctypes_callproc", "PyCFuncPtr_call"} <= set(kinds[:first_py])
+    assert kinds.index("ffi_call") < kinds.index("_ctypes_callproc") < first_py
+    python = [f.python for f in cpause.frames if f.python is not None]
+    assert [[f.function, f.qualname, f.filename, f.line] for f in python] == \
+        by_native[cpause.thread_id]["frames"]
+    after = cpause.frames[cpause.frames.index(next(f for f in cpause.frames
+                                                   if f.python is python[-1])) + 1]
+    assert after.native is not None and is_eval_frame(after.native)
+    lldb = lldb_stacks(path)[cpause.thread_id]
+    assert [f.pc for f in cpause.native.frames] == [pc for pc, _start, _name in lldb]
+    assert [f.native.pc for f in cpause.frames if f.native] == [pc for pc, *_ in lldb]
+
+    # (b) the subinterpreter thread: two thread states on one OS thread, the newer
+    # interpreter's frames innermost (pystack: "In interpreter 1", checked above)
+    if "sub" in target.info:
+        sub = stacks[target.int("sub")]
+        assert sub.python is not None and sub.python.interpreter_id != 0
+        assert [t.interpreter_id for t in sub.others] == [0]
+        assert [f.function for f in sub.python.frames] == ["sub_leaf", "<module>"]
+        assert sub.python.frames[0].filename == "<string>" and sub.python.frames[0].line == 3
+        assert [f.function for f in sub.others[0].frames] == \
+            [f[0] for f in by_native[sub.thread_id]["frames"]]
+
+    # (c) the RLock: owner and depth from the child's repr of it
+    m = re.fullmatch(r"<locked _thread\.RLock object owner=(\d+) count=(\d+) at (0x[0-9a-f]+)>",
+                     truth["rlock"])
+    assert m, truth["rlock"]
+    owner_ident, count, address = int(m.group(1)), int(m.group(2)), int(m.group(3), 16)
+    owner = next(t for t in truth["threads"] if t["ident"] == owner_ident)
+    assert owner["name"] == "rowner" and count == 2 and address == truth["rlock_address"]
+    wait = graph.waits[target.int("rwaiter")]
+    assert (wait.kind, wait.object_address, wait.owner_tid, wait.hold_count) == \
+        (PYTHON_RLOCK, address, owner["native_id"], count), wait
+    assert "rlock_waiter" in (wait.frame or "")
+    assert graph.edges()[target.int("rwaiter")] == target.int("rowner")
+    # the Lock: no owner, and said so
+    assert truth["lock"].startswith("<locked _thread.lock object at ")
+    wait = graph.waits[target.int("lwaiter")]
+    assert (wait.kind, wait.object_address, wait.owner_tid, wait.note) == \
+        (PYTHON_LOCK, truth["lock_address"], None, NO_OWNER), wait
+    assert "lock_waiter" in (wait.frame or "")
+
+    # (d) the GIL: main waits, busy holds it (and pystack says the same)
+    wait = graph.waits[target.pid]
+    assert (wait.kind, wait.owner_tid) == (GIL, target.int("busy")), wait
+    assert any("Waiting for the GIL" in g for g in theirs[target.pid]["gil"])
+    assert any("Has the GIL" in g for g in theirs[target.int("busy")]["gil"])
+    assert "the GIL" in wait.describe() and f"held by thread {target.int('busy')}" in \
+        wait.describe()
+
+
+def test_cli_merged_native_only_and_waits(start_target: Any, tmp_path: Path) -> None:
+    """`info` shows Python frames among the native ones and the Python waits;
+    `--native-only` the native frames alone; `--json` the merged frames as an extension."""
+    target, truth = start(start_target, "3.12.1", tmp_path)
+    path = tmp_path / "cli.dmp"
+    mdk.dump(target.pid, path, type=DumpType.FULL)
+    cli = [sys.executable, "-m", "minidumpkit", "info"]
+    text = subprocess.run([*cli, str(path)], check=True, capture_output=True, text=True,
+                          timeout=120).stdout
+    native = subprocess.run([*cli, "--native-only", str(path)], check=True,
+                            capture_output=True, text=True, timeout=120).stdout
+    cpause = next(t for t in truth["threads"] if t["name"] == "cpause")
+    block = [f'     File "{file}", line {line}, in {qualname}'
+             for _name, qualname, file, line in cpause["frames"]]
+    assert "\n".join(block) in text
+    assert 'File "' not in native
+    assert f'held by thread {target.int("rowner")}' in text
+    assert "threading.RLock" in text and "threading.Lock" in text and "the GIL" in text
+    data = json.loads(subprocess.run([*cli, "--json", str(path)], check=True,
+                                     capture_output=True, text=True, timeout=120).stdout)
+    row = next(r for r in data["threads"] if r["thread_id"] == target.int("cpause"))
+    merged = row["merged"]
+    assert merged["status"] == "merged" and merged["eval_frames"] == merged["entry_frames"]
+    natives = [m["index"] for m in merged["frames"] if m["kind"] == "native"]
+    assert natives == [f["index"] for f in row["frames"]]  # every native frame, in order
+    assert [[m["function"], m["qualname"], m["filename"], m["line"]]
+            for m in merged["frames"] if m["kind"] == "python"] == cpause["frames"]
+    assert row["wait"] is not None
+    waiter = next(r for r in data["threads"] if r["thread_id"] == target.int("rwaiter"))
+    assert waiter["wait"]["kind"] == PYTHON_RLOCK
+    assert waiter["wait"]["owner_tid"] == target.int("rowner")
