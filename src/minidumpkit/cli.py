@@ -493,8 +493,12 @@ def _python_mode(args: argparse.Namespace) -> str:
 
 
 def _runs_python(dump: Minidump) -> bool:
-    """The dump's module list has a python module (libpython, a python executable)."""
-    return any("python" in m.basename for m in dump.modules)
+    """The dump's module list has a python module (libpython, a python executable); a
+    broken module list is reported by its own section."""
+    try:
+        return any("python" in m.basename for m in dump.modules)
+    except MinidumpFormatError:
+        return False
 
 
 def _python_runtime(dump: Minidump) -> Any:
