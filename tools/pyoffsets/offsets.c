@@ -25,15 +25,6 @@ int main(void) {
     P("runtime.gil_holder", offsetof(_PyRuntimeState, gilstate.tstate_current));
     P("runtime.ceval_gil", offsetof(_PyRuntimeState, ceval.gil));
 #endif
-    /* the Python-level lock analysis (offsets.LockOffsets) */
-    P("lock.frame_localsplus", offsetof(_PyInterpreterFrame, localsplus));
-    P("lock.code_nlocalsplus", offsetof(PyCodeObject, co_nlocalsplus));
-    P("lock.code_stacksize", offsetof(PyCodeObject, co_stacksize));
-    P("lock.gil_cond", offsetof(struct _gil_runtime_state, cond));
-    P("lock.gil_cond_size", sizeof(PyCOND_T));
-    P("lock.gil_mutex", offsetof(struct _gil_runtime_state, mutex));
-    P("lock.gil_mutex_size", sizeof(PyMUTEX_T));
-    P("lock.cfunction_self", offsetof(PyCFunctionObject, m_self));
     P("interp.next", offsetof(PyInterpreterState, next));
     P("interp.id", offsetof(PyInterpreterState, id));
     P("interp.threads_head", offsetof(PyInterpreterState, threads.head));

@@ -231,9 +231,10 @@ class LockOffsets:
     """What the Python-level lock analysis reads (analysis/pylocks.py), beyond ``Layout``.
     ``_PyInterpreterFrame.localsplus``, ``PyCodeObject.co_nlocalsplus`` / ``co_stacksize``
     and ``struct _gil_runtime_state``'s ``cond`` / ``mutex`` (pycore_gil.h: 48-byte
-    pthread_cond_t, 40-byte pthread_mutex_t) compiled with ``Py_BUILD_CORE`` against pyenv
-    3.11.7, 3.12.1 and 3.13.0's headers (x86_64 Linux, gcc 12); ``PyCFunctionObject.m_self``
-    (methodobject.h); ``_thread.RLock`` / ``_thread.lock`` are Modules/_threadmodule.c's
+    pthread_cond_t, 40-byte pthread_mutex_t), ``PyCFunctionObject.m_self``: from
+    ``tools/pyoffsets/lock_offsets.c`` compiled with ``Py_BUILD_CORE`` against pyenv
+    3.11.7, 3.12.1 and 3.13.0's headers (x86_64 Linux, gcc 12; tests/test_python_offsets.py
+    recompiles it and compares); ``_thread.RLock`` / ``_thread.lock`` are Modules/_threadmodule.c's
     private ``rlockobject`` {HEAD, rlock_lock, rlock_owner, rlock_count} and ``lockobject``
     {HEAD, lock_lock}, the same in 3.11-3.13 (tests/test_python_merge.py checks them
     against the child's own reprs)."""
