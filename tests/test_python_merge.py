@@ -254,3 +254,18 @@ def test_cli_merged_native_only_and_waits(start_target: Any, tmp_path: Path) -> 
     waiter = next(r for r in data["threads"] if r["thread_id"] == target.int("rwaiter"))
     assert waiter["wait"]["kind"] == PYTHON_RLOCK
     assert waiter["wait"]["owner_tid"] == target.int("rowner")
+
+    # a MINI dump holds the frames' heads, not their slots: the GIL is still told (from
+    # the futex word), the locks by _thread's C functions, the RLock's owner unknown
+    mini = tmp_path / "mini.dmp"
+    mdk.dump(target.pid, mini, type=DumpType.MINI)
+    with mdk.open_minidump(mini) as dump:
+        graph = wait_graph(dump)
+        stacks = merged_stacks(dump)
+    assert all(s.merged for s in stacks), stacks
+    assert (graph.waits[target.pid].kind, graph.waits[target.pid].owner_tid) == \
+        (GIL, target.int("busy"))
+    rwait, lwait = graph.waits[target.int("rwaiter")], graph.waits[target.int("lwaiter")]
+    assert (rwait.kind, rwait.owner_tid) == (PYTHON_RLOCK, None) and rwait.unknown
+    assert (lwait.kind, lwait.owner_tid, lwait.note) == (PYTHON_LOCK, None, NO_OWNER)
+    assert "no deadlock proven" in graph.verdict()[0]

@@ -117,6 +117,8 @@ class ThreadWait:
             return None
         address = self.object_address if self.object_address is not None else self.address
         label = _LABELS.get(self.kind, self.kind)
+        if self.kind in _LABELS and self.object_address is None and address is not None:
+            return f"{label} (semaphore 0x{address:x})"  # the object itself is not known
         return f"{label} 0x{address:x}" if address is not None else label
 
     def describe(self, names: Mapping[int, str | None] | None = None) -> str:
@@ -478,7 +480,7 @@ def wait_graph(dump: Minidump, *, frames: Mapping[int, Sequence[FrameLike]] | No
     if python:
         from .pylocks import python_waits
 
-        waits = python_waits(dump, python, waits)
+        waits = python_waits(dump, python, waits, frames)
     deadlocks = _cycles(waits)
     return WaitGraph(waits, deadlocks, _chains(waits, deadlocks), problem=libc)
 

@@ -32,6 +32,7 @@ from .._pyruntime import PythonRuntime, PythonThread
 from .._pyruntime import offsets as o
 from ..errors import MemoryNotCaptured
 from .deadlocks import ThreadWait
+from .locks import FrameLike
 
 if TYPE_CHECKING:
     from ..reader import Minidump
@@ -130,11 +131,15 @@ def _slot_objects(reader: _Reader, frame: int, offsets: o.LockOffsets) -> list[i
     return out
 
 
-def python_waits(dump: Minidump, runtime: PythonRuntime,
-                 waits: Mapping[int, ThreadWait]) -> dict[int, ThreadWait]:
+def python_waits(dump: Minidump, runtime: PythonRuntime, waits: Mapping[int, ThreadWait],
+                 frames: Mapping[int, Sequence[FrameLike]] | None = None
+                 ) -> dict[int, ThreadWait]:
     """``waits`` with each futex wait that belongs to the GIL, a ``threading.RLock`` or a
     ``threading.Lock`` replaced by a wait on that (kinds ``gil``, ``python_rlock``,
-    ``python_lock``). Waits it cannot tie to a Python object are returned unchanged."""
+    ``python_lock``). ``frames``: the threads' native frames (innermost first); when the
+    lock object is not in the dump, a wait under ``rlock_acquire`` /
+    ``lock_PyThread_acquire_lock`` is still named (the RLock's owner then unknown, with
+    the reason). Waits it cannot tie to a Python object are returned unchanged."""
     version = runtime.version_hex or 0
     offsets = o.LOCK_OFFSETS.get((version >> 24, (version >> 16) & 0xFF, o.LP64))
     if offsets is None or not runtime.threads:
@@ -183,6 +188,8 @@ def python_waits(dump: Minidump, runtime: PythonRuntime,
                     evidence=f"threading.Lock 0x{obj:x} in the slots of {frame.qualname}: "
                              "its semaphore is the futex word")
                 break
+        else:
+            out[tid] = _from_native(wait, (frames or {}).get(tid) or (), where)
     return out
 
 
@@ -207,3 +214,22 @@ def _gil_wait(wait: ThreadWait, gil: int, holder: PythonThread | None,
         note="" if owner is not None else "no thread holds it: being handed over",
         evidence=f"the futex word is in interpreter {interp}'s GIL state "
                  f"(_gil_runtime_state 0x{gil:x})")
+
+
+def _from_native(wait: ThreadWait, frames: Sequence[FrameLike], where: str) -> ThreadWait:
+    """A lock wait told by ``_thread``'s C function among the native frames, when the
+    lock object is not in the dump (a MINI dump holds no frame slots)."""
+    names = [f.function for f in frames[:12] if f.function]
+    if "rlock_acquire" in names:
+        return dataclasses.replace(
+            wait, kind=PYTHON_RLOCK, object_address=None, owner_tid=None, frame=where,
+            note="", unknown="the RLock object is not in the dump (the Python frame's "
+                             "slots were not captured)",
+            evidence="rlock_acquire (_thread.RLock.acquire) among the native frames")
+    if "lock_PyThread_acquire_lock" in names:
+        return dataclasses.replace(
+            wait, kind=PYTHON_LOCK, object_address=None, owner_tid=None, frame=where,
+            unknown="", note=NO_OWNER,
+            evidence="lock_PyThread_acquire_lock (_thread.lock.acquire) among the native "
+                     "frames")
+    return wait
