@@ -19,6 +19,7 @@ One child per version, frozen by SIGSTOP; on the frozen process ``pystack remote
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -35,7 +36,7 @@ import minidumpkit as mdk
 from minidumpkit import DumpType
 from minidumpkit.analysis import wait_graph
 from minidumpkit.analysis.pylocks import GIL, NO_OWNER, PYTHON_LOCK, PYTHON_RLOCK
-from minidumpkit.analysis.pymerge import MergedStack, is_eval_frame, merged_stacks
+from minidumpkit.analysis.pymerge import MergedStack, is_eval_frame, merge_thread, merged_stacks
 
 from conftest import TARGETS, Target, assert_released, wait_until
 from test_python_stacks import VERSIONS, interpreter
@@ -263,6 +264,14 @@ def test_cli_merged_native_only_and_waits(start_target: Any, tmp_path: Path) -> 
         graph = wait_graph(dump)
         stacks = merged_stacks(dump)
     assert all(s.merged for s in stacks), stacks
+    # a native walk that stopped before the eval loop: the counts differ, nothing merged
+    cpause = next(s for s in stacks if s.thread_id == target.int("cpause"))
+    cut = dataclasses.replace(cpause.native, frames=cpause.native.frames[:4])
+    alone = merge_thread(cut, [cpause.python, *cpause.others])
+    assert alone.status == ("not merged: 0 eval frame(s) (_PyEval_EvalFrameDefault) in the "
+                            "native stack, 1 Python entry frame(s)"), alone.status
+    assert [f.native for f in alone.frames] == cut.frames and alone.python is cpause.python
+    assert "the Python stack alone" in str(alone) and "pause_leaf" in str(alone)
     assert (graph.waits[target.pid].kind, graph.waits[target.pid].owner_tid) == \
         (GIL, target.int("busy"))
     rwait, lwait = graph.waits[target.int("rwaiter")], graph.waits[target.int("lwaiter")]

@@ -99,7 +99,7 @@ class MergedStack:
         head = f'thread {self.thread_id} "{self.thread_name or ""}"'
         lines = [head] + [f"  {f}" for f in self.frames]
         if self.python is not None and not self.merged:
-            lines.append(f"  ({self.status}: Python stack alone)")
+            lines.append(f"  ({self.status}; the Python stack alone:)")
             for thread in [self.python, *self.others]:
                 lines += ["  " + line for line in thread.format().splitlines()]
         return "\n".join(lines)
