@@ -667,7 +667,7 @@ def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
             out.write(f"  ({status})\n")
         if merged and not merged["frames"] and any(p["frames"] for p in merged["python"]):
             out.write(f"  ({merged['status']}; the Python stack alone:)\n")
-            for thread in merged["python"]:
+            for thread in reversed(merged["python"]):  # the outermost interpreter first
                 for f in reversed(thread["frames"]):
                     out.write(f'     File "{f["filename"]}", line {f["line"]}, '
                               f'in {f["qualname"]}\n')

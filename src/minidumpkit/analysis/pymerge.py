@@ -100,7 +100,7 @@ class MergedStack:
         lines = [head] + [f"  {f}" for f in self.frames]
         if self.python is not None and not self.merged:
             lines.append(f"  ({self.status}; the Python stack alone:)")
-            for thread in [self.python, *self.others]:
+            for thread in reversed([self.python, *self.others]):  # outermost first
                 lines += ["  " + line for line in thread.format().splitlines()]
         return "\n".join(lines)
 
