@@ -59,12 +59,8 @@ def start(start_target: Any, version: str, tmp_path: Path) -> tuple[Target, dict
     target: Target = start_target([interpreter(version), CHILD, truth_file])
     keys = ["cpause", "rowner", "rwaiter", "lwaiter"] + (["sub"] if "sub" in target.info else [])
     target.wait_parked(*keys)
-    main_call = Path(f"/proc/{target.pid}/task/{target.pid}/syscall")
-    busy_call = Path(f"/proc/{target.pid}/task/{target.int('busy')}/syscall")
-    # busy keeps the GIL (switch interval 1000 s); main waits for it in futex
-    wait_until(lambda: main_call.read_text().split()[0] in ("202", "219")
-               and busy_call.read_text().split()[0] == "running",
-               "the main thread to wait for the GIL the busy thread holds")
+    # busy keeps the GIL (switch interval 1000 s) and says when main waits for it
+    assert target._readline() == "GILWAIT"
     return target, json.loads(truth_file.read_text())
 
 

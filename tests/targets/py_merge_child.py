@@ -12,7 +12,8 @@ writes the ground truth (sys._current_frames(), idents, native ids, the locks' o
 to the JSON file named by argv[1] and prints READY; then it sets the switch interval to
 1000 s and sleeps 0.1 s: the busy thread takes the GIL and keeps it, and the main thread,
 back from its sleep (or at its first eval-breaker check after the switch-interval call),
-waits for the GIL.
+waits for the GIL. The busy thread, seeing that (main blocked in futex after the switch),
+prints GILWAIT without letting the GIL go.
 """
 
 import ctypes
@@ -68,11 +69,30 @@ def sub_thread():
     interpreters.run_string(interp, SUB_CODE)
 
 
+# libc called with the GIL held (ctypes.PyDLL keeps it): the busy thread must never let
+# the GIL go, or the main thread would take it
+libc = ctypes.PyDLL(None)
+state = {"switched": False}
+
+
+def main_waits_for_gil():
+    """The main thread is blocked in futex (202) after the switch interval was set: the
+    only futex it can wait on then is the GIL's."""
+    buf = ctypes.create_string_buffer(64)
+    fd = libc.open(f"/proc/self/task/{os.getpid()}/syscall".encode(), 0)
+    n = libc.read(fd, buf, 63)
+    libc.close(fd)
+    return buf.raw[:max(n, 0)].split()[:1] == [b"202"]
+
+
 def busy_leaf():
     started["busy"] = threading.get_native_id()
     n = 0
     while True:
         n += 1
+        if state["switched"] and n % 65536 == 0 and main_waits_for_gil():
+            state["switched"] = False
+            libc.write(1, b"GILWAIT\n", 8)  # the test's cue, written holding the GIL
 
 
 # x86_64 system call numbers where each thread parks
@@ -128,6 +148,7 @@ def main(path):
     print("READY pid=" + " ".join([str(os.getpid())] + [f"{n}={started[n]}" for n in names]),
           flush=True)
     sys.setswitchinterval(1000)
+    state["switched"] = True
     time.sleep(0.1)
     time.sleep(3600)  # not reached while busy runs
 
