@@ -20,6 +20,7 @@ One child per version, frozen by SIGSTOP; on the frozen process ``pystack remote
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -48,6 +49,9 @@ CHILD = TARGETS / "py_merge_child.py"
 
 
 def pystack() -> list[str]:
+    """pystack of this interpreter's environment (the test extras install it)."""
+    if importlib.util.find_spec("pystack") is not None:
+        return [sys.executable, "-m", "pystack"]
     exe = shutil.which("pystack")
     if exe is None:
         pytest.fail("pystack is not installed (pip install -e '.[test]' installs it)")

@@ -29,7 +29,8 @@ from .stackwalk import CallStack, Frame
 if TYPE_CHECKING:
     from ..reader import Minidump
 
-__all__ = ["EVAL_FUNCTIONS", "MergedFrame", "MergedStack", "merge_thread", "merged_stacks"]
+__all__ = ["EVAL_FUNCTIONS", "MergedFrame", "MergedStack", "is_eval_frame", "merge_thread",
+           "merged_stacks"]
 
 # the C function of CPython's eval loop (3.11-3.13); a thread runs Python frames only
 # inside its calls
@@ -38,6 +39,7 @@ MERGED = "merged"
 
 
 def is_eval_frame(frame: Frame) -> bool:
+    """``frame`` is a call of CPython's eval loop (by its name, aliases or raw name)."""
     names = {frame.function, frame.mangled, *frame.aliases}
     return any(n is not None and n.split("@", 1)[0] in EVAL_FUNCTIONS for n in names)
 
