@@ -36,6 +36,7 @@ import pytest
 import minidumpkit as mdk
 from minidumpkit import DumpType
 from minidumpkit.analysis import wait_graph
+from minidumpkit.analysis import pylocks
 from minidumpkit.analysis.pylocks import GIL, NO_OWNER, PYTHON_LOCK, PYTHON_RLOCK
 from minidumpkit.analysis.pymerge import MergedStack, is_eval_frame, merge_thread, merged_stacks
 
@@ -224,7 +225,8 @@ def test_merged_stacks_and_python_waits(start_target: Any, tmp_path: Path,
         wait.describe()
 
 
-def test_cli_merged_native_only_and_waits(start_target: Any, tmp_path: Path) -> None:
+def test_cli_merged_native_only_and_waits(start_target: Any, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """`info` shows Python frames among the native ones and the Python waits;
     `--native-only` the native frames alone; `--json` the merged frames as an extension."""
     target, truth = start(start_target, "3.12.1", tmp_path)
@@ -256,14 +258,25 @@ def test_cli_merged_native_only_and_waits(start_target: Any, tmp_path: Path) -> 
     assert waiter["wait"]["kind"] == PYTHON_RLOCK
     assert waiter["wait"]["owner_tid"] == target.int("rowner")
 
-    # a MINI dump holds the frames' heads, not their slots: the GIL is still told (from
-    # the futex word), the locks by _thread's C functions, the RLock's owner unknown
+    # a MINI dump: the writer's Python capture kept the newest frames' slots and the lock
+    # objects there, so the same waits are told
     mini = tmp_path / "mini.dmp"
     mdk.dump(target.pid, mini, type=DumpType.MINI)
     with mdk.open_minidump(mini) as dump:
         graph = wait_graph(dump)
         stacks = merged_stacks(dump)
+        # without the lock objects (another writer's dump): the locks are told by
+        # _thread's C functions, the RLock's owner unknown, with the reason
+        monkeypatch.setattr(pylocks, "lock_objects", lambda *args: [])
+        bare = wait_graph(dump)
     assert all(s.merged for s in stacks), stacks
+    wait = graph.waits[target.int("rwaiter")]
+    assert (wait.kind, wait.object_address, wait.owner_tid, wait.hold_count) == \
+        (PYTHON_RLOCK, truth["rlock_address"], target.int("rowner"), 2), wait
+    wait = graph.waits[target.int("lwaiter")]
+    assert (wait.kind, wait.object_address, wait.note) == \
+        (PYTHON_LOCK, truth["lock_address"], NO_OWNER), wait
+    graph = bare
     # a native walk that stopped before the eval loop: the counts differ, nothing merged
     cpause = next(s for s in stacks if s.thread_id == target.int("cpause"))
     cut = dataclasses.replace(cpause.native, frames=cpause.native.frames[:4])

@@ -8,6 +8,9 @@ then gets exactly that memory (object-granular reads, merged where they touch;
 :func:`add_to_selection`) and a MinidumpkitPythonStream describing the runtime
 (:func:`stream_bytes`; layout in ``format.MinidumpkitPython``), whatever the dump type.
 
+The slots of each thread's newest frame and the lock objects there are read too, for the
+reader's Python lock analysis (``threading.RLock`` owners; docs/locks.md).
+
 The walk is bounded: the shared walk's frame, thread, interpreter and string limits,
 its cycle checks, and a time limit (:data:`HELD_TIME_LIMIT` while the target is
 stopped). When a limit bites, the dump records "partial walk: why" instead of
@@ -27,6 +30,7 @@ from .._capture import CapturedModule, MemorySource
 from .._pyruntime import ModuleRef, PythonRuntime, offsets, walk_process
 from .._pyruntime.live import merge_ranges
 from .._pyruntime.locate import python_modules
+from .._pyruntime.slots import SlotReader, lock_objects
 from .._selection import MemoryRange, RangeKind, Selection, normalize, subtract
 
 __all__ = ["HELD_TIME_LIMIT", "SNAPSHOT_TIME_LIMIT", "PythonCapture", "add_to_selection",
@@ -101,8 +105,10 @@ def capture_python(memory: MemorySource, modules: Sequence[CapturedModule], *,
         return None
     log: list[tuple[int, int]] = []
     started = time.perf_counter_ns()
-    runtime = walk_process(_ExactReads(memory), refs, model=offsets.LP64, open_file=None,
+    source = _ExactReads(memory)
+    runtime = walk_process(source, refs, model=offsets.LP64, open_file=None,
                            time_limit=time_limit, log=log)
+    _lock_slots(source, runtime, log, started + int(time_limit * 1e9))
     walk_ns = time.perf_counter_ns() - started
     # Nothing to walk (no runtime, an unsupported version): the stream says why, the
     # dump gets none of the probing reads.
@@ -111,6 +117,30 @@ def capture_python(memory: MemorySource, modules: Sequence[CapturedModule], *,
     stream = stream_bytes(runtime, ranges, walk_ns, time_limit,
                           module_base=module.base if module is not None else 0)
     return PythonCapture(runtime, ranges, walk_ns, stream)
+
+
+def _lock_slots(source: _ExactReads, runtime: PythonRuntime, log: list[tuple[int, int]],
+                deadline_ns: int) -> None:
+    """Read (and log) what the reader's Python lock analysis needs (analysis/pylocks.py):
+    the slots of each thread's newest frame, the types of the objects there, and the
+    ``_thread.RLock`` / ``_thread.lock`` objects among them; within the walk's budget."""
+    version = runtime.version_hex or 0
+    lock_offsets = offsets.LOCK_OFFSETS.get((version >> 24, (version >> 16) & 0xFF,
+                                             offsets.LP64))
+    if lock_offsets is None or runtime.layout is None:
+        return
+
+    def read(address: int, size: int) -> bytes:
+        data = source.read(address, size)
+        log.append((address, size))
+        return data
+
+    reader = SlotReader(read)
+    for thread in runtime.threads:
+        if time.perf_counter_ns() > deadline_ns:
+            return
+        if thread.frames:
+            lock_objects(reader, thread.frames[0].address, lock_offsets)
 
 
 def walk_status(runtime: PythonRuntime) -> tuple[int, str]:

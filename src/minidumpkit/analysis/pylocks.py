@@ -24,12 +24,12 @@ frames' heads, not their slots), the futex wait stays what :mod:`.locks` made of
 from __future__ import annotations
 
 import dataclasses
-import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .._pyruntime import PythonRuntime, PythonThread
 from .._pyruntime import offsets as o
+from .._pyruntime.slots import SlotReader, lock_objects
 from ..errors import MemoryNotCaptured
 from .deadlocks import ThreadWait
 from .locks import FrameLike
@@ -41,94 +41,31 @@ __all__ = ["GIL", "PYTHON_LOCK", "PYTHON_RLOCK", "python_waits"]
 
 GIL, PYTHON_RLOCK, PYTHON_LOCK = "gil", "python_rlock", "python_lock"
 NO_OWNER = "a threading.Lock records no owner"
-_MAX_SLOTS = 4096
-_U64 = struct.Struct("<Q")
-_I32 = struct.Struct("<i")
 # kinds of ThreadWait a futex wait can have (deadlocks.py / locks.WaitKind values)
 _FUTEX_KINDS = frozenset({"mutex", "robust_mutex", "pi_mutex", "rwlock", "condvar",
                           "semaphore", "join", "barrier", "unknown"})
 
 
-class _Reader:
-    def __init__(self, dump: Minidump) -> None:
-        self.dump = dump
-        self.memory = dump.memory
-        self._type_names: dict[int, str | None] = {}
-
-    def constant(self, address: int, size: int) -> bytes:
-        """Read-only bytes (a type's name): from the dump, else from the module's file
-        on this machine when its build id matches (a dump without file-backed pages)."""
+def _reader(dump: Minidump) -> SlotReader:
+    """Dump memory; type names, when the dump lacks them (3.11's static types name
+    themselves in libpython's read-only data), from the module's file on this machine
+    when its build id matches."""
+    def constant(address: int, size: int) -> bytes:
         try:
-            return self.memory.read(address, size)
+            return dump.memory.read(address, size)
         except (MemoryNotCaptured, ValueError, OverflowError):
             pass
         from . import symbolizer_for
 
-        module = self.dump.module_at(address)
+        module = dump.module_at(address)
         if module is None:
             return b""
-        found = symbolizer_for(self.dump).for_module(module)
+        found = symbolizer_for(dump).for_module(module)
         if found.runtime is None:
             return b""
         return found.runtime.read_vaddr(found.vaddr(address), size) or b""
 
-    def u64(self, address: int) -> int | None:
-        try:
-            value: int = _U64.unpack(self.memory.read(address, 8))[0]
-        except (MemoryNotCaptured, ValueError, OverflowError):
-            return None
-        return value
-
-    def i32(self, address: int) -> int | None:
-        try:
-            value: int = _I32.unpack(self.memory.read(address, 4))[0]
-        except (MemoryNotCaptured, ValueError, OverflowError):
-            return None
-        return value
-
-    def type_name(self, obj: int) -> str | None:
-        """The ``tp_name`` of ``obj``'s type, or None when not readable."""
-        if obj < 4096 or obj % 8:
-            return None
-        tp = self.u64(obj + 8)
-        if tp is None or tp < 4096 or tp % 8:
-            return None
-        if tp not in self._type_names:
-            name = None
-            ptr = self.u64(tp + 24)
-            if ptr is not None and ptr >= 4096:
-                raw = self.constant(ptr, 40) or self.constant(ptr, 16)
-                if b"\0" in raw:
-                    name = raw.split(b"\0", 1)[0].decode("latin-1")
-            self._type_names[tp] = name
-        return self._type_names[tp]
-
-
-def _slot_objects(reader: _Reader, frame: int, offsets: o.LockOffsets) -> list[int]:
-    """The objects in a frame's slots (locals, cells, value stack), and the ``self`` of
-    bound builtin methods among them."""
-    code = reader.u64(frame + offsets.frame_code)
-    if code is None:
-        return []
-    nlocals = reader.i32(code + offsets.code_nlocalsplus)
-    stack = reader.i32(code + offsets.code_stacksize)
-    if nlocals is None or stack is None or not 0 <= nlocals + stack <= _MAX_SLOTS \
-            or nlocals < 0 or stack < 0:
-        return []
-    try:
-        raw = reader.memory.read(frame + offsets.frame_localsplus, 8 * (nlocals + stack))
-    except (MemoryNotCaptured, ValueError, OverflowError):
-        return []
-    out: list[int] = []
-    for (value,) in _U64.iter_unpack(raw):
-        if value in out or value < 4096:
-            continue
-        out.append(value)
-        if reader.type_name(value) == "builtin_function_or_method":
-            bound = reader.u64(value + offsets.cfunction_self)
-            if bound and bound not in out:
-                out.append(bound)
-    return out
+    return SlotReader(dump.memory.read, constant)
 
 
 def python_waits(dump: Minidump, runtime: PythonRuntime, waits: Mapping[int, ThreadWait],
@@ -144,7 +81,7 @@ def python_waits(dump: Minidump, runtime: PythonRuntime, waits: Mapping[int, Thr
     offsets = o.LOCK_OFFSETS.get((version >> 24, (version >> 16) & 0xFF, o.LP64))
     if offsets is None or not runtime.threads:
         return dict(waits)
-    reader = _Reader(dump)
+    reader = _reader(dump)
     by_ident = {t.thread_id: t for t in runtime.threads}
     holders = {t.gil_address: t for t in runtime.threads if t.holds_gil and t.gil_address}
     gils = {t.gil_address for t in runtime.threads if t.gil_address}
@@ -165,8 +102,7 @@ def python_waits(dump: Minidump, runtime: PythonRuntime, waits: Mapping[int, Thr
             continue
         frame = thread.frames[0]
         where = f"{frame.qualname} ({frame.filename}:{frame.line})"
-        for obj in _slot_objects(reader, frame.address, offsets):
-            name = reader.type_name(obj)
+        for obj, name in lock_objects(reader, frame.address, offsets):
             if name == "_thread.RLock" and reader.u64(obj + offsets.rlock_lock) == word:
                 ident = reader.u64(obj + offsets.rlock_owner) or 0
                 count = reader.u64(obj + offsets.rlock_count)
