@@ -62,7 +62,8 @@ def pystack() -> list[str]:
 def start(start_target: Any, version: str, tmp_path: Path) -> tuple[Target, dict[str, Any]]:
     truth_file = tmp_path / "truth.json"
     target: Target = start_target([interpreter(version), CHILD, truth_file])
-    keys = ["cpause", "rowner", "rwaiter", "lwaiter"] + (["sub"] if "sub" in target.info else [])
+    keys = ["cpause", "rowner", "rwaiter", "lwaiter", "ab1", "ab2"] + (
+        ["sub"] if "sub" in target.info else [])
     target.wait_parked(*keys)
     # busy keeps the GIL (switch interval 1000 s) and says when main waits for it
     assert target._readline() == "GILWAIT"
@@ -215,6 +216,19 @@ def test_merged_stacks_and_python_waits(start_target: Any, tmp_path: Path,
     assert (wait.kind, wait.object_address, wait.owner_tid, wait.note) == \
         (PYTHON_LOCK, truth["lock_address"], None, NO_OWNER), wait
     assert "lock_waiter" in (wait.frame or "")
+
+    # the ABBA on two RLocks is the verdict's deadlock, with the RLocks the child reprs
+    addresses = {}
+    for name in ("ra", "rb"):
+        m = re.fullmatch(r"<locked _thread\.RLock object owner=(\d+) count=1 at "
+                         r"(0x[0-9a-f]+)>", truth[name])
+        assert m, truth[name]
+        addresses[name] = int(m.group(2), 16)
+    ab1, ab2 = target.int("ab1"), target.int("ab2")
+    assert [sorted(d.threads) for d in graph.deadlocks] == [sorted([ab1, ab2])]
+    assert {(lk.waiter, lk.holder, lk.address, lk.kind) for lk in graph.deadlocks[0].locks} \
+        == {(ab1, ab2, addresses["rb"], PYTHON_RLOCK), (ab2, ab1, addresses["ra"], PYTHON_RLOCK)}
+    assert graph.verdict()[0] == "DEADLOCK: 2 threads"
 
     # (d) the GIL: main waits, busy holds it (and pystack says the same)
     wait = graph.waits[target.pid]

@@ -5,9 +5,11 @@ Threads, each parked at a known point:
   "rowner"    holds a threading.RLock twice, then sleeps in time.sleep;
   "rwaiter"   blocks in ``with rlock:`` on that RLock;
   "lwaiter"   blocks in ``lock.acquire()`` on a threading.Lock the main thread holds;
+  "ab1/ab2"   an ABBA deadlock on two RLocks;
   "sub"       (3.12+) runs a subinterpreter whose code sleeps in time.sleep;
   "busy"      loops in Python.
-Once the first five are asleep in their system calls (checked in /proc), the main thread
+Once the others are asleep in their system calls (checked in /proc: the lock waiters on
+their lock's very futex word, not on the GIL or an Event's), the main thread
 writes the ground truth (sys._current_frames(), idents, native ids, the locks' own reprs)
 to the JSON file named by argv[1] and prints READY; then it sets the switch interval to
 1000 s and sleeps 0.1 s: the busy thread takes the GIL and keeps it, and the main thread,
@@ -59,6 +61,20 @@ def lock_waiter():
     lock.acquire()
 
 
+ra, rb = threading.RLock(), threading.RLock()
+holds = {"ab1": threading.Event(), "ab2": threading.Event()}
+
+
+def abba(name, first, second, other):
+    """ABBA: ab1 holds ra and waits for rb, ab2 holds rb and waits for ra."""
+    started[name] = threading.get_native_id()
+    with first:
+        holds[name].set()
+        holds[other].wait()
+        with second:
+            pass
+
+
 def sub_thread():
     try:
         import _interpreters as interpreters
@@ -97,10 +113,17 @@ def busy_leaf():
 
 # x86_64 system call numbers where each thread parks
 CALLS = {"cpause": {34, 130}, "rowner": {230, 35}, "rwaiter": {202}, "lwaiter": {202},
-         "sub": {230, 35}}
+         "ab1": {202}, "ab2": {202}, "sub": {230, 35}}
 
 
-def asleep(tid, calls):
+def semaphore(obj):
+    """The futex word a _thread.lock / _thread.RLock waits on: its lock_lock semaphore."""
+    return ctypes.c_void_p.from_address(id(obj) + 16).value
+
+
+def asleep(tid, calls, futex=None):
+    """Thread ``tid`` is blocked in one of ``calls`` (and, for a futex, on ``futex``: a
+    thread waiting for the GIL or an Event is in futex too)."""
     try:
         with open(f"/proc/self/task/{tid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
@@ -108,21 +131,26 @@ def asleep(tid, calls):
             call = f.read().split()
     except OSError:
         return False
-    return state == "S" and bool(call) and call[0] != "running" and int(call[0]) in calls
+    return (state == "S" and bool(call) and call[0] != "running" and int(call[0]) in calls
+            and (futex is None or int(call[1], 16) == futex))
 
 
 def main(path):
     lock.acquire()
-    names = ["cpause", "rowner", "rwaiter", "lwaiter", "busy"]
+    names = ["cpause", "rowner", "rwaiter", "lwaiter", "ab1", "ab2", "busy"]
     targets = {"cpause": pause_mid, "rowner": rlock_owner, "rwaiter": rlock_waiter,
-               "lwaiter": lock_waiter, "busy": busy_leaf}
+               "lwaiter": lock_waiter, "busy": busy_leaf,
+               "ab1": lambda: abba("ab1", ra, rb, "ab2"),
+               "ab2": lambda: abba("ab2", rb, ra, "ab1")}
+    futexes = {"rwaiter": semaphore(rlock), "lwaiter": semaphore(lock),
+               "ab1": semaphore(rb), "ab2": semaphore(ra)}
     if sys.version_info >= (3, 12):
         names.insert(4, "sub")
         targets["sub"] = sub_thread
     for name in names:
         threading.Thread(target=targets[name], name=name, daemon=True).start()
     deadline = time.monotonic() + 30
-    while not ("busy" in started and all(asleep(started.get(n, 0), CALLS[n])
+    while not ("busy" in started and all(asleep(started.get(n, 0), CALLS[n], futexes.get(n))
                                          for n in names if n != "busy")):
         if time.monotonic() > deadline:
             raise SystemExit(f"threads did not park: {started}")
@@ -144,6 +172,7 @@ def main(path):
         json.dump({"pid": os.getpid(), "version": sys.hexversion, "threads": truth,
                    "rlock": repr(rlock), "rlock_address": id(rlock),
                    "lock": repr(lock), "lock_address": id(lock),
+                   "ra": repr(ra), "rb": repr(rb),
                    "main_ident": threading.get_ident()}, f)
     print("READY pid=" + " ".join([str(os.getpid())] + [f"{n}={started[n]}" for n in names]),
           flush=True)
