@@ -107,13 +107,14 @@ def python_waits(dump: Minidump, runtime: PythonRuntime, waits: Mapping[int, Thr
                 ident = reader.u64(obj + offsets.rlock_owner) or 0
                 count = reader.u64(obj + offsets.rlock_count)
                 owner = by_ident.get(ident)
-                note = "" if owner is not None and owner.os_thread_id is not None else \
-                    "not held (being released)" if ident == 0 else \
-                    f"owner thread ident 0x{ident:x} is no Python thread of the dump"
+                owner_tid = owner.os_thread_id if owner is not None else None
+                # held by a thread the dump cannot name: the owner exists, so unknown
+                unknown = "" if owner_tid is not None or ident == 0 else \
+                    f"its owner, thread ident 0x{ident:x}, is no Python thread of the dump"
                 out[tid] = dataclasses.replace(
-                    wait, kind=PYTHON_RLOCK, object_address=obj,
-                    owner_tid=owner.os_thread_id if owner is not None else None,
-                    hold_count=count, frame=where, unknown="", note=note,
+                    wait, kind=PYTHON_RLOCK, object_address=obj, owner_tid=owner_tid,
+                    hold_count=count, frame=where, unknown=unknown,
+                    note="not held: being released" if ident == 0 else "",
                     evidence=f"threading.RLock 0x{obj:x} in the slots of {frame.qualname}: "
                              f"its semaphore is the futex word; rlock_owner 0x{ident:x}")
                 break
