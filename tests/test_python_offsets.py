@@ -28,7 +28,7 @@ PYENV = Path("/root/.pyenv/versions")
 
 FIELD_OF = {  # offsets.c name -> Layout field
     "runtime.interpreters_head": "runtime_interpreters_head",
-    "runtime.gil_holder": "runtime_gil_holder",
+    "runtime.gil_holder": "runtime_gil_holder", "runtime.ceval_gil": "runtime_ceval_gil",
     "interp.next": "interp_next", "interp.id": "interp_id",
     "interp.threads_head": "interp_threads_head", "interp.ceval_gil": "interp_ceval_gil",
     "gil.last_holder": "gil_last_holder", "gil.locked": "gil_locked",
@@ -73,6 +73,16 @@ def test_static_tables_equal_the_headers(tmp_path: Path, version: str, layout: o
         if f.name.startswith(("runtime_", "interp_", "gil_", "tstate_", "cframe_", "frame_")) \
                 and f.name not in present and f.name != "tstate_current_frame":
             assert getattr(layout, f.name) is None, f.name
+
+
+@pytest.mark.parametrize("version", ["3.11.7", "3.12.1", "3.13.0"])
+def test_lock_offsets_equal_the_headers(tmp_path: Path, version: str) -> None:
+    """What analysis/pylocks.py reads: frame slots, code sizes, the GIL's cond and mutex."""
+    got = compile_and_run(TOOLS / "lock_offsets.c", version, tmp_path)
+    locks = o.LOCK_OFFSETS[(3, int(version.split(".")[1]), o.LP64)]
+    assert len(got) == 9
+    for name, value in got.items():
+        assert getattr(locks, name) == value, name
 
 
 def test_debug_offsets_order_equals_the_313_headers(tmp_path: Path) -> None:

@@ -391,12 +391,18 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, stacks: bool = 
     with dump:
         report = _Report(dump)
         data = report.build(path)
+        walked: dict[int, Any] = {}
         if stacks and python != "only":  # --python-only prints the Python stacks alone
-            _add_stacks(dump, data, symbol_paths, report)
+            walked = _add_stacks(dump, data, symbol_paths, report)
+        runtime = None
+        if python in ("only", "add") or _runs_python(dump):
+            runtime = report.section("Python stacks", lambda: _python_runtime(dump), None)
+        if python in ("only", "add") and runtime is not None:
+            _add_python(runtime, data)
+        if walked and runtime is not None and python != "native":
+            report.section("merged stacks", lambda: _add_merged(runtime, walked, data), None)
         if python != "only":
-            _add_waits(dump, data, symbol_paths, report, walked=stacks)
-        if python:
-            report.section("Python stacks", lambda: _add_python(dump, data), None)
+            _add_waits(dump, data, symbol_paths, report, walked=stacks, runtime=runtime)
     if python == "only":
         data = _python_only(data)
     if as_json:
@@ -409,7 +415,7 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, stacks: bool = 
         _print_text(data, out)
         if stacks and "stacks" in data:
             _print_stacks(data, out)
-        if python:
+        if python == "add":
             _print_python(data, out)
     for problem in report.errors:
         print(f"minidumpkit: {path}: malformed stream, {problem}", file=err)
@@ -476,18 +482,60 @@ def _add_python_options(info: argparse.ArgumentParser) -> None:
                        help="add each thread's Python stack (CPython 3.11-3.13)")
     group.add_argument("--python-only", action="store_true",
                        help="print only the Python stacks, as Python's tracebacks do")
+    group.add_argument("--native-only", action="store_true",
+                       help="print the native stacks alone (by default a thread running "
+                            "Python shows its Python frames among its native ones)")
 
 
 def _python_mode(args: argparse.Namespace) -> str:
-    return "only" if args.python_only else "add" if args.python else ""
+    return "only" if args.python_only else "add" if args.python else \
+        "native" if args.native_only else ""
 
 
-def _add_python(dump: Minidump, data: dict[str, Any]) -> None:
-    """data["python"] = the runtime; data["threads"][i]["python"] = the Python thread
-    that OS thread runs (the first found, when subinterpreters share it), else None."""
+def _runs_python(dump: Minidump) -> bool:
+    """The dump's module list has a python module (libpython, a python executable); a
+    broken module list is reported by its own section."""
+    try:
+        return any("python" in m.basename for m in dump.modules)
+    except MinidumpFormatError:
+        return False
+
+
+def _python_runtime(dump: Minidump) -> Any:
     from .analysis.python import python_stacks
 
-    runtime = python_stacks(dump)
+    return python_stacks(dump)
+
+
+def _add_merged(runtime: Any, walked: dict[int, Any], data: dict[str, Any]) -> None:
+    """``data['threads'][i]['merged']``: the thread's frames with its Python frames placed
+    among them (docs/stacks.md), or null for a thread that runs no Python."""
+    from .analysis.pymerge import merge_thread
+
+    for row in data["threads"]:
+        stack = walked.get(row["thread_id"])
+        if stack is None:
+            continue
+        merged = merge_thread(stack, [t for t in runtime.threads
+                                      if t.os_thread_id == row["thread_id"]])
+        if merged.python is None:
+            row["merged"] = None
+            continue
+        python = [t for t in (merged.python, *merged.others)]
+        row["merged"] = {
+            "status": merged.status, "eval_frames": merged.eval_frames,
+            "entry_frames": merged.entry_frames,
+            "frames": [f.to_json() for f in merged.frames] if merged.merged else [],
+            "python": [] if merged.merged else [
+                {"interpreter_id": t.interpreter_id, "frames": [
+                    {"function": f.function, "qualname": f.qualname, "filename": f.filename,
+                     "line": f.line, "first_line": f.first_line, "is_entry": f.is_entry}
+                    for f in t.frames]} for t in python]}
+
+
+def _add_python(runtime: Any, data: dict[str, Any]) -> None:
+    """data["python"] = the runtime; data["threads"][i]["python"] = the Python thread
+    that OS thread runs (the first found, when subinterpreters share it), else None."""
 
     def thread_json(t: Any) -> dict[str, Any]:
         return {"os_thread_id": t.os_thread_id, "mapped_by": t.mapped_by,
@@ -549,13 +597,15 @@ def _add_stack_arguments(info: argparse.ArgumentParser) -> None:
 
 
 def _add_stacks(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str],
-                report: _Report) -> None:
-    """Walk every thread into ``data['threads'][i]['frames']`` (docs/stacks.md: schema)."""
+                report: _Report) -> dict[int, Any]:
+    """Walk every thread into ``data['threads'][i]['frames']`` (docs/stacks.md: schema);
+    returns the call stacks walked, by thread id."""
     from .analysis import symbolizer_for, walk_stack
 
     symbolizer = symbolizer_for(dump, symbol_paths)
     threads: list[Thread] = report.section("ThreadList", lambda: dump.threads, [])
     rows = {row["thread_id"]: row for row in data["threads"]}
+    walked: dict[int, Any] = {}
     for thread in threads:
         row = rows.get(thread.thread_id)
         if row is None:
@@ -569,6 +619,7 @@ def _add_stacks(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str
             continue
         row["stack"] = {"status": stack.status, "end": stack.end}
         row["frames"] = [frame.to_json() for frame in stack.frames]
+        walked[thread.thread_id] = stack
     needed = {f["module_path"] for row in data["threads"] for f in row.get("frames", ())
               if f["module_path"] is not None}
     modules = []
@@ -581,6 +632,7 @@ def _add_stacks(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str
                         "files": [f.path for f in found.files]})
     data["stacks"] = {"schema": "minidumpkit-stacks", "version": STACKS_SCHEMA_VERSION,
                       "symbol_paths": list(symbol_paths), "modules": modules}
+    return walked
 
 
 def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
@@ -592,7 +644,14 @@ def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
         mark = " crashing" if t["crashed"] else " requesting" if t.get("requesting") else ""
         out.write(f'thread {t["thread_id"]} "{t["name"] or ""}"{mark}\n')
         _print_wait_line(t, out)
-        for f in t.get("frames", ()):
+        frames = t.get("frames", [])
+        merged = t.get("merged")
+        order = [m if m["kind"] == "python" else frames[m["index"]]
+                 for m in merged["frames"]] if merged and merged["frames"] else frames
+        for f in order:
+            if f.get("kind") == "python":
+                out.write(f'     File "{f["filename"]}", line {f["line"]}, in {f["qualname"]}\n')
+                continue
             parts = [f"  #{f['index']} {f['pc']}"]
             if f["function"] is not None:
                 off = int(f["function_offset"], 16)
@@ -606,6 +665,12 @@ def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
         status = t.get("stack", {}).get("status", "ok")
         if status != "ok":
             out.write(f"  ({status})\n")
+        if merged and not merged["frames"] and any(p["frames"] for p in merged["python"]):
+            out.write(f"  ({merged['status']}; the Python stack alone:)\n")
+            for thread in reversed(merged["python"]):  # the outermost interpreter first
+                for f in reversed(thread["frames"]):
+                    out.write(f'     File "{f["filename"]}", line {f["line"]}, '
+                              f'in {f["qualname"]}\n')
     missing = [m for m in data["stacks"]["modules"] if m["problem"]]
     if missing:
         out.write("\nModules without symbols:\n")
@@ -616,7 +681,7 @@ def _print_stacks(data: dict[str, Any], out: TextIO) -> None:
 # --- info: waits and deadlocks (docs/locks.md) ---------------------------------------------
 
 def _add_waits(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str],
-               report: _Report, *, walked: bool) -> None:
+               report: _Report, *, walked: bool, runtime: Any = None) -> None:
     """``data['threads'][i]['wait']``, ``data['deadlocks']`` and ``data['chains']``; the
     frames come from the stack walker unless stacks were not asked for (then futex
     waits that need the libc frame are "unknown", and say so)."""
@@ -627,8 +692,9 @@ def _add_waits(dump: Minidump, data: dict[str, Any], symbol_paths: Sequence[str]
     if walked:
         frames = {row["thread_id"]: [_WalkedFrame.of(f) for f in row["frames"]]
                   for row in data["threads"] if "frames" in row}
-    graph = report.section("waits", lambda: wait_graph(dump, frames=frames,
-                                                       symbol_paths=symbol_paths), None)
+    graph = report.section("waits", lambda: wait_graph(
+        dump, frames=frames, symbol_paths=symbol_paths,
+        python=runtime if runtime is not None else False), None)
     if graph is None:
         return
     names = {tid: w.name for tid, w in graph.waits.items()}

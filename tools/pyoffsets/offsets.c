@@ -13,9 +13,7 @@
 #include "internal/pycore_interp.h"
 #include "internal/pycore_frame.h"
 #include "internal/pycore_code.h"
-#if PY_VERSION_HEX >= 0x030c0000
 #include "internal/pycore_gil.h"
-#endif
 
 #define P(name, value) printf("%s %ld\n", name, (long)(value))
 
@@ -25,6 +23,7 @@ int main(void) {
     P("runtime.interpreters_main", offsetof(_PyRuntimeState, interpreters.main));
 #if PY_VERSION_HEX < 0x030c0000
     P("runtime.gil_holder", offsetof(_PyRuntimeState, gilstate.tstate_current));
+    P("runtime.ceval_gil", offsetof(_PyRuntimeState, ceval.gil));
 #endif
     P("interp.next", offsetof(PyInterpreterState, next));
     P("interp.id", offsetof(PyInterpreterState, id));

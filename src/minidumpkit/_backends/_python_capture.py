@@ -8,6 +8,9 @@ then gets exactly that memory (object-granular reads, merged where they touch;
 :func:`add_to_selection`) and a MinidumpkitPythonStream describing the runtime
 (:func:`stream_bytes`; layout in ``format.MinidumpkitPython``), whatever the dump type.
 
+The slots of each thread's newest frame and the lock objects there are read too, for the
+reader's Python lock analysis (``threading.RLock`` owners; docs/locks.md).
+
 The walk is bounded: the shared walk's frame, thread, interpreter and string limits,
 its cycle checks, and a time limit (:data:`HELD_TIME_LIMIT` while the target is
 stopped). When a limit bites, the dump records "partial walk: why" instead of
@@ -29,6 +32,7 @@ from .._capture import CapturedModule, MemorySource
 from .._pyruntime import ModuleRef, PythonRuntime, offsets, walk_process
 from .._pyruntime.live import merge_ranges
 from .._pyruntime.locate import python_modules
+from .._pyruntime.slots import SlotReader, lock_objects
 from .._selection import MemoryRange, RangeKind, Selection, normalize, subtract
 
 __all__ = ["HELD_TIME_LIMIT", "SNAPSHOT_TIME_LIMIT", "PythonCapture", "add_to_selection",
@@ -108,9 +112,10 @@ def capture_python(memory: MemorySource, modules: Sequence[CapturedModule], *,
         return None
     log: list[tuple[int, int]] = []
     started = time.perf_counter_ns()
-    reads = _ExactReads(memory)
-    runtime = walk_process(reads, refs, model=model, open_file=None,
+    source = _ExactReads(memory)
+    runtime = walk_process(source, refs, model=model, open_file=None,
                            time_limit=time_limit, log=log)
+    _lock_slots(source, runtime, log, started + int(time_limit * 1e9), model)
     walk_ns = time.perf_counter_ns() - started
     # Nothing to walk (no runtime, an unsupported version): the stream says why, the
     # dump gets none of the probing reads.
@@ -121,7 +126,7 @@ def capture_python(memory: MemorySource, modules: Sequence[CapturedModule], *,
         kept = []
         for address, size in ranges:
             try:
-                data.append(reads.read(address, size))
+                data.append(source.read(address, size))
             except OSError:  # read a moment ago: only a vanished target gets here
                 continue
             kept.append((address, size))
@@ -129,6 +134,30 @@ def capture_python(memory: MemorySource, modules: Sequence[CapturedModule], *,
     stream = stream_bytes(runtime, ranges, walk_ns, time_limit,
                           module_base=module.base if module is not None else 0, model=model)
     return PythonCapture(runtime, ranges, walk_ns, stream, tuple(data))
+
+
+def _lock_slots(source: _ExactReads, runtime: PythonRuntime, log: list[tuple[int, int]],
+                deadline_ns: int, model: str) -> None:
+    """Read (and log) what the reader's Python lock analysis needs (analysis/pylocks.py):
+    the slots of each thread's newest frame, the types of the objects there, and the
+    ``_thread.RLock`` / ``_thread.lock`` objects among them; within the walk's budget."""
+    version = runtime.version_hex or 0
+    lock_offsets = offsets.LOCK_OFFSETS.get((version >> 24, (version >> 16) & 0xFF,
+                                             model))
+    if lock_offsets is None or runtime.layout is None:
+        return
+
+    def read(address: int, size: int) -> bytes:
+        data = source.read(address, size)
+        log.append((address, size))
+        return data
+
+    reader = SlotReader(read)
+    for thread in runtime.threads:
+        if time.perf_counter_ns() > deadline_ns:
+            return
+        if thread.frames:
+            lock_objects(reader, thread.frames[0].address, lock_offsets)
 
 
 def walk_status(runtime: PythonRuntime) -> tuple[int, str]:

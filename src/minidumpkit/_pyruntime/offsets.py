@@ -76,6 +76,8 @@ class Layout:
     unicode_ascii_size: int
     unicode_compact_size: int
     unicode_legacy_data: int
+    # _PyRuntime.ceval.gil, the GIL itself (3.11: one per runtime; 3.12+: interp_ceval_gil)
+    runtime_ceval_gil: int | None = None
 
 
 # tools/pyoffsets/generate.sh /root/.pyenv/versions/3.11.7 (x86_64 Linux, gcc 12)
@@ -94,7 +96,7 @@ PY311_LP64 = Layout(
     code_linetable=136, code_firsttraceable=168, code_adaptive=184,
     bytes_size=16, bytes_sval=32,
     unicode_length=16, unicode_state=32, unicode_ascii_size=48, unicode_compact_size=72,
-    unicode_legacy_data=72,
+    unicode_legacy_data=72, runtime_ceval_gil=360,
 )
 
 # tools/pyoffsets/generate.sh /root/.pyenv/versions/3.12.1 (x86_64 Linux, gcc 12)
@@ -225,3 +227,41 @@ def layout_from_debug_offsets(values: dict[str, int], minor: int, model: str) ->
         if not 0 < getattr(layout, name) <= MAX_STRUCT:
             raise ValueError(f"_Py_DebugOffsets: {name} out of bounds")
     return layout
+
+
+@dataclass(frozen=True)
+class LockOffsets:
+    """What the Python-level lock analysis reads (analysis/pylocks.py), beyond ``Layout``.
+    ``_PyInterpreterFrame.localsplus``, ``PyCodeObject.co_nlocalsplus`` / ``co_stacksize``
+    and ``struct _gil_runtime_state``'s ``cond`` / ``mutex`` (pycore_gil.h: 48-byte
+    pthread_cond_t, 40-byte pthread_mutex_t), ``PyCFunctionObject.m_self``: from
+    ``tools/pyoffsets/lock_offsets.c`` compiled with ``Py_BUILD_CORE`` against pyenv
+    3.11.7, 3.12.1 and 3.13.0's headers (x86_64 Linux, gcc 12; tests/test_python_offsets.py
+    recompiles it and compares); ``_thread.RLock`` / ``_thread.lock`` are Modules/_threadmodule.c's
+    private ``rlockobject`` {HEAD, rlock_lock, rlock_owner, rlock_count} and ``lockobject``
+    {HEAD, lock_lock}, the same in 3.11-3.13 (tests/test_python_merge.py checks them
+    against the child's own reprs)."""
+
+    frame_code: int
+    frame_localsplus: int
+    code_nlocalsplus: int
+    code_stacksize: int
+    gil_cond: int = 32
+    gil_cond_size: int = 48
+    gil_mutex: int = 80
+    gil_mutex_size: int = 40
+    cfunction_self: int = 24
+    rlock_lock: int = 16
+    rlock_owner: int = 24
+    rlock_count: int = 32
+    lock_lock: int = 16
+
+
+LOCK_OFFSETS: dict[tuple[int, int, str], LockOffsets] = {
+    (3, 11, LP64): LockOffsets(frame_code=32, frame_localsplus=72, code_nlocalsplus=76,
+                               code_stacksize=68),
+    (3, 12, LP64): LockOffsets(frame_code=0, frame_localsplus=72, code_nlocalsplus=72,
+                               code_stacksize=64),
+    (3, 13, LP64): LockOffsets(frame_code=0, frame_localsplus=72, code_nlocalsplus=72,
+                               code_stacksize=64),
+}

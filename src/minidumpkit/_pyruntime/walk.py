@@ -86,6 +86,7 @@ class PythonThread:
     os_thread_id: int | None = None
     mapped_by: str | None = None
     status: str | None = None
+    gil_address: int = 0  # its interpreter's GIL (struct _gil_runtime_state), 0 if unknown
 
     def __repr__(self) -> str:
         gil = " holds GIL" if self.holds_gil else ""
@@ -326,17 +327,19 @@ class Walker:
             interp = self.mem.ptr(interp + self.layout.interp_next, "interpreter next")
         return out
 
-    def gil_holder(self, runtime: int, interp: int) -> int | None:
+    def gil_holder(self, runtime: int, interp: int) -> tuple[int, int | None]:
+        """The GIL's address (0 if not known) and its holder's thread state."""
         lo = self.layout
         if lo.runtime_gil_holder is not None:
-            return self.mem.ptr(runtime + lo.runtime_gil_holder, "GIL holder") or None
+            gil = runtime + lo.runtime_ceval_gil if lo.runtime_ceval_gil is not None else 0
+            return gil, self.mem.ptr(runtime + lo.runtime_gil_holder, "GIL holder") or None
         assert lo.interp_ceval_gil is not None and lo.gil_locked is not None
         assert lo.gil_last_holder is not None
         gil = self.mem.ptr(interp + lo.interp_ceval_gil, "GIL pointer")
         if not gil:
-            return None
+            return 0, None
         locked = _I32.unpack(self.mem.read(gil + lo.gil_locked, 4, "GIL locked"))[0]
-        return self.mem.ptr(gil + lo.gil_last_holder, "GIL holder") if locked else None
+        return gil, self.mem.ptr(gil + lo.gil_last_holder, "GIL holder") if locked else None
 
     def frames(self, tstate_raw: bytes, tstate: int) -> tuple[list[PythonFrame], list[int],
                                                                str | None]:
@@ -406,7 +409,7 @@ class Walker:
         for interp in interps:
             try:
                 interp_id = _I64.unpack(self.mem.read(interp + lo.interp_id, 8, "interp id"))[0]
-                holder = self.gil_holder(runtime, interp)
+                gil, holder = self.gil_holder(runtime, interp)
                 tstate = self.mem.ptr(interp + lo.interp_threads_head, "thread list")
                 while tstate:
                     if tstate in seen:
@@ -423,7 +426,7 @@ class Walker:
                         native_thread_id=struct.unpack_from(
                             tid_format, raw, lo.tstate_native_thread_id)[0],
                         holds_gil=holder == tstate, frames=tuple(frames), address=tstate,
-                        anchors=tuple(anchors), status=why))
+                        anchors=tuple(anchors), status=why, gil_address=gil))
                     if why is not None and status == "ok":
                         status = why
                     tstate = _U64.unpack_from(raw, lo.tstate_next)[0]

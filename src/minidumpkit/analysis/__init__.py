@@ -11,7 +11,8 @@ Python stacks (CPython 3.11-3.13).
 * :func:`walk_stack`, :func:`walk_stacks` (:mod:`.stackwalk`): native call stacks; see
   docs/stacks.md for what is and is not walked.
 * :func:`python_stacks` (:mod:`minidumpkit.analysis.python`): every thread's Python stack;
-  see docs/python-stacks.md.
+  see docs/python-stacks.md. :func:`merged_stacks` (:mod:`.pymerge`): each thread's
+  Python frames placed among its native ones, as ``pystack --native`` shows them.
 * :func:`wait_graph` (:mod:`.deadlocks`): what every thread waits for, the deadlocks
   and the chains; see docs/locks.md.
 
@@ -32,10 +33,12 @@ from .symbols import Symbolizer
 
 if TYPE_CHECKING:
     from .._streams import Thread
+    from .pymerge import merged_stacks
     from .python import python_stacks
     from ..reader import Minidump
 
-__all__ = ["CallStack", "Frame", "FrameTrust", "Symbolizer", "WaitGraph", "python_stacks",
+__all__ = ["CallStack", "Frame", "FrameTrust", "Symbolizer", "WaitGraph", "merged_stacks",
+           "python_stacks",
            "symbolizer_for", "wait_graph", "walk_stack", "walk_stacks"]
 
 _SYMBOLIZERS: weakref.WeakKeyDictionary[Minidump, dict[tuple[tuple[str, ...], bool], Symbolizer]] \
@@ -86,5 +89,8 @@ def __getattr__(name: str) -> Any:
     if name == "python_stacks":
         from .python import python_stacks as found
         return found
+    if name == "merged_stacks":
+        from .pymerge import merged_stacks as merged
+        return merged
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

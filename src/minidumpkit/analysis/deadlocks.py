@@ -36,6 +36,7 @@ from .locks import FrameLike, FutexWait, WaitKind, futex_wait
 from .threads import BlockingCall, ThreadStatus, thread_status
 
 if TYPE_CHECKING:
+    from .._pyruntime import PythonRuntime
     from .._streams import Module, Thread
     from ..reader import Minidump
 
@@ -67,6 +68,8 @@ MUTEX_TYPE_RECURSIVE = 1
 _GLIBC_LAYOUTS_SINCE = (2, 25)
 _GLIBC_FILE = re.compile(r"libc-(\d+)\.(\d+)(?:\.\d+)?\.so")
 _GLIBC_VERSION = re.compile(rb"GNU C Library [^\n]*?release version (\d+)\.(\d+)")
+# the Python-level kinds (.pylocks) in words
+_LABELS = {"gil": "the GIL", "python_rlock": "threading.RLock", "python_lock": "threading.Lock"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +116,10 @@ class ThreadWait:
         if self.kind in (IO, POLL, SLEEP, CHILD, SIGNAL, SYSCALL, RUNNING, CRASHED, UNKNOWN):
             return None
         address = self.object_address if self.object_address is not None else self.address
-        return f"{self.kind} 0x{address:x}" if address is not None else self.kind
+        label = _LABELS.get(self.kind, self.kind)
+        if self.kind in _LABELS and self.object_address is None and address is not None:
+            return f"{label} (semaphore 0x{address:x})"  # the object itself is not known
+        return f"{label} 0x{address:x}" if address is not None else label
 
     def describe(self, names: Mapping[int, str | None] | None = None) -> str:
         """One line: ``mutex 0x55... held by thread 12 "worker" (in locker)``."""
@@ -447,11 +453,15 @@ def thread_wait(dump: Minidump, thread: Thread, frames: Sequence[FrameLike] | No
 # --- the graph -------------------------------------------------------------------------------
 
 def wait_graph(dump: Minidump, *, frames: Mapping[int, Sequence[FrameLike]] | None = None,
-               symbol_paths: Iterable[str | os.PathLike[str]] = ()) -> WaitGraph:
+               symbol_paths: Iterable[str | os.PathLike[str]] = (),
+               python: PythonRuntime | bool | None = None) -> WaitGraph:
     """Every thread's wait, the deadlocks and the chains of ``dump``.
 
     ``frames``: {thread id: call stack, innermost first}; by default every thread is
     walked with :func:`~minidumpkit.analysis.walk_stacks` (``symbol_paths`` passed on).
+    ``python``: the dump's Python stacks (:func:`~minidumpkit.analysis.python_stacks`),
+    to tell waits for the GIL, a ``threading.RLock`` or a ``threading.Lock``
+    (:mod:`.pylocks`); by default read when the dump has a python module; False: not.
     Raises only :class:`~minidumpkit.MinidumpFormatError` for a malformed dump.
     """
     if frames is None:
@@ -461,6 +471,16 @@ def wait_graph(dump: Minidump, *, frames: Mapping[int, Sequence[FrameLike]] | No
     libc = libc_problem(dump)
     waits = {t.thread_id: thread_wait(dump, t, frames.get(t.thread_id), libc=libc)
              for t in dump.threads}
+    if python is None:
+        python = any("python" in m.basename for m in dump.modules)
+    if python is True:
+        from .python import python_stacks
+
+        python = python_stacks(dump)
+    if python:
+        from .pylocks import python_waits
+
+        waits = python_waits(dump, python, waits, frames)
     deadlocks = _cycles(waits)
     return WaitGraph(waits, deadlocks, _chains(waits, deadlocks), problem=libc)
 
