@@ -43,7 +43,7 @@ class DumpWritten:
 
     path: Path
     trigger: str  # crash, first-chance, hang, signal, cpu, memory, threads, fds, timer
-    pid: int
+    pid: int  # the process dumped (with follow_children, maybe a child of the target)
     time: datetime.datetime
 
     def __fspath__(self) -> str:
@@ -74,19 +74,20 @@ class _Writer:
 
     def __call__(self, trigger: str, write: Callable[[IO[bytes], MiniDumpType, bool], object]
                  ) -> None:
+        pid = getattr(write, "pid", self.pid)  # a child's, with follow_children
         try:
-            with open(f"/proc/{self.pid}/comm", encoding="utf-8", errors="replace") as f:
+            with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
                 comm = f.read().strip()
         except OSError:
             comm = "process"
         now = datetime.datetime.now()
-        name = dump_name(self.name, comm=comm, pid=self.pid, trigger=trigger,
+        name = dump_name(self.name, comm=comm, pid=pid, trigger=trigger,
                          n=len(self.dumps) + 1, now=now)
         dest = _output.check(os.path.join(self.directory, name), overwrite=False,
                              numbered=True)
         with _output.open_output(dest) as out:
             write(out, self.dump_type, self.all_memory)
-        event = DumpWritten(Path(dest.written or dest.path), trigger, self.pid, now)
+        event = DumpWritten(Path(dest.written or dest.path), trigger, pid, now)
         self.dumps.append(event)
         if self.on_dump is not None:
             self.on_dump(event)
@@ -108,7 +109,8 @@ class Watcher:
     :meth:`stop` is called.
 
     Triggers are a :class:`Triggers` or its fields as keywords (``on_crash=True``,
-    ``on_hang=30``, ``signal=signal.SIGUSR1``, ...). Dumps go to ``directory`` named
+    ``on_hang=30``, ``signal=signal.SIGUSR1``, ...); ``follow_children=True`` watches
+    every process it starts too (and those that already run), until all have ended. Dumps go to ``directory`` named
     by ``name`` (fields ``<comm> <pid> <time> <trigger> <n>``; a taken name gets -2,
     -3, ...), of ``type`` (any dump type of :func:`minidumpkit.dump`). ``on_dump`` is
     called with a :class:`DumpWritten` for each, on a thread of the watcher. ``on_error``
@@ -206,7 +208,8 @@ class Watcher:
                 message = _message(line)
                 if "dump" in message:
                     event = DumpWritten(Path(str(message["dump"])), str(message["trigger"]),
-                                        self.pid, datetime.datetime.fromisoformat(
+                                        int(message.get("pid", self.pid)),
+                                        datetime.datetime.fromisoformat(
                                             str(message["time"])))
                     self._dumps.append(event)
                     if self._on_dump is not None:
@@ -327,7 +330,7 @@ def _helper_main(argv: list[str]) -> int:
     writer = _Writer(pid, config["directory"], config["name"], MiniDumpType(config["type"]),
                      bool(config["all_memory"]),
                      lambda e: say({"dump": os.fspath(e.path), "trigger": e.trigger,
-                                    "time": e.time.isoformat()}))
+                                    "pid": e.pid, "time": e.time.isoformat()}))
     watch = LinuxWatch(pid, Triggers(**config["triggers"]), writer, reap_leader=True,
                        on_error=lambda exc: say({"dump_error": _describe_error(exc)}))
     try:
@@ -352,7 +355,9 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
         on_start: Callable[[int], object] | None = None,
         should_stop: Callable[[], bool] = lambda: False, **trigger_options: Any) -> int | None:
     """Start ``argv`` traced from its first instruction, watch it on the calling thread
-    and return its wait status (as ``os.waitpid`` gives it) once it has exited.
+    and return its wait status (as ``os.waitpid`` gives it) once it has exited. With
+    ``follow_children=True`` every process it starts is watched too, and this returns
+    once all of them have ended (still with ``argv``'s own status).
 
     Raises :class:`~minidumpkit._backends._linux_watch.CommandError` (an OSError whose
     errno says why) if the command cannot be executed. Once

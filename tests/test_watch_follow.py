@@ -1,0 +1,204 @@
+"""`minidumpkit run --follow-children` and Watcher(follow_children=True): process trees.
+
+The target is tests/targets/watch/follow_target.c (one behaviour per argv[1]); expected
+values come from how it was built (BAD_ADDRESS, the function names, the exit codes it
+computes from its children's ends). Crash dumps are read by our reader and walker and
+by lldb. No process of a tree is left traced or stopped (checked in /proc).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import CFLAGS, assert_released, wait_until
+from test_watch import WAIT, _env, _gone, crashing_lldb_frames, dumps, lldb_backtraces, run_cli
+
+import minidumpkit
+from minidumpkit import watch
+from minidumpkit.analysis import walk_stacks
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux watcher")
+
+SOURCE = Path(__file__).resolve().parent / "targets" / "watch" / "follow_target.c"
+BAD_ADDRESS = 0xDEAD0000  # follow_target.c
+SEGV_MAPERR = 1
+TREE_EXIT = 41  # tree: the child exits with the grandchild's signal (11), plus 30
+
+
+@pytest.fixture(scope="module")
+def prog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    exe = tmp_path_factory.mktemp("follow") / "follow_target"
+    subprocess.run(["cc", *CFLAGS, "-o", str(exe), str(SOURCE)], check=True)
+    return exe
+
+
+def _tracers(pid: int) -> list[int]:
+    """Each thread's TracerPid ([] once the process is gone)."""
+    out = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                out.append(int(re.search(r"TracerPid:\s*(\d+)", f.read()).group(1)))  # type: ignore[union-attr]
+        except FileNotFoundError:
+            continue
+    return out
+
+
+class Tree:
+    """`follow_target tree`, started by ``argv`` (a `minidumpkit run`) or directly; its
+    stdin releases the grandchild's crash."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        self.pids: dict[str, int] = {}
+        assert self.proc.stdout is not None
+        while "GRANDCHILD" not in self.pids:
+            line = self.proc.stdout.readline()
+            match = re.match(r"(READY|CHILD|GRANDCHILD) pid=(\d+)", line)
+            assert match, f"unexpected line {line!r}"
+            self.pids[match.group(1)] = int(match.group(2))
+
+    def crash(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.close()
+        self.proc.stdin = None
+
+    def close(self) -> None:
+        for pid in self.pids.values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+@pytest.fixture
+def trees() -> Iterator[list[Tree]]:
+    started: list[Tree] = []
+    yield started
+    for tree in started:
+        tree.close()
+
+
+def _cli(*args: str | os.PathLike[str]) -> list[str]:
+    return [sys.executable, "-m", "minidumpkit", *map(str, args)]
+
+
+def _top_function(dump: Path) -> str | None:
+    """Our walker's top frame of the crashing thread."""
+    with minidumpkit.open_minidump(dump) as d:
+        crashed = d.exception.thread_id
+        for stack in walk_stacks(d):
+            if stack.thread_id == crashed:
+                return stack.frames[0].function
+    return None
+
+
+def test_grandchild_crash_is_dumped(prog: Path, tmp_path: Path, trees: list[Tree]) -> None:
+    tree = Tree(_cli("run", "--on-crash", "--follow-children", "--dir", tmp_path, "--",
+                     prog, "tree"), env=_env())
+    trees.append(tree)
+    grandchild = tree.pids["GRANDCHILD"]
+    for pid in tree.pids.values():  # every process of the tree, from its first instruction
+        assert _tracers(pid) and all(_tracers(pid)), (pid, _tracers(pid))
+    tree.crash()
+    assert tree.proc.wait(timeout=WAIT) == TREE_EXIT  # run ends as its own child did
+    [dump] = dumps(tmp_path)
+    assert re.fullmatch(rf"follow_target_{grandchild}_\d{{8}}_\d{{6}}_crash\.dmp", dump.name)
+    with minidumpkit.open_minidump(dump) as d:
+        exc = d.exception
+        assert (exc.code, exc.flags, exc.address) == (signal.SIGSEGV, SEGV_MAPERR, BAD_ADDRESS)
+        assert d.process_id == grandchild and exc.thread_id == grandchild
+        assert len(d.threads) == 2  # its own two threads, none of its parents'
+    assert _top_function(dump) == "grandchild_crash_here"
+    assert crashing_lldb_frames(lldb_backtraces(dump, prog))[0] == "grandchild_crash_here"
+    assert all(_gone(pid) for pid in tree.pids.values())
+
+
+def test_without_follow_children_the_grandchild_is_neither_traced_nor_dumped(
+        prog: Path, tmp_path: Path, trees: list[Tree]) -> None:
+    tree = Tree(_cli("run", "--on-crash", "--dir", tmp_path, "--", prog, "tree"), env=_env())
+    trees.append(tree)
+    assert all(_tracers(tree.pids["READY"]))
+    assert _tracers(tree.pids["CHILD"]) == [0]
+    assert _tracers(tree.pids["GRANDCHILD"]) == [0, 0]
+    tree.crash()
+    assert tree.proc.wait(timeout=WAIT) == TREE_EXIT
+    assert dumps(tmp_path) == []
+
+
+def test_fork_exec_loop_then_a_crash_after_exec(prog: Path, tmp_path: Path) -> None:
+    """50 runs of /bin/true (fork+exec and posix_spawn's vfork in turn), then a child
+    that execs a crashing program: that one is dumped, under its new name."""
+    code, out, err = run_cli("run", "--on-crash", "--follow-children", "--dir", tmp_path,
+                             "--", prog, "execloop", "50")
+    assert code == 5, err  # the target saw its last child die of SIGSEGV
+    [dump] = dumps(tmp_path)
+    match = re.fullmatch(r"follow_target_(\d+)_\d{8}_\d{6}_crash\.dmp", dump.name)
+    assert match, dump.name
+    with minidumpkit.open_minidump(dump) as d:
+        assert d.process_id == int(match.group(1))
+        assert (d.exception.code, d.exception.address) == (signal.SIGSEGV, BAD_ADDRESS)
+        assert any(m.name.endswith("follow_target") for m in d.modules)
+    assert _top_function(dump) == "exec_crash_here"
+
+
+def test_children_outliving_the_first_process_are_watched_to_their_end(
+        prog: Path, tmp_path: Path) -> None:
+    code, out, err = run_cli("run", "--on-crash", "--follow-children", "--dir", tmp_path,
+                             "--", prog, "orphan")
+    assert code == 6, err  # the first process's own exit code, given once all have ended
+    child = int(re.search(r"CHILD pid=(\d+)", out).group(1))  # type: ignore[union-attr]
+    [dump] = dumps(tmp_path)
+    assert f"_{child}_" in dump.name
+    assert _top_function(dump) == "orphan_crash_here"
+    wait_until(lambda: _gone(child), "the orphan's end (reaped by init)")
+
+
+def test_sigint_detaches_every_process_of_the_tree(prog: Path, tmp_path: Path,
+                                                    trees: list[Tree]) -> None:
+    tree = Tree(_cli("run", "--on-crash", "--follow-children", "--dir", tmp_path, "--",
+                     prog, "tree"), env=_env())
+    trees.append(tree)
+    tree.proc.send_signal(signal.SIGINT)  # to the watcher alone
+    assert tree.proc.stderr is not None
+    assert "interrupted" in tree.proc.stderr.readline()
+    for pid in tree.pids.values():
+        assert_released(pid)
+    tree.crash()  # untraced now: the crash is not dumped, the tree ends as it would
+    assert tree.proc.wait(timeout=WAIT) == TREE_EXIT
+    assert dumps(tmp_path) == []
+
+
+def test_watcher_follows_the_children_that_already_run(prog: Path, tmp_path: Path,
+                                                       trees: list[Tree]) -> None:
+    tree = Tree([str(prog), "tree"])
+    trees.append(tree)
+    seen: list[watch.DumpWritten] = []
+    with watch.Watcher(tree.proc, on_crash=True, follow_children=True, directory=tmp_path,
+                       on_dump=seen.append) as w:
+        for pid in tree.pids.values():
+            wait_until(lambda pid=pid: all(_tracers(pid)), f"process {pid} traced")
+        tree.crash()
+        assert tree.proc.wait(timeout=WAIT) == TREE_EXIT  # ours to reap, not the watcher's
+        assert w.wait(WAIT)
+    [event] = seen
+    assert (event.trigger, event.pid) == ("crash", tree.pids["GRANDCHILD"])
+    with minidumpkit.open_minidump(event) as d:
+        assert (d.exception.code, d.exception.address) == (signal.SIGSEGV, BAD_ADDRESS)
