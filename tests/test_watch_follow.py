@@ -202,3 +202,60 @@ def test_watcher_follows_the_children_that_already_run(prog: Path, tmp_path: Pat
     assert (event.trigger, event.pid) == ("crash", tree.pids["GRANDCHILD"])
     with minidumpkit.open_minidump(event) as d:
         assert (d.exception.code, d.exception.address) == (signal.SIGSEGV, BAD_ADDRESS)
+
+
+def _traced_by(tracer: int) -> list[str]:
+    """Every thread on the machine traced by ``tracer`` (its TracerPid names the tracing
+    thread: the watcher's main thread, whose id is its pid)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            for tid in _tracers_by_tid(int(name)):
+                if tid[1] == tracer:
+                    found.append(f"{name}/{tid[0]}")
+    return found
+
+
+def _tracers_by_tid(pid: int) -> list[tuple[int, int]]:
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                text = f.read()
+        except OSError:
+            continue
+        out.append((int(tid), int(re.search(r"TracerPid:\s*(\d+)", text).group(1))))  # type: ignore[union-attr]
+    return out
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                           text=True).stdout.split()]
+
+
+def test_sigint_in_a_fork_storm_leaves_nothing_traced(prog: Path, tmp_path: Path) -> None:
+    """Ctrl-C while children (forked, and vforked by posix_spawn: a vfork parent cannot
+    stop before its child has exec'd) come and go: every one is let go."""
+    cli = subprocess.Popen(_cli("run", "--on-crash", "--follow-children", "--dir", tmp_path,
+                                "--", prog, "execloop", "1000000"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=_env())
+    try:
+        wait_until(lambda: _children(cli.pid) != [], "the target")
+        [target] = _children(cli.pid)
+        wait_until(lambda: any(not p.startswith(f"{target}/") for p in _traced_by(cli.pid)),
+                   "a traced child of the target")
+        cli.send_signal(signal.SIGINT)
+        assert cli.stderr is not None
+        assert "interrupted" in cli.stderr.readline()
+        assert _traced_by(cli.pid) == []
+    finally:
+        for pid in _children(cli.pid):
+            os.kill(pid, signal.SIGKILL)  # the target (its loop never ends)
+        cli.communicate(timeout=WAIT)
+    assert cli.returncode == -signal.SIGKILL  # run ends as the (killed) target did
+    assert dumps(tmp_path) == []

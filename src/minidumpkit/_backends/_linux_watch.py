@@ -85,6 +85,9 @@ _ADDRESS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, sign
 # looks for ptrace reports (a report waits at most this long to be handled).
 SAMPLE_SECONDS = 0.25
 MAX_IDLE_SECONDS = 0.02
+# A dump waits this long for each thread of the process to stop; one that has not (a
+# vfork parent whose child is held elsewhere) is left out of the dump.
+HOLD_SECONDS = 2.0
 
 WriteFn = Callable[[IO[bytes], MiniDumpType, bool], object]
 """write(out, dump_type, all_memory): writes the held process to ``out``; its ``pid``
@@ -152,6 +155,11 @@ class _Proc:
     samplers: _Samplers | None = None
     dying: bool = False  # a fatal signal was delivered: wait for the exit
     last_fired: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def _is_zombie(tid: int) -> bool:
+    stat = _procfs.try_read_bytes(f"/proc/{tid}/stat")
+    return stat is None or stat[stat.rindex(b")") + 2:][:1] in (b"Z", b"X")
 
 
 def _tgid(tid: int) -> int:
@@ -356,16 +364,6 @@ class LinuxWatch:
         got, status = _waitpid(tid, libc.WNOHANG)
         return (tid, status) if got == tid else None
 
-    def _wait_for(self, tid: int) -> int:
-        """Block for ``tid``'s next report (the leader's exit left to its parent)."""
-        if tid == self.pid and not self.reap_leader:
-            ffi, lib = libc.load()
-            if _exited_unreaped(tid, block=True):
-                info = ffi.new("siginfo_t *")
-                lib.waitid(libc.P_PID, tid, info, libc.WEXITED | libc.WNOWAIT | libc.WALL)
-                return _synthetic_status(info)
-        return _waitpid(tid, 0)[1]
-
     def _handle(self, tid: int, status: int) -> None:
         stopped, sig, event = _describe(status)
         if not stopped:
@@ -535,10 +533,8 @@ class LinuxWatch:
         for tid in targets:
             _ptrace(libc.PTRACE_INTERRUPT, tid)
         resume = []
-        for tid in sorted(targets, key=lambda t: t == tgid):  # the leader reports last
-            try:
-                status = self._wait_for(tid)
-            except ProcessError:
+        for tid, status in self._await_stops(targets, give_up_after=HOLD_SECONDS):
+            if status is None:
                 self._gone(tid, 0)
                 continue
             stopped, sig, event = _describe(status)
@@ -554,6 +550,101 @@ class LinuxWatch:
             if tid in self._known:
                 state[tid] = _State.STOPPED
         return resume
+
+    def _await_stops(self, targets: list[int], *, detaching: bool = False,
+                     give_up_after: float | None = None) -> list[tuple[int, int | None]]:
+        """Collect the next report of each of ``targets`` (interrupted): (tid, wait
+        status), or (tid, None) for one that is gone. Polled, not a blocking wait on
+        each in turn: a thread in vfork() cannot stop before its child (another of our
+        tracees) has run on to its exec, so the reports of tracees other than
+        ``targets`` are served meanwhile (:meth:`_serve_other`). A leader that is a
+        zombie (waiting for its other threads) is left out, and with ``give_up_after``
+        so is a thread that has not stopped by then (it reports to the loop later)."""
+        pending = list(targets)
+        results: list[tuple[int, int | None]] = []
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
+        idle = 0
+        while pending:
+            progressed = False
+            for tid in list(pending):
+                try:
+                    got, status = self._poll(tid)
+                except ProcessError:
+                    got, status = tid, None  # type: ignore[assignment]
+                if got:
+                    pending.remove(tid)
+                    results.append((tid, status))
+                    progressed = True
+            if not pending or progressed:
+                idle = 0
+                continue
+            if self._serve_other(set(pending), detaching):
+                idle = 0
+                continue
+            idle += 1
+            if idle % 64 == 0:
+                pending = [t for t in pending if not (self._known.get(t) == t
+                                                      and _is_zombie(t))]
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+            if idle > 16:
+                time.sleep(0.0002)
+        return results
+
+    def _poll(self, tid: int) -> tuple[int, int]:
+        if tid == self.pid and not self.reap_leader:
+            peek = _exited_unreaped(tid, block=False)
+            if peek is None:
+                return 0, 0
+            if peek:
+                ffi, lib = libc.load()
+                info = ffi.new("siginfo_t *")
+                lib.waitid(libc.P_PID, tid, info, libc.WEXITED | libc.WNOWAIT | libc.WALL)
+                return tid, _synthetic_status(info)
+        return _waitpid(tid, libc.WNOHANG)
+
+    def _serve_other(self, pending: set[int], detaching: bool) -> bool:
+        """Collect one report of a tracee outside ``pending``, if any: while detaching,
+        let it go at once; else continue a new task's first stop (a vfork child must
+        run on to its exec) and queue anything else for the loop. True if one was."""
+        ffi, lib = libc.load()
+        info = ffi.new("siginfo_t *")
+        options = (libc.WEXITED | libc.WSTOPPED | libc.WNOWAIT | libc.WNOHANG | libc.WALL
+                   | WNOTHREAD)
+        if int(lib.waitid(0, 0, info, options)) == -1:
+            return False
+        tid = int(info.si_pid)
+        if tid == 0 or tid in pending or (tid == self.pid and not self.reap_leader):
+            return False
+        got, status = _waitpid(tid, libc.WNOHANG)
+        if got != tid:
+            return False
+        stopped, sig, event = _describe(status)
+        if not stopped:
+            if detaching:
+                self._gone(tid, status)
+            else:
+                self._queue.append((tid, status))
+            return True
+        if detaching:
+            if event in _NEW_TASK_EVENTS:
+                new = _event_message(tid)
+                if new:
+                    self._known.setdefault(new, _tgid(new))
+            _ptrace(libc.PTRACE_DETACH, tid, 0, sig if event == 0 else 0)
+            self._known.pop(tid, None)
+            self._listening.discard(tid)
+            self._held_signal.pop(tid, None)
+            return True
+        if event == libc.PTRACE_EVENT_STOP and sig not in _GROUP_STOP_SIGNALS \
+                and tid not in self._held_signal:
+            if tid in self._known or self._adopt(tid):
+                self._cont(tid, 0)  # a new task's first stop
+            else:
+                _ptrace(libc.PTRACE_DETACH, tid, 0, 0)
+            return True
+        self._queue.append((tid, status))
+        return True
 
     def release(self, tids: list[int]) -> None:
         for tid in tids:
@@ -577,31 +668,32 @@ class LinuxWatch:
             raise deferred
 
     def _detach_all(self) -> None:
-        while self._queue:  # stopped with a report not yet acted on
-            tid, status = self._queue.popleft()
-            stopped, sig, event = _describe(status)
-            if not stopped:
-                self._gone(tid, status)
-            elif event == 0 and sig:
-                self._held_signal[tid] = sig
-            else:
-                self._held_signal.setdefault(tid, 0)
-        for tid, sig in list(self._held_signal.items()):
-            _ptrace(libc.PTRACE_DETACH, tid, 0, sig)
-            self._known.pop(tid, None)
-            self._listening.discard(tid)
-        self._held_signal.clear()
-        rounds = 0
-        while self._known and rounds < 100:
-            rounds += 1
-            # the leaders report last (a leader's exit waits for its other threads)
-            tids = sorted(self._known, key=lambda t: self._known[t] == t)
+        for _ in range(100):
+            while self._queue:  # stopped with a report not yet acted on
+                tid, status = self._queue.popleft()
+                stopped, sig, event = _describe(status)
+                if not stopped:
+                    self._gone(tid, status)
+                elif event == 0 and sig:
+                    self._held_signal[tid] = sig
+                else:
+                    self._held_signal.setdefault(tid, 0)
+            for tid, sig in list(self._held_signal.items()):
+                _ptrace(libc.PTRACE_DETACH, tid, 0, sig)
+                self._known.pop(tid, None)
+                self._listening.discard(tid)
+            self._held_signal.clear()
+            if not self._known:
+                stray = self._stray_tracees()
+                if not stray:
+                    break
+                for tid in stray:
+                    self._known.setdefault(tid, _tgid(tid))
+            tids = list(self._known)
             for tid in tids:
                 _ptrace(libc.PTRACE_INTERRUPT, tid)
-            for tid in tids:
-                try:
-                    status = self._wait_for(tid)
-                except ProcessError:
+            for tid, status in self._await_stops(tids, detaching=True):
+                if status is None:
                     self._gone(tid, 0)
                     continue
                 stopped, sig, event = _describe(status)
