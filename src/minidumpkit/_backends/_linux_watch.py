@@ -316,9 +316,15 @@ class LinuxWatch:
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Handle reports and sample triggers until every watched process is gone,
         ``count`` dumps are written or ``should_stop()``; every thread is detached on
-        the way out (also on an exception or KeyboardInterrupt)."""
+        the way out (also on an exception or KeyboardInterrupt).
+
+        Between reports the loop sleeps in sigtimedwait(SIGCHLD), which the kernel
+        sends us at each tracee stop, when nobody else in this process handles
+        SIGCHLD (its disposition is the default); otherwise it polls with growing
+        sleeps (at most MAX_IDLE_SECONDS)."""
         idle = 0.0005
         next_sample = time.monotonic()
+        wake = _SigchldWait.start()
         try:
             while not self.finished and not self._want_detach and not should_stop():
                 if self._queue:
@@ -334,11 +340,18 @@ class LinuxWatch:
                     self._sample(now)
                     next_sample = now + SAMPLE_SECONDS
                     continue
+                if wake is not None:
+                    wake.wait(min(MAX_IDLE_SECONDS, max(0.0, next_sample - now)))
+                    continue
                 time.sleep(min(idle, max(0.0, next_sample - now)))
                 idle = min(idle * 2, MAX_IDLE_SECONDS)
         finally:
-            if not self.finished:
-                self.detach()
+            try:
+                if not self.finished:
+                    self.detach()
+            finally:
+                if wake is not None:
+                    wake.stop()
 
     def _next_report(self) -> tuple[int, int] | None:
         ffi, lib = libc.load()
@@ -533,7 +546,8 @@ class LinuxWatch:
         for tid in targets:
             _ptrace(libc.PTRACE_INTERRUPT, tid)
         resume = []
-        for tid, status in self._await_stops(targets, give_up_after=HOLD_SECONDS):
+        for tid, status in self._await_stops(targets, holding=tgid,
+                                             give_up_after=HOLD_SECONDS):
             if status is None:
                 self._gone(tid, 0)
                 continue
@@ -552,6 +566,7 @@ class LinuxWatch:
         return resume
 
     def _await_stops(self, targets: list[int], *, detaching: bool = False,
+                     holding: int | None = None,
                      give_up_after: float | None = None) -> list[tuple[int, int | None]]:
         """Collect the next report of each of ``targets`` (interrupted): (tid, wait
         status), or (tid, None) for one that is gone. Polled, not a blocking wait on
@@ -578,7 +593,7 @@ class LinuxWatch:
             if not pending or progressed:
                 idle = 0
                 continue
-            if self._serve_other(set(pending), detaching):
+            if self._serve_other(set(pending), detaching, holding):
                 idle = 0
                 continue
             idle += 1
@@ -603,10 +618,11 @@ class LinuxWatch:
                 return tid, _synthetic_status(info)
         return _waitpid(tid, libc.WNOHANG)
 
-    def _serve_other(self, pending: set[int], detaching: bool) -> bool:
+    def _serve_other(self, pending: set[int], detaching: bool, holding: int | None) -> bool:
         """Collect one report of a tracee outside ``pending``, if any: while detaching,
         let it go at once; else continue a new task's first stop (a vfork child must
-        run on to its exec) and queue anything else for the loop. True if one was."""
+        run on to its exec) unless it is a thread of process ``holding`` (held for a
+        dump), and queue anything else for the loop. True if one was."""
         ffi, lib = libc.load()
         info = ffi.new("siginfo_t *")
         options = (libc.WEXITED | libc.WSTOPPED | libc.WNOWAIT | libc.WNOHANG | libc.WALL
@@ -637,7 +653,8 @@ class LinuxWatch:
             self._held_signal.pop(tid, None)
             return True
         if event == libc.PTRACE_EVENT_STOP and sig not in _GROUP_STOP_SIGNALS \
-                and tid not in self._held_signal:
+                and tid not in self._held_signal \
+                and self._known.get(tid, _tgid(tid)) != holding:
             if tid in self._known or self._adopt(tid):
                 self._cont(tid, 0)  # a new task's first stop
             else:
@@ -733,6 +750,31 @@ class LinuxWatch:
                 if match and int(match.group(1)) == me:
                     stray.add(int(tid))
         return stray
+
+
+class _SigchldWait:
+    """SIGCHLD blocked on the calling thread and waited for with sigtimedwait: the loop
+    wakes at a tracee's stop instead of at its next poll."""
+
+    def __init__(self, was_blocked: bool) -> None:
+        self._was_blocked = was_blocked
+
+    @classmethod
+    def start(cls) -> _SigchldWait | None:
+        try:
+            if signal.getsignal(signal.SIGCHLD) is not signal.SIG_DFL:
+                return None  # someone handles it (asyncio's child watcher ...): poll
+            before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        except (ValueError, OSError, AttributeError):
+            return None
+        return cls(signal.SIGCHLD in before)
+
+    def wait(self, timeout: float) -> None:
+        signal.sigtimedwait({signal.SIGCHLD}, timeout)
+
+    def stop(self) -> None:
+        if not self._was_blocked:  # a pending SIGCHLD is then dropped (default: ignore)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
 
 
 class _HeldWrite:
