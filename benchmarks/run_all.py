@@ -76,6 +76,9 @@ BENCHMARKS: list[Entry] = [
     Entry("thread_state", "bench_thread_state",
           summary="the MINI pause with the thread state and lock memory steps, against the "
                   "same writer without them; wait_graph against walk_stacks alone"),
+    Entry("follow", "bench_follow",
+          summary="1,000 fork + exec of /bin/true under `run --on-crash --follow-children`, "
+                  "against the same command bare"),
 ]
 
 

@@ -40,6 +40,15 @@ def prog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return exe
 
 
+@pytest.fixture(scope="module")
+def deadlocker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/targets/watch/watch_target.c (its "deadlock" mode: two threads, two mutexes)."""
+    exe = tmp_path_factory.mktemp("follow") / "watch_target"
+    subprocess.run(["cc", *CFLAGS, "-o", str(exe), str(SOURCE.with_name("watch_target.c"))],
+                   check=True)
+    return exe
+
+
 def _tracers(pid: int) -> list[int]:
     """Each thread's TracerPid ([] once the process is gone)."""
     out = []
@@ -169,6 +178,33 @@ def test_children_outliving_the_first_process_are_watched_to_their_end(
     assert f"_{child}_" in dump.name
     assert _top_function(dump) == "orphan_crash_here"
     wait_until(lambda: _gone(child), "the orphan's end (reaped by init)")
+
+
+def test_a_deadlocked_child_is_the_hang_not_its_waiting_parent(
+        prog: Path, deadlocker: Path, tmp_path: Path) -> None:
+    """--on-hang per process: the parent blocked in waitpid for its child is not stuck
+    (its child decides); the deadlocked child is dumped, and only its threads."""
+    proc = subprocess.Popen(_cli("run", "--on-hang", "1", "--follow-children", "--dir",
+                                 tmp_path, "--", prog, "spawn", deadlocker, "deadlock"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+    try:
+        assert proc.stdout is not None
+        child = int(re.search(r"READY pid=(\d+)", proc.stdout.readline()).group(1))  # type: ignore[union-attr]
+        assert proc.stdout.readline().strip() == "DEADLOCKED"
+        wait_until(lambda: bool(dumps(tmp_path)), "a hang dump")
+        wait_until(lambda: _traced_by(proc.pid) == [], "the watch to end (-n 1)")
+        [dump] = dumps(tmp_path)
+        assert re.fullmatch(rf"watch_target_{child}_\d{{8}}_\d{{6}}_hang\.dmp", dump.name)
+        with minidumpkit.open_minidump(dump) as d:
+            assert d.process_id == child and len(d.threads) == 2
+        assert_released(child)
+        os.kill(child, signal.SIGKILL)
+        assert proc.wait(timeout=WAIT) == 128 + signal.SIGKILL  # spawn: 128 + its signal
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def test_sigint_detaches_every_process_of_the_tree(prog: Path, tmp_path: Path,

@@ -14,6 +14,9 @@
  *   segv      exec_crash_here() writes to BAD_ADDRESS.
  *   orphan    forks a child, prints "CHILD pid=C" and exits 6 at once; the child waits
  *             until its parent is gone, then runs orphan_crash_here() (BAD_ADDRESS).
+ *   spawn PROG ARGS...
+ *             fork + exec PROG ARGS, wait for it in waitpid; exits with its exit code,
+ *             or 128 + its signal.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -134,7 +137,22 @@ static int orphan(void) {
     return 6;
 }
 
+static int spawn(char **argv) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid)
+        return 92;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 3 && strcmp(argv[1], "spawn") == 0)
+        return spawn(argv + 2);
     if (argc >= 2 && strcmp(argv[1], "tree") == 0)
         return tree();
     if (argc >= 3 && strcmp(argv[1], "execloop") == 0)
@@ -145,6 +163,6 @@ int main(int argc, char **argv) {
     }
     if (argc >= 2 && strcmp(argv[1], "orphan") == 0)
         return orphan();
-    fprintf(stderr, "usage: follow_target tree | execloop N | segv | orphan\n");
+    fprintf(stderr, "usage: follow_target tree | execloop N | segv | orphan | spawn PROG...\n");
     return 2;
 }
