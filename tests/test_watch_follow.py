@@ -49,6 +49,11 @@ def deadlocker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return exe
 
 
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def _tracers(pid: int) -> list[int]:
     """Each thread's TracerPid ([] once the process is gone)."""
     out = []
@@ -126,6 +131,10 @@ def test_grandchild_crash_is_dumped(prog: Path, tmp_path: Path, trees: list[Tree
     grandchild = tree.pids["GRANDCHILD"]
     for pid in tree.pids.values():  # every process of the tree, from its first instruction
         assert _tracers(pid) and all(_tracers(pid)), (pid, _tracers(pid))
+    os.kill(grandchild, signal.SIGSTOP)  # job control in a child: a group-stop, then on
+    wait_until(lambda: _state(grandchild) in ("t", "T"), "the grandchild's group-stop")
+    os.kill(grandchild, signal.SIGCONT)
+    wait_until(lambda: _state(grandchild) == "S", "the grandchild running again")
     tree.crash()
     assert tree.proc.wait(timeout=WAIT) == TREE_EXIT  # run ends as its own child did
     [dump] = dumps(tmp_path)
@@ -166,6 +175,23 @@ def test_fork_exec_loop_then_a_crash_after_exec(prog: Path, tmp_path: Path) -> N
         assert (d.exception.code, d.exception.address) == (signal.SIGSEGV, BAD_ADDRESS)
         assert any(m.name.endswith("follow_target") for m in d.modules)
     assert _top_function(dump) == "exec_crash_here"
+
+
+@pytest.mark.parametrize("follow", [True, False], ids=["follow", "no-follow"])
+def test_a_process_made_by_clone(prog: Path, tmp_path: Path, follow: bool) -> None:
+    """clone() without CLONE_THREAD makes a process the kernel reports as a clone, not a
+    fork: followed, it is dumped; not followed, it is let go at its first stop."""
+    code, out, err = run_cli("run", "--on-crash", *(["--follow-children"] if follow else []),
+                             "--dir", tmp_path, "--", prog, "clone")
+    assert code == 7, err  # the clone died of SIGSEGV, as without a watcher
+    if not follow:
+        assert dumps(tmp_path) == []
+        return
+    [dump] = dumps(tmp_path)
+    with minidumpkit.open_minidump(dump) as d:
+        assert (d.exception.code, d.exception.address) == (signal.SIGSEGV, BAD_ADDRESS)
+        assert f"_{d.process_id}_" in dump.name and len(d.threads) == 1
+    assert _top_function(dump) == "clone_crash_here"
 
 
 def test_children_outliving_the_first_process_are_watched_to_their_end(

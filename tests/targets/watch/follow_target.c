@@ -14,12 +14,16 @@
  *   segv      exec_crash_here() writes to BAD_ADDRESS.
  *   orphan    forks a child, prints "CHILD pid=C" and exits 6 at once; the child waits
  *             until its parent is gone, then runs orphan_crash_here() (BAD_ADDRESS).
+ *   clone     clone(2) with no CLONE_THREAD and no exit signal (not a fork to ptrace:
+ *             PTRACE_EVENT_CLONE) of a process that runs clone_crash_here()
+ *             (BAD_ADDRESS); exits 7 if it died of SIGSEGV.
  *   spawn PROG ARGS...
  *             fork + exec PROG ARGS, wait for it in waitpid; exits with its exit code,
  *             or 128 + its signal.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -137,6 +141,28 @@ static int orphan(void) {
     return 6;
 }
 
+__attribute__((noinline)) void clone_crash_here(void) {
+    *(volatile int *)BAD_ADDRESS = 47;
+}
+
+static int clone_body(void *arg) {
+    (void)arg;
+    clone_crash_here();
+    return 81;
+}
+
+static int clone_process(void) {
+    static char stack[256 * 1024] __attribute__((aligned(16)));
+    fflush(stdout);
+    pid_t pid = clone(clone_body, stack + sizeof stack, 0, NULL);
+    if (pid < 0)
+        return 93;
+    int status;
+    if (waitpid(pid, &status, __WALL) != pid)
+        return 94;
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV ? 7 : 95;
+}
+
 static int spawn(char **argv) {
     fflush(stdout);
     pid_t pid = fork();
@@ -151,6 +177,8 @@ static int spawn(char **argv) {
 }
 
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "clone") == 0)
+        return clone_process();
     if (argc >= 3 && strcmp(argv[1], "spawn") == 0)
         return spawn(argv + 2);
     if (argc >= 2 && strcmp(argv[1], "tree") == 0)
@@ -163,6 +191,6 @@ int main(int argc, char **argv) {
     }
     if (argc >= 2 && strcmp(argv[1], "orphan") == 0)
         return orphan();
-    fprintf(stderr, "usage: follow_target tree | execloop N | segv | orphan | spawn PROG...\n");
+    fprintf(stderr, "usage: follow_target tree | execloop N | segv | orphan | clone | spawn PROG...\n");
     return 2;
 }
