@@ -228,6 +228,9 @@ def test_a_deadlocked_child_is_the_hang_not_its_waiting_parent(
         os.kill(child, signal.SIGKILL)
         assert proc.wait(timeout=WAIT) == 128 + signal.SIGKILL  # spawn: 128 + its signal
     finally:
+        for target in _children(proc.pid):  # on a failure: the spawner and the deadlock
+            for pid in [*_children(target), target]:
+                os.kill(pid, signal.SIGKILL)
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
