@@ -84,15 +84,11 @@ BENCHMARKS: list[Entry] = [
           summary="a child under `minidumpkit run --on-crash` (CPU-bound; 10,000 threads; "
                   "100,000 signals) against bare and against gdb; the CPU of `--on-hang` "
                   "polling a 1,000-thread process"),
+    Entry("follow", "bench_follow",
+          summary="1,000 fork + exec of /bin/true under `run --on-crash --follow-children`, "
+                  "against the same command bare"),
 ]
 
-# The fork/exec case of `run --follow-children` (issue 16) lives in bench_follow.py,
-# written apart: it is run when the file is there.
-if (HERE / "bench_follow.py").exists():
-    BENCHMARKS.append(Entry(
-        "follow", "bench_follow",
-        summary="a child that forks and execs 1,000 times, under `minidumpkit run "
-                "--on-crash --follow-children` against bare"))
 
 
 def run_entries(entries: list[Entry], quick: bool) -> tuple[list[Comparison],

@@ -48,6 +48,10 @@ class Triggers:
     shows it) held for ``cpu_for``; ``memory_mb`` resident; ``threads`` / ``fds`` counts
     reached; ``timer``: that long after the watch began. ``count`` dumps in all, at least
     ``interval`` apart (a timer dump repeats every ``interval``, default ``timer``).
+
+    ``follow_children``: every process the watched one starts (fork, vfork, clone,
+    and theirs) is watched too, each with these triggers on its own (a heartbeat
+    concerns the first process only); ``count`` counts the dumps of all of them.
     """
 
     on_crash: bool = False
@@ -64,6 +68,7 @@ class Triggers:
     timer: float | None = None
     count: int = 1
     interval: float | None = None
+    follow_children: bool = False
 
     def __post_init__(self) -> None:
         def positive(name: str, value: float | None, *, limit: float = 10 * 365 * 86400) -> None:

@@ -98,6 +98,10 @@ def _add_options(parser: argparse.ArgumentParser,
     t.add_argument("--timer", type=float, metavar="SECONDS",
                    help="a dump SECONDS after the watch began (then every --interval)")
     o = parser.add_argument_group("dumps")
+    o.add_argument("--follow-children", action="store_true",
+                   help="also watch every process it starts (fork, vfork, clone, exec), "
+                        "and theirs, each with the same triggers; the watch lasts until "
+                        "all have ended")
     o.add_argument("-n", dest="count", type=int, default=1, metavar="COUNT",
                    help="stop watching after COUNT dumps (default 1)")
     o.add_argument("--interval", type=float, metavar="SECONDS",
@@ -129,7 +133,8 @@ def _triggers(args: argparse.Namespace) -> Triggers:
         hang_threads=args.hang_threads, heartbeat=args.heartbeat,
         signal=parse_signal(args.signal) if args.signal is not None else None,
         cpu=args.cpu, cpu_for=args.cpu_for, memory_mb=args.memory, threads=args.threads,
-        fds=args.fds, timer=args.timer, count=args.count, interval=args.interval)
+        fds=args.fds, timer=args.timer, count=args.count, interval=args.interval,
+        follow_children=args.follow_children)
 
 
 def main(args: argparse.Namespace, *, err: TextIO) -> int:

@@ -43,7 +43,7 @@ class DumpWritten:
 
     path: Path
     trigger: str  # crash, first-chance, hang, signal, cpu, memory, threads, fds, timer
-    pid: int
+    pid: int  # the process dumped (with follow_children, maybe a child of the target)
     time: datetime.datetime
 
     def __fspath__(self) -> str:
@@ -58,7 +58,7 @@ def _check_platform(triggers: Triggers) -> None:
     if WINDOWS:
         others = [f.name for f in dataclasses.fields(Triggers)
                   if f.name not in (*WINDOWS_TRIGGERS, "count", "interval", "cpu_for")
-                  and getattr(triggers, f.name) is not None]
+                  and getattr(triggers, f.name) not in (None, False)]  # follow_children
         if others or not triggers.on_crash:
             raise UnsupportedError("on Windows a watcher has the crash triggers only so far "
                                    "(on_crash, first_chance), not " +
@@ -102,15 +102,16 @@ class _Writer:
 
     def __call__(self, trigger: str, write: Callable[[IO[bytes], MiniDumpType, bool], object]
                  ) -> None:
-        comm = _process_name(self.pid)
+        pid = getattr(write, "pid", self.pid)  # a child's, with follow_children
+        comm = _process_name(pid)
         now = datetime.datetime.now()
-        name = dump_name(self.name, comm=comm, pid=self.pid, trigger=trigger,
+        name = dump_name(self.name, comm=comm, pid=pid, trigger=trigger,
                          n=len(self.dumps) + 1, now=now)
         dest = _output.check(os.path.join(self.directory, name), overwrite=False,
                              numbered=True)
         with _output.open_output(dest) as out:
             write(out, self.dump_type, self.all_memory)
-        event = DumpWritten(Path(dest.written or dest.path), trigger, self.pid, now)
+        event = DumpWritten(Path(dest.written or dest.path), trigger, pid, now)
         self.dumps.append(event)
         if self.on_dump is not None:
             self.on_dump(event)
@@ -132,7 +133,8 @@ class Watcher:
     :meth:`stop` is called.
 
     Triggers are a :class:`Triggers` or its fields as keywords (``on_crash=True``,
-    ``on_hang=30``, ``signal=signal.SIGUSR1``, ...). Dumps go to ``directory`` named
+    ``on_hang=30``, ``signal=signal.SIGUSR1``, ...); ``follow_children=True`` watches
+    every process it starts too (and those that already run), until all have ended. Dumps go to ``directory`` named
     by ``name`` (fields ``<comm> <pid> <time> <trigger> <n>``; a taken name gets -2,
     -3, ...), of ``type`` (any dump type of :func:`minidumpkit.dump`). ``on_dump`` is
     called with a :class:`DumpWritten` for each, on a thread of the watcher. ``on_error``
@@ -250,7 +252,8 @@ class Watcher:
                 message = _message(line)
                 if "dump" in message:
                     event = DumpWritten(Path(str(message["dump"])), str(message["trigger"]),
-                                        self.pid, datetime.datetime.fromisoformat(
+                                        int(message.get("pid", self.pid)),
+                                        datetime.datetime.fromisoformat(
                                             str(message["time"])))
                     self._dumps.append(event)
                     if self._on_dump is not None:
@@ -385,7 +388,7 @@ def _helper_main(argv: list[str]) -> int:
     writer = _Writer(pid, config["directory"], config["name"], MiniDumpType(config["type"]),
                      bool(config["all_memory"]),
                      lambda e: say({"dump": os.fspath(e.path), "trigger": e.trigger,
-                                    "time": e.time.isoformat()}))
+                                    "pid": e.pid, "time": e.time.isoformat()}))
     on_error = lambda exc: say({"dump_error": _describe_error(exc)})  # noqa: E731
     triggers = Triggers(**config["triggers"])
     watch: Any
@@ -421,7 +424,9 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
         should_stop: Callable[[], bool] = lambda: False, **trigger_options: Any) -> int | None:
     """Start ``argv`` traced from its first instruction, watch it on the calling thread
     and return its wait status (as ``os.waitpid`` gives it) once it has exited; on
-    Windows its exit code (unsigned: 0xC0000005 for an access violation).
+    Windows its exit code (unsigned: 0xC0000005 for an access violation). With
+    ``follow_children=True`` (Linux) every process it starts is watched too, and this
+    returns once all of them have ended (still with ``argv``'s own status).
 
     Raises :class:`~minidumpkit._triggers.CommandError` (an OSError whose
     errno says why) if the command cannot be executed. Once

@@ -10,6 +10,15 @@ written while that thread is held there, the others are held with PTRACE_INTERRU
 process dies as it would have. The other triggers are sampled from /proc without
 stopping anything (:class:`_Samplers`).
 
+With ``Triggers.follow_children`` the options add ``PTRACE_O_TRACEFORK``,
+``TRACEVFORK`` and ``TRACEEXEC``: every process the watched one starts (fork, vfork,
+posix_spawn, a clone without CLONE_THREAD), and theirs, is traced from its first
+instruction by the kernel itself and gets the same handling, each process on its
+own (:class:`_Proc`: its threads, its samplers, its crash). A dump holds only the
+threads of the process it is of. An exec starts that process's samplers afresh. The
+watch lasts until every watched process has ended. Without it, a process a clone
+made (not a thread) is detached at its first stop.
+
 Group-stops (SIGSTOP, Ctrl-Z) are answered with PTRACE_LISTEN, so job control works
 as without us. Every path out (the process exits, enough dumps, Ctrl-C, an error)
 detaches every thread with the signal it was about to receive handed back.
@@ -26,6 +35,7 @@ import os
 import re
 import signal
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import IO, BinaryIO, cast
@@ -51,8 +61,19 @@ from ._ptrace import (
 PTRACE_SETOPTIONS = 0x4200
 PTRACE_GETEVENTMSG = 0x4201
 PTRACE_GETSIGINFO = 0x4202
+PTRACE_O_TRACEFORK = 0x2
+PTRACE_O_TRACEVFORK = 0x4
 PTRACE_O_TRACECLONE = 0x8
+PTRACE_O_TRACEEXEC = 0x10
+PTRACE_EVENT_FORK = 1
+PTRACE_EVENT_VFORK = 2
 PTRACE_EVENT_CLONE = 3
+PTRACE_EVENT_EXEC = 4
+_NEW_TASK_EVENTS = frozenset({PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE})
+FOLLOW_OPTIONS = PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACEEXEC
+# x86-64 system calls in which a parent waits for its children: under follow_children
+# a thread blocked in one is not counted as stuck by on_hang (its child decides)
+_WAIT_SYSCALLS = frozenset({"61", "247"})  # wait4, waitid
 WNOTHREAD = 0x20000000  # __WNOTHREAD: only this thread's children and tracees
 # siginfo_t on x86-64: si_signo, si_errno, si_code, padding, then the union (si_addr first)
 _SIGINFO_HEAD = struct.Struct("<iiiiQ")
@@ -64,9 +85,13 @@ _ADDRESS_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, sign
 # looks for ptrace reports (a report waits at most this long to be handled).
 SAMPLE_SECONDS = 0.25
 MAX_IDLE_SECONDS = 0.02
+# A dump waits this long for each thread of the process to stop; one that has not (a
+# vfork parent whose child is held elsewhere) is left out of the dump.
+HOLD_SECONDS = 2.0
 
 WriteFn = Callable[[IO[bytes], MiniDumpType, bool], object]
-"""write(out, dump_type, all_memory): writes the held process to ``out``."""
+"""write(out, dump_type, all_memory): writes the held process to ``out``; its ``pid``
+attribute names that process (with follow_children, not always the first one)."""
 DumpHandler = Callable[[str, WriteFn], None]
 """on_dump(trigger, write): called when a trigger fires; calls write at most once."""
 
@@ -121,12 +146,39 @@ def _synthetic_status(info: object) -> int:
     return (value & 0x7F) | (0x80 if code == libc.CLD_DUMPED else 0)
 
 
+@dataclasses.dataclass
+class _Proc:
+    """One watched process: its samplers and the per-process state of its triggers."""
+
+    pid: int
+    ppid: int | None  # None: read from /proc when a dump needs it
+    samplers: _Samplers | None = None
+    dying: bool = False  # a fatal signal was delivered: wait for the exit
+    last_fired: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def _is_zombie(tid: int) -> bool:
+    stat = _procfs.try_read_bytes(f"/proc/{tid}/stat")
+    return stat is None or stat[stat.rindex(b")") + 2:][:1] in (b"Z", b"X")
+
+
+def _tgid(tid: int) -> int:
+    """The process (thread group) of thread ``tid``; ``tid`` itself if unreadable."""
+    text = _procfs.try_read_bytes(f"/proc/{tid}/status")
+    if text is not None:
+        match = re.search(rb"(?m)^Tgid:\s*(\d+)", text)
+        if match:
+            return int(match.group(1))
+    return tid
+
+
 class LinuxWatch:
     """Trace ``pid`` and call ``on_dump`` each time a trigger of ``triggers`` fires.
 
     ``reap_leader``: we are the process's parent and collect its exit status
     (``minidumpkit run``); otherwise its exit is left unreaped for its parent (a
-    ``subprocess.Popen`` of the caller).
+    ``subprocess.Popen`` of the caller). With ``triggers.follow_children`` every
+    process it starts is watched too; :attr:`exit_status` stays the first process's.
     """
 
     def __init__(self, pid: int, triggers: Triggers, on_dump: DumpHandler, *,
@@ -137,59 +189,142 @@ class LinuxWatch:
         self.on_dump = on_dump
         self.on_error = on_error
         self.reap_leader = reap_leader
+        self.follow = bool(getattr(triggers, "follow_children", False))
+        self.options = PTRACE_O_TRACECLONE | (FOLLOW_OPTIONS if self.follow else 0)
         self.ppid = 0
         self.dumps = 0
         self.exit_status: int | None = None  # the leader's wait status, once it exited
-        self.finished = False  # the process is gone: nothing left to detach
+        self.finished = False  # every watched process is gone: nothing left to detach
         self.detached = False
-        self._known: set[int] = set()  # threads we trace
+        self.processes_seen = 0  # processes watched in all (the first one included)
+        self._known: dict[int, int] = {}  # threads we trace → their process (tgid)
+        self._procs: dict[int, _Proc] = {}  # the processes we watch, by pid
         self._listening: set[int] = set()  # in a group-stop, released with PTRACE_LISTEN
         self._held_signal: dict[int, int] = {}  # stopped at a signal we have not passed on
         self._queue: collections.deque[tuple[int, int]] = collections.deque()
         self._want_detach = False
-        self._dying = False  # a fatal signal was delivered: wait for the exit
-        self._last_fired: dict[str, float] = {}
-        self._samplers: _Samplers | None = None
 
     # --- attaching ------------------------------------------------------------
 
     def attach(self) -> None:
-        """Seize every thread (rescanning /proc/PID/task until no new one appears)."""
+        """Seize every thread (rescanning /proc/PID/task until no new one appears);
+        with follow_children, then every descendant process that already exists."""
         try:
             self.ppid = _procfs.read_stat(self.pid).ppid
         except ProcessError:
             raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited", pid=self.pid) \
                 from None
+        self._add_process(self.pid, self.ppid)
+        self._seize_process(self.pid)
+        if self.follow:
+            self._seize_descendants()
+
+    def _add_process(self, pid: int, ppid: int | None) -> _Proc:
+        proc = _Proc(pid, ppid)
+        proc.samplers = self._samplers_for(pid)
+        self._procs[pid] = proc
+        self.processes_seen += 1
+        return proc
+
+    def _samplers_for(self, pid: int) -> _Samplers | None:
+        t = self.triggers
+        if pid != self.pid and t.heartbeat is not None:
+            t = dataclasses.replace(t, on_hang=None, heartbeat=None)  # the first process's
+        if t.on_hang is None and t.cpu is None and t.memory_mb is None and t.threads is None \
+                and t.fds is None and t.timer is None:
+            return None
+        return _Samplers(pid, t, skip_waits=self.follow)
+
+    def _seize_process(self, pid: int, *, strict: bool = True) -> None:
         for _ in range(10_000):
-            new = [tid for tid in _procfs.task_ids(self.pid) if tid not in self._known]
+            try:
+                tids = _procfs.task_ids(pid)
+            except ProcessError:
+                if strict and pid == self.pid and not self._known:
+                    raise ProcessNotFound(errno.ESRCH, f"process {pid} exited",
+                                          pid=pid) from None
+                return
+            new = [tid for tid in tids if tid not in self._known]
             if not new:
                 break
             for tid in new:
-                self._seize(tid)
-        self._samplers = _Samplers(self.pid, self.triggers)
+                if not self._seize(tid, pid, strict=strict) and not strict:
+                    return
 
-    def _seize(self, tid: int) -> None:
-        if _ptrace(libc.PTRACE_SEIZE, tid, 0, PTRACE_O_TRACECLONE) == -1:
+    def _seize(self, tid: int, tgid: int, *, strict: bool = True) -> bool:
+        if _ptrace(libc.PTRACE_SEIZE, tid, 0, self.options) == -1:
             err = last_errno()
             if err == errno.ESRCH:
-                if tid == self.pid:
+                if tid == self.pid and strict:
                     raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited",
                                           pid=self.pid)
-                return
-            if err == errno.EPERM and tid in self._known:
-                return  # already ours (auto-attached by a clone)
+                return True
+            if err == errno.EPERM and (tid in self._known or self._traced_by_us(tgid, tid)):
+                self._known[tid] = tgid  # already ours (auto-attached by a clone or fork)
+                return True
+            if not strict:
+                return False  # a descendant we may not trace: left alone
             self.detach()
             raise _seize_error(self.pid, tid, err)
-        self._known.add(tid)
+        self._known[tid] = tgid
+        return True
+
+    def _traced_by_us(self, pid: int, tid: int) -> bool:
+        status = _procfs.try_read_bytes(f"/proc/{pid}/task/{tid}/status")
+        if status is None:
+            return False
+        match = re.search(rb"(?m)^TracerPid:\s*(\d+)", status)
+        return bool(match) and int(match.group(1)) == threading.get_native_id()  # type: ignore[union-attr]
+
+    def _seize_descendants(self) -> None:
+        """The processes the watched one started before we came, and theirs (a fork
+        made from now on is attached by the kernel)."""
+        for _ in range(100):
+            children: dict[int, int] = {}
+            for name in os.listdir("/proc"):
+                if name.isdigit() and int(name) not in self._procs:
+                    try:
+                        ppid = _procfs.read_stat(int(name)).ppid
+                    except ProcessError:
+                        continue
+                    if ppid in self._procs:
+                        children[int(name)] = ppid
+            if not children:
+                return
+            for pid, ppid in children.items():
+                self._add_process(pid, ppid)
+                self._seize_process(pid, strict=False)
+                if not any(g == pid for g in self._known.values()):
+                    del self._procs[pid]  # gone, or not ours to trace (another tracer)
+                    self.processes_seen -= 1
+
+    def _adopt(self, tid: int, tgid: int | None = None) -> bool:
+        """A thread we trace but did not know: a new thread of a process we watch, or
+        (follow_children) the first thread of a new process. False: not ours to watch
+        (a process a clone made, without follow_children)."""
+        if tgid is None:
+            tgid = _tgid(tid)
+        if tgid not in self._procs:
+            if not self.follow or tgid != tid:
+                return False
+            self._add_process(tgid, None)
+        self._known[tid] = tgid
+        return True
 
     # --- the loop -------------------------------------------------------------
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
-        """Handle reports and sample triggers until the process is gone, ``count``
-        dumps are written or ``should_stop()``; every thread is detached on the way
-        out (also on an exception or KeyboardInterrupt)."""
+        """Handle reports and sample triggers until every watched process is gone,
+        ``count`` dumps are written or ``should_stop()``; every thread is detached on
+        the way out (also on an exception or KeyboardInterrupt).
+
+        Between reports the loop sleeps in sigtimedwait(SIGCHLD), which the kernel
+        sends us at each tracee stop, when nobody else in this process handles
+        SIGCHLD (its disposition is the default); otherwise it polls with growing
+        sleeps (at most MAX_IDLE_SECONDS)."""
         idle = 0.0005
         next_sample = time.monotonic()
+        wake = _SigchldWait.start()
         try:
             while not self.finished and not self._want_detach and not should_stop():
                 if self._queue:
@@ -201,15 +336,22 @@ class LinuxWatch:
                     idle = 0.0005
                     continue
                 now = time.monotonic()
-                if now >= next_sample and not self._dying:
+                if now >= next_sample:
                     self._sample(now)
                     next_sample = now + SAMPLE_SECONDS
+                    continue
+                if wake is not None:
+                    wake.wait(min(MAX_IDLE_SECONDS, max(0.0, next_sample - now)))
                     continue
                 time.sleep(min(idle, max(0.0, next_sample - now)))
                 idle = min(idle * 2, MAX_IDLE_SECONDS)
         finally:
-            if not self.finished:
-                self.detach()
+            try:
+                if not self.finished:
+                    self.detach()
+            finally:
+                if wake is not None:
+                    wake.stop()
 
     def _next_report(self) -> tuple[int, int] | None:
         ffi, lib = libc.load()
@@ -235,24 +377,26 @@ class LinuxWatch:
         got, status = _waitpid(tid, libc.WNOHANG)
         return (tid, status) if got == tid else None
 
-    def _wait_for(self, tid: int) -> int:
-        """Block for ``tid``'s next report (the leader's exit left to its parent)."""
-        if tid == self.pid and not self.reap_leader:
-            ffi, lib = libc.load()
-            if _exited_unreaped(tid, block=True):
-                info = ffi.new("siginfo_t *")
-                lib.waitid(libc.P_PID, tid, info, libc.WEXITED | libc.WNOWAIT | libc.WALL)
-                return _synthetic_status(info)
-        return _waitpid(tid, 0)[1]
-
     def _handle(self, tid: int, status: int) -> None:
         stopped, sig, event = _describe(status)
         if not stopped:
             self._gone(tid, status)
             return
-        self._known.add(tid)
-        if event == PTRACE_EVENT_CLONE:
-            self._known.add(_event_message(tid))
+        if tid not in self._known and not self._adopt(tid):
+            # a process a clone made, not followed: let it go with what it stopped for
+            _ptrace(libc.PTRACE_DETACH, tid, 0, sig if event == 0 else 0)
+            return
+        if event in _NEW_TASK_EVENTS:
+            new = _event_message(tid)
+            if new and new not in self._known:
+                parent = self._known[tid]
+                if os.path.exists(f"/proc/{parent}/task/{new}"):
+                    self._known[new] = parent  # a thread (its first stop may come later)
+                elif self.follow:
+                    self._adopt(new, new)  # a new process
+            self._cont(tid, 0)
+        elif event == PTRACE_EVENT_EXEC:
+            self._exec(tid)
             self._cont(tid, 0)
         elif event == libc.PTRACE_EVENT_STOP:
             if sig in _GROUP_STOP_SIGNALS:  # job control: stay stopped until SIGCONT
@@ -267,12 +411,31 @@ class LinuxWatch:
             self._held_signal[tid] = sig
             self._on_signal(tid, sig)
 
+    def _exec(self, tid: int) -> None:
+        """A process ran execve: the thread that did now has the process's id (its
+        former id, if another, is gone); its samplers start afresh."""
+        former = _event_message(tid)
+        tgid = self._known.get(tid, tid)
+        if former and former != tid:
+            self._known.pop(former, None)
+            self._listening.discard(former)
+            self._held_signal.pop(former, None)
+        proc = self._procs.get(tgid)
+        if proc is not None:
+            proc.samplers = self._samplers_for(tgid)
+
     def _gone(self, tid: int, status: int) -> None:
-        self._known.discard(tid)
+        tgid = self._known.pop(tid, tid)
         self._listening.discard(tid)
         self._held_signal.pop(tid, None)
+        if tid != tgid or tid not in self._procs:
+            return  # a thread; its process lives on
+        del self._procs[tid]
+        for other in [t for t, g in self._known.items() if g == tid]:
+            del self._known[other]  # (reported before the leader: none left, normally)
         if tid == self.pid:
             self.exit_status = status
+        if not self.follow or not self._procs:
             self.finished = True
 
     def _cont(self, tid: int, sig: int) -> None:
@@ -281,63 +444,68 @@ class LinuxWatch:
 
     def _on_signal(self, tid: int, sig: int) -> None:
         t = self.triggers
+        tgid = self._known.get(tid, tid)
         if t.on_crash and sig in CRASH_SIGNALS:
             try:
-                fatal = disposition(self.pid, sig) == "default"
+                fatal = disposition(tgid, sig) == "default"
             except ProcessError:
                 fatal = False
             if fatal or t.first_chance:
                 info = _siginfo(tid)
                 code, address = (info.code, info.address) if info is not None else (0, 0)
                 if sig not in _ADDRESS_SIGNALS or code <= 0:
-                    address = self._pc(tid)  # sent by a process (kill, abort): no fault address
-                self._dump("crash" if fatal else "first-chance", held=tid, always=fatal,
+                    address = self._pc(tgid, tid)  # sent by a process (kill, abort): no fault address
+                self._dump("crash" if fatal else "first-chance", tgid, held=tid,
+                           always=fatal,
                            exception=CapturedException(thread_id=tid, code=sig, flags=code,
                                                        address=address))
             if fatal:
-                self._dying = True
+                proc = self._procs.get(tgid)
+                if proc is not None:
+                    proc.dying = True
                 self._want_detach = False  # stay until the exit, to reap it
             self._cont(tid, sig)
             return
         if t.signal is not None and sig == t.signal:
-            self._dump("signal", held=tid, exception=CapturedException(thread_id=tid),
+            self._dump("signal", tgid, held=tid, exception=CapturedException(thread_id=tid),
                        always=True)
             try:
-                handled = disposition(self.pid, sig) == "caught"
+                handled = disposition(tgid, sig) == "caught"
             except ProcessError:
                 handled = False
             self._cont(tid, sig if handled else 0)  # unhandled: its default would kill it
             return
         self._cont(tid, sig)
 
-    def _pc(self, tid: int) -> int:
+    def _ppid(self, tgid: int) -> int | None:
+        proc = self._procs.get(tgid)
+        return self.ppid if tgid == self.pid else (proc.ppid if proc else None)
+
+    def _pc(self, tgid: int, tid: int) -> int:
         try:
-            return ProcessStop(self.pid, ppid=self.ppid).general_registers(tid)["rip"]
+            return ProcessStop(tgid, ppid=self._ppid(tgid)).general_registers(tid)["rip"]
         except ProcessError:
             return 0
 
     # --- dumping --------------------------------------------------------------
 
-    def _dump(self, trigger: str, *, held: int | None = None,
+    def _dump(self, trigger: str, tgid: int, *, held: int | None = None,
               exception: CapturedException | None = None, always: bool = False) -> None:
-        """Write one dump unless ``count`` are written (or, unless ``always``, this
-        trigger fired less than ``interval`` ago)."""
+        """Write one dump of process ``tgid`` unless ``count`` are written (or, unless
+        ``always``, this trigger fired for it less than ``interval`` ago)."""
         now = time.monotonic()
         if self.dumps >= self.triggers.count and trigger != "crash":
             return  # (a crash is always dumped: it is the last thing the process does)
-        last = self._last_fired.get(trigger)
+        proc = self._procs.get(tgid)
+        if proc is None:
+            return
+        last = proc.last_fired.get(trigger)
         if not always and last is not None and now - last < self.triggers.repeat_after():
             return
-        self._last_fired[trigger] = now
+        proc.last_fired[trigger] = now
         self.dumps += 1
-        stop = _HeldStop(self, held)
-
-        def write(out: IO[bytes], dump_type: MiniDumpType, all_memory: bool) -> object:
-            from .linux import write_held_dump
-
-            return write_held_dump(self.pid, stop, cast(BinaryIO, out), dump_type, exception=exception,
-                                   all_memory=all_memory)
-
+        stop = _HeldStop(self, tgid, held)
+        write = _HeldWrite(tgid, stop, exception)
         try:
             self.on_dump(trigger, write)
         except (KeyboardInterrupt, SystemExit):
@@ -346,37 +514,41 @@ class LinuxWatch:
             if self.on_error is None:
                 raise
             self.on_error(exc)
-        if self.dumps >= self.triggers.count and not self._dying \
-                and not self.triggers.on_crash:  # with on_crash: watch for a crash only
-            self._want_detach = True
-        if self._samplers is not None:
-            self._samplers.after_dump(time.monotonic())
+        if self.dumps >= self.triggers.count and not self.triggers.on_crash \
+                and not any(p.dying for p in self._procs.values()):
+            self._want_detach = True  # (with on_crash: watch for a crash only)
+        if proc.samplers is not None:
+            proc.samplers.after_dump(time.monotonic())
 
     def _sample(self, now: float) -> None:
-        if self._samplers is None or self.dumps >= self.triggers.count:
+        if self.dumps >= self.triggers.count:
             return
-        try:
-            fired = self._samplers.poll(now)
-        except ProcessNotFound:
-            return  # exiting: its exit report comes next
-        for trigger in fired:
-            self._dump(trigger)
-            if self._want_detach or self.finished:
-                return
+        for proc in list(self._procs.values()):
+            if proc.samplers is None or proc.dying:
+                continue
+            try:
+                fired = proc.samplers.poll(now)
+            except ProcessError:
+                continue  # exiting: its exit report comes next
+            for trigger in fired:
+                self._dump(trigger, proc.pid)
+                if self._want_detach or self.finished:
+                    return
 
-    def hold(self, except_tid: int | None, state: dict[int, _State]) -> list[int]:
-        """Interrupt every running thread and wait until each is stopped; fill ``state``
-        with the stopped ones. Reports other than our interrupt are queued for the loop.
-        Returns the threads to resume with :meth:`release`."""
-        already = set(self._held_signal) | {tid for tid, _ in self._queue}
-        targets = [tid for tid in self._known if tid != except_tid and tid not in already]
+    def hold(self, tgid: int, except_tid: int | None, state: dict[int, _State]) -> list[int]:
+        """Interrupt every running thread of process ``tgid`` and wait until each is
+        stopped; fill ``state`` with the stopped ones. Reports other than our interrupt
+        are queued for the loop. Returns the threads to resume with :meth:`release`."""
+        mine = [tid for tid, g in self._known.items() if g == tgid]
+        already = ({t for t in self._held_signal if t in mine}
+                   | {t for t, _ in self._queue if t in mine})
+        targets = [tid for tid in mine if tid != except_tid and tid not in already]
         for tid in targets:
             _ptrace(libc.PTRACE_INTERRUPT, tid)
         resume = []
-        for tid in sorted(targets, key=lambda t: t == self.pid):  # the leader reports last
-            try:
-                status = self._wait_for(tid)
-            except ProcessError:
+        for tid, status in self._await_stops(targets, holding=tgid,
+                                             give_up_after=HOLD_SECONDS):
+            if status is None:
                 self._gone(tid, 0)
                 continue
             stopped, sig, event = _describe(status)
@@ -392,6 +564,104 @@ class LinuxWatch:
             if tid in self._known:
                 state[tid] = _State.STOPPED
         return resume
+
+    def _await_stops(self, targets: list[int], *, detaching: bool = False,
+                     holding: int | None = None,
+                     give_up_after: float | None = None) -> list[tuple[int, int | None]]:
+        """Collect the next report of each of ``targets`` (interrupted): (tid, wait
+        status), or (tid, None) for one that is gone. Polled, not a blocking wait on
+        each in turn: a thread in vfork() cannot stop before its child (another of our
+        tracees) has run on to its exec, so the reports of tracees other than
+        ``targets`` are served meanwhile (:meth:`_serve_other`). A leader that is a
+        zombie (waiting for its other threads) is left out, and with ``give_up_after``
+        so is a thread that has not stopped by then (it reports to the loop later)."""
+        pending = list(targets)
+        results: list[tuple[int, int | None]] = []
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
+        idle = 0
+        while pending:
+            progressed = False
+            for tid in list(pending):
+                try:
+                    got, status = self._poll(tid)
+                except ProcessError:
+                    got, status = tid, None  # type: ignore[assignment]
+                if got:
+                    pending.remove(tid)
+                    results.append((tid, status))
+                    progressed = True
+            if not pending or progressed:
+                idle = 0
+                continue
+            if self._serve_other(set(pending), detaching, holding):
+                idle = 0
+                continue
+            idle += 1
+            if idle % 64 == 0:
+                pending = [t for t in pending if not (self._known.get(t) == t
+                                                      and _is_zombie(t))]
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+            if idle > 16:
+                time.sleep(0.0002)
+        return results
+
+    def _poll(self, tid: int) -> tuple[int, int]:
+        if tid == self.pid and not self.reap_leader:
+            peek = _exited_unreaped(tid, block=False)
+            if peek is None:
+                return 0, 0
+            if peek:
+                ffi, lib = libc.load()
+                info = ffi.new("siginfo_t *")
+                lib.waitid(libc.P_PID, tid, info, libc.WEXITED | libc.WNOWAIT | libc.WALL)
+                return tid, _synthetic_status(info)
+        return _waitpid(tid, libc.WNOHANG)
+
+    def _serve_other(self, pending: set[int], detaching: bool, holding: int | None) -> bool:
+        """Collect one report of a tracee outside ``pending``, if any: while detaching,
+        let it go at once; else continue a new task's first stop (a vfork child must
+        run on to its exec) unless it is a thread of process ``holding`` (held for a
+        dump), and queue anything else for the loop. True if one was."""
+        ffi, lib = libc.load()
+        info = ffi.new("siginfo_t *")
+        options = (libc.WEXITED | libc.WSTOPPED | libc.WNOWAIT | libc.WNOHANG | libc.WALL
+                   | WNOTHREAD)
+        if int(lib.waitid(0, 0, info, options)) == -1:
+            return False
+        tid = int(info.si_pid)
+        if tid == 0 or tid in pending or (tid == self.pid and not self.reap_leader):
+            return False
+        got, status = _waitpid(tid, libc.WNOHANG)
+        if got != tid:
+            return False
+        stopped, sig, event = _describe(status)
+        if not stopped:
+            if detaching:
+                self._gone(tid, status)
+            else:
+                self._queue.append((tid, status))
+            return True
+        if detaching:
+            if event in _NEW_TASK_EVENTS:
+                new = _event_message(tid)
+                if new:
+                    self._known.setdefault(new, _tgid(new))
+            _ptrace(libc.PTRACE_DETACH, tid, 0, sig if event == 0 else 0)
+            self._known.pop(tid, None)
+            self._listening.discard(tid)
+            self._held_signal.pop(tid, None)
+            return True
+        if event == libc.PTRACE_EVENT_STOP and sig not in _GROUP_STOP_SIGNALS \
+                and tid not in self._held_signal \
+                and self._known.get(tid, _tgid(tid)) != holding:
+            if tid in self._known or self._adopt(tid):
+                self._cont(tid, 0)  # a new task's first stop
+            else:
+                _ptrace(libc.PTRACE_DETACH, tid, 0, 0)
+            return True
+        self._queue.append((tid, status))
+        return True
 
     def release(self, tids: list[int]) -> None:
         for tid in tids:
@@ -415,78 +685,128 @@ class LinuxWatch:
             raise deferred
 
     def _detach_all(self) -> None:
-        while self._queue:  # stopped with a report not yet acted on
-            tid, status = self._queue.popleft()
-            stopped, sig, event = _describe(status)
-            if not stopped:
-                self._gone(tid, status)
-            elif event == 0 and sig:
-                self._held_signal[tid] = sig
-            else:
-                self._held_signal.setdefault(tid, 0)
-        for tid, sig in list(self._held_signal.items()):
-            _ptrace(libc.PTRACE_DETACH, tid, 0, sig)
-            self._known.discard(tid)
-            self._listening.discard(tid)
-        self._held_signal.clear()
-        rounds = 0
-        while self._known and rounds < 100:
-            rounds += 1
-            tids = sorted(self._known, key=lambda t: t == self.pid)
+        for _ in range(100):
+            while self._queue:  # stopped with a report not yet acted on
+                tid, status = self._queue.popleft()
+                stopped, sig, event = _describe(status)
+                if not stopped:
+                    self._gone(tid, status)
+                elif event == 0 and sig:
+                    self._held_signal[tid] = sig
+                else:
+                    self._held_signal.setdefault(tid, 0)
+            for tid, sig in list(self._held_signal.items()):
+                _ptrace(libc.PTRACE_DETACH, tid, 0, sig)
+                self._known.pop(tid, None)
+                self._listening.discard(tid)
+            self._held_signal.clear()
+            if not self._known:
+                stray = self._stray_tracees()
+                if not stray:
+                    break
+                for tid in stray:
+                    self._known.setdefault(tid, _tgid(tid))
+            tids = list(self._known)
             for tid in tids:
                 _ptrace(libc.PTRACE_INTERRUPT, tid)
-            for tid in tids:
-                try:
-                    status = self._wait_for(tid)
-                except ProcessError:
+            for tid, status in self._await_stops(tids, detaching=True):
+                if status is None:
                     self._gone(tid, 0)
                     continue
                 stopped, sig, event = _describe(status)
                 if not stopped:
                     self._gone(tid, status)
                     continue
-                if event == PTRACE_EVENT_CLONE:
-                    self._known.add(_event_message(tid))  # its first stop comes next round
+                if event in _NEW_TASK_EVENTS:  # the new task's first stop comes next round
+                    new = _event_message(tid)
+                    if new:
+                        self._known.setdefault(new, _tgid(new))
                 inject = sig if event == 0 else 0
                 _ptrace(libc.PTRACE_DETACH, tid, 0, inject)
-                self._known.discard(tid)
+                self._known.pop(tid, None)
                 self._listening.discard(tid)
-            self._known |= self._stray_tracees()
+            for tid in self._stray_tracees():
+                self._known.setdefault(tid, _tgid(tid))
         self.finished = self.finished or not self._known
 
     def _stray_tracees(self) -> set[int]:
-        """Threads of the process still traced by us that we did not know of (a clone
-        we had not heard about yet)."""
-        me = os.getpid()
+        """Threads still traced by us that we did not know of (a clone or a fork we
+        had not heard about yet): of the watched process, or with follow_children of
+        any process."""
+        me = threading.get_native_id()  # TracerPid names the tracing thread
         stray: set[int] = set()
-        try:
-            tids = _procfs.task_ids(self.pid)
-        except ProcessError:
-            return stray
-        for tid in tids:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()] if self.follow \
+            else [str(self.pid)]
+        for pid in pids:
             try:
-                status = _procfs.parse_status(
-                    _procfs.read_text(f"/proc/{self.pid}/task/{tid}/status", self.pid))
-            except ProcessError:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
                 continue
-            if int(status.get("TracerPid", "0") or 0) == me:
-                stray.add(tid)
+            for tid in tids:
+                status = _procfs.try_read_bytes(f"/proc/{pid}/task/{tid}/status")
+                if status is None:
+                    continue
+                match = re.search(rb"(?m)^TracerPid:\s*(\d+)", status)
+                if match and int(match.group(1)) == me:
+                    stray.add(int(tid))
         return stray
+
+
+class _SigchldWait:
+    """SIGCHLD blocked on the calling thread and waited for with sigtimedwait: the loop
+    wakes at a tracee's stop instead of at its next poll."""
+
+    def __init__(self, was_blocked: bool) -> None:
+        self._was_blocked = was_blocked
+
+    @classmethod
+    def start(cls) -> _SigchldWait | None:
+        try:
+            if signal.getsignal(signal.SIGCHLD) is not signal.SIG_DFL:
+                return None  # someone handles it (asyncio's child watcher ...): poll
+            before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        except (ValueError, OSError, AttributeError):
+            return None
+        return cls(signal.SIGCHLD in before)
+
+    def wait(self, timeout: float) -> None:
+        signal.sigtimedwait({signal.SIGCHLD}, timeout)
+
+    def stop(self) -> None:
+        if not self._was_blocked:  # a pending SIGCHLD is then dropped (default: ignore)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+
+
+class _HeldWrite:
+    """write(out, dump_type, all_memory) for the on_dump handler: writes process
+    :attr:`pid` (the one a trigger fired for) while its threads are held."""
+
+    def __init__(self, pid: int, stop: _HeldStop, exception: CapturedException | None) -> None:
+        self.pid = pid
+        self._stop = stop
+        self._exception = exception
+
+    def __call__(self, out: IO[bytes], dump_type: MiniDumpType, all_memory: bool) -> object:
+        from .linux import write_held_dump
+
+        return write_held_dump(self.pid, self._stop, cast(BinaryIO, out), dump_type,
+                               exception=self._exception, all_memory=all_memory)
 
 
 class _HeldStop(ProcessStop):
     """The ProcessStop the writer sees for a process we already trace: stop() holds our
-    tracees with PTRACE_INTERRUPT, detach() hands them back to the watch loop."""
+    tracees of that process with PTRACE_INTERRUPT, detach() hands them back to the
+    watch loop."""
 
-    def __init__(self, watch: LinuxWatch, held_tid: int | None) -> None:
-        super().__init__(watch.pid, ppid=watch.ppid)
+    def __init__(self, watch: LinuxWatch, tgid: int, held_tid: int | None) -> None:
+        super().__init__(tgid, ppid=watch._ppid(tgid))
         self._watch = watch
         self._held_tid = held_tid
         self._resume: list[int] = []
 
     def stop(self) -> None:
         self.stop_started_ns = time.perf_counter_ns()
-        self._resume = self._watch.hold(self._held_tid, self._state)
+        self._resume = self._watch.hold(self.pid, self._held_tid, self._state)
         if not self.tids:
             raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited", pid=self.pid)
         self.stopped_ns = time.perf_counter_ns()
@@ -506,9 +826,10 @@ class _HeldStop(ProcessStop):
 class _Samplers:
     """The triggers read from /proc (or the heartbeat file) without stopping anything."""
 
-    def __init__(self, pid: int, triggers: Triggers) -> None:
+    def __init__(self, pid: int, triggers: Triggers, *, skip_waits: bool = False) -> None:
         self.pid = pid
         self.t = triggers
+        self.skip_waits = skip_waits  # a thread waiting for a child is not stuck
         self.started = time.monotonic()
         self._hang_regex = re.compile(triggers.hang_threads) if triggers.hang_threads else None
         self._hang_state: object = None
@@ -585,6 +906,8 @@ class _Samplers:
             if syscall is None or status is None:
                 continue  # exited meanwhile
             line = syscall.decode("ascii", "replace").strip()
+            if self.skip_waits and line.split(" ", 1)[0] in _WAIT_SYSCALLS:
+                continue
             if line.startswith("running") or line.startswith("-1"):
                 return None  # running, or stopped outside a system call (job control)
             switches = ",".join(m.group(0).decode() for m in
