@@ -20,13 +20,12 @@ Reading a frame never raises for missing memory or a bad file: that step just fa
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import struct
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import format as md
+from .._lazydataclass import field, lazy_dataclass, replace
 from ..errors import MemoryNotCaptured, MinidumpFormatError
 from .breakpad import BreakpadError, BreakpadSymbols, evaluate_win
 from .breakpad import evaluate as breakpad_eval
@@ -65,7 +64,7 @@ class FrameTrust(str, enum.Enum):
         return self.value
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class Frame:
     """One frame. ``pc`` is the instruction pointer for the context frame and the return
     address for callers (what gdb and lldb print); names and lines are looked up at
@@ -124,16 +123,27 @@ class Frame:
         }
 
 
-@dataclass(slots=True)
 class CallStack:
     """A thread's frames, innermost first. ``status`` is "ok" or why the thread was not
     (fully) walked, e.g. "not walked: arch arm64" or "no context"."""
 
-    thread_id: int
-    thread_name: str | None
-    frames: list[Frame]
-    status: str = "ok"
-    end: str = ""  # why the walk stopped
+    __slots__ = ("thread_id", "thread_name", "frames", "status", "end")
+
+    def __init__(self, thread_id: int, thread_name: str | None, frames: list[Frame],
+                 status: str = "ok", end: str = "") -> None:
+        self.thread_id = thread_id
+        self.thread_name = thread_name
+        self.frames = frames
+        self.status = status
+        self.end = end  # why the walk stopped
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not CallStack:
+            return NotImplemented
+        return (self.thread_id, self.thread_name, self.frames, self.status, self.end) == (
+            other.thread_id, other.thread_name, other.frames, other.status, other.end)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __str__(self) -> str:
         head = f'thread {self.thread_id} "{self.thread_name or ""}"'
@@ -153,14 +163,17 @@ class CallStack:
                 "end": self.end, "frames": [f.to_json() for f in self.frames]}
 
 
-@dataclass(slots=True)
 class _State:
-    regs: dict[int, int]   # DWARF register number -> value; absent = unknown
-    trust: FrameTrust
-    cfa: int | None = None
-    exact_pc: bool = True  # look up at pc (context frame, caller of a signal frame)
-    param_size: int = 0    # x86 STACK WIN: this frame's parameter bytes (its caller pops)
-    note: str | None = None  # how a scanned frame was validated, when only partly
+    __slots__ = ("regs", "trust", "cfa", "exact_pc", "param_size", "note")
+
+    def __init__(self, regs: dict[int, int], trust: FrameTrust, cfa: int | None = None,
+                 exact_pc: bool = True, param_size: int = 0, note: str | None = None) -> None:
+        self.regs = regs        # DWARF register number -> value; absent = unknown
+        self.trust = trust
+        self.cfa = cfa
+        self.exact_pc = exact_pc  # look up at pc (context frame, caller of a signal frame)
+        self.param_size = param_size  # x86 STACK WIN: this frame's parameter bytes
+        self.note = note        # how a scanned frame was validated, when only partly
 
 
 class _Walker:
@@ -595,7 +608,7 @@ class _Walker:
             if (pc, sp) in seen:
                 return frames, "cycle"
             seen.add((pc, sp))
-            frames[-1] = dataclasses.replace(frames[-1], cfa=caller.cfa)
+            frames[-1] = replace(frames[-1], cfa=caller.cfa)
             frames.append(self.describe(caller, len(frames)))
             state = caller
         return frames, f"frame limit {max_frames}"
