@@ -85,13 +85,12 @@ def replace(obj: _T, /, **changes: Any) -> _T:
     """``dataclasses.replace`` for a :class:`LazyDataclass` instance, without generating
     its dataclass (nor importing :mod:`dataclasses`)."""
     spec: LazySpec = type(obj).__lazy_spec__  # type: ignore[attr-defined]
-    values = {name: getattr(obj, name) for name in spec.names}
     for name in changes:
-        if name not in values:
+        if name not in spec.names:
             raise TypeError(f"{type(obj).__name__}.__init__() got an unexpected keyword "
                             f"argument {name!r}")
-    values.update(changes)
-    return type(obj)(**values)
+    return type(obj)(*[changes[name] if name in changes else getattr(obj, name)
+                       for name in spec.names])
 
 
 def _spec_owner(cls: type) -> type | None:

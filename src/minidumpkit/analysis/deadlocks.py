@@ -319,9 +319,18 @@ def _glibc_version(libc: Module) -> tuple[int, int] | None:
     try:
         if libc.build_id is None or elf.build_id != libc.build_id:
             return None
+        # the banner is in .rodata: searched there in the mapping, not in a copy of the
+        # whole file (a tenth of the bytes)
+        rodata = elf.section_bytes(".rodata")
+        if rodata is not None:
+            found = _GLIBC_VERSION.search(rodata)
+            version = None if found is None else (int(found.group(1)), int(found.group(2)))
+            del found, rodata
+            if version is not None:
+                return version
         with open(libc.name, "rb") as f:
             found = _GLIBC_VERSION.search(f.read())
-    except OSError:
+    except (OSError, ElfError):
         return None
     finally:
         elf.close()

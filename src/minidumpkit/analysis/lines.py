@@ -380,17 +380,20 @@ class LineTable:
     def _run(self, r: _Reader, min_inst: int, default_is_stmt: bool, line_base: int,
              line_range: int, opcode_base: int, std_lengths: list[int], names: Sequence[str],
              version: int) -> _Unit:
-        rows: list[tuple[int, int, int, int]] = []  # (address, end, file, line)
-        pending: list[tuple[int, int, int]] = []    # rows of the current sequence
+        # each sequence's rows as parallel lists (address, file, line), and where it ends
+        sequences: list[tuple[list[int], list[int], list[int], int]] = []
+        addrs: list[int] = []
+        files: list[int] = []
+        lines: list[int] = []
         address, file, line = 0, 1, 1
         # The hot loop of a lookup (a unit of libc runs ~10^4 opcodes): plain locals and
-        # bytes indexing, LEB128 inline, no method call per byte.
+        # bytes indexing, LEB128 inline, no method call per byte, no tuple per row.
         code = bytes(r.buf[r.pos:r.end])
         pos, end = 0, len(code)
         special_advance = [(op - opcode_base) // line_range * min_inst for op in range(256)]
         special_line = [line_base + (op - opcode_base) % line_range for op in range(256)]
         std = [0, *std_lengths] + [0] * 256
-        append = pending.append
+        add_a, add_f, add_l = addrs.append, files.append, lines.append
         try:
             while pos < end:
                 op = code[pos]
@@ -398,7 +401,9 @@ class LineTable:
                 if op >= opcode_base:
                     address += special_advance[op]
                     line += special_line[op]
-                    append((address, file, line))
+                    add_a(address)
+                    add_f(file)
+                    add_l(line)
                     continue
                 if op == 0:
                     size = shift = 0
@@ -412,17 +417,18 @@ class LineTable:
                     stop = pos + size
                     sub = code[pos] if size else 0
                     if sub == 1:
-                        for k, (a, f, ln) in enumerate(pending):
-                            nxt = pending[k + 1][0] if k + 1 < len(pending) else address
-                            if nxt > a:
-                                rows.append((a, nxt, f, ln))
-                        pending.clear()
+                        if addrs:
+                            sequences.append((addrs, files, lines, address))
+                            addrs, files, lines = [], [], []
+                            add_a, add_f, add_l = addrs.append, files.append, lines.append
                         address, file, line = 0, 1, 1
                     elif sub == 2 and size == 9:
                         address = int.from_bytes(code[pos + 1:pos + 9], "little")
                     pos = stop
                 elif op == 1:
-                    append((address, file, line))
+                    add_a(address)
+                    add_f(file)
+                    add_l(line)
                 elif op in (2, 3, 4, 5):
                     value = shift = 0
                     while True:
@@ -450,10 +456,45 @@ class LineTable:
                         pos += 1
         except IndexError:
             raise LineError("line program runs past its end") from None
-        rows.sort()
         del version, default_is_stmt
-        return _Unit([x[0] for x in rows], [x[1] for x in rows], [x[2] for x in rows],
-                     [x[3] for x in rows], names)
+        return _rows(sequences, names)
+
+
+def _rows(sequences: list[tuple[list[int], list[int], list[int], int]],
+          names: Sequence[str]) -> _Unit:
+    """The rows of a unit's sequences, sorted by address, each with the address where it
+    ends (the next row's, or the sequence's end). Sequences that do not overlap (as
+    compilers lay out a unit's code) are joined whole; a row of the same address as the
+    next one in its sequence is then shadowed by it (a lookup bisects to the last), as if
+    left out. Overlapping sequences (discarded code relocated to 0) sort row by row, empty
+    rows left out."""
+    sequences.sort(key=lambda q: (q[0][0], q[3]))
+    addresses: list[int] = []
+    ends: list[int] = []
+    files: list[int] = []
+    lines: list[int] = []
+    previous_end = -1
+    for addrs, fs, ls, end in sequences:
+        if addrs[0] < previous_end or end < addrs[-1]:
+            break  # overlapping sequences, or one that runs backwards
+        addresses += addrs
+        ends += addrs[1:]
+        ends.append(end)
+        files += fs
+        lines += ls
+        previous_end = end
+    else:
+        if addresses == sorted(addresses):  # (already-sorted runs: a linear check in C)
+            return _Unit(addresses, ends, files, lines, names)
+    rows: list[tuple[int, int, int, int]] = []
+    for addrs, fs, ls, end in sequences:
+        for k, a in enumerate(addrs):
+            nxt = addrs[k + 1] if k + 1 < len(addrs) else end
+            if nxt > a:
+                rows.append((a, nxt, fs[k], ls[k]))
+    rows.sort()
+    return _Unit([x[0] for x in rows], [x[1] for x in rows], [x[2] for x in rows],
+                 [x[3] for x in rows], names)
 
 
 class _Names:

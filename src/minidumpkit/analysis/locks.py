@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import struct
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -282,12 +283,21 @@ def _shared_by(command: int) -> str:
     return "several glibc objects"
 
 
+# {mutex address: (holder, entry)} of every thread's robust list, per dump: each futex
+# wait looks its mutex up there (reading every list per wait was n^2 memory reads)
+_ROBUST: weakref.WeakKeyDictionary[Minidump, dict[int, tuple[int, RobustMutex]]] = \
+    weakref.WeakKeyDictionary()
+
+
 def _robust_owner(dump: Minidump, address: int) -> tuple[int, RobustMutex] | None:
-    for tid in thread_states(dump):
-        for entry in robust_mutexes(dump, tid):
-            if entry.address == address:
-                return tid, entry
-    return None
+    held = _ROBUST.get(dump)
+    if held is None:
+        held = {}
+        for tid in thread_states(dump):
+            for entry in robust_mutexes(dump, tid):
+                held.setdefault(entry.address, (tid, entry))  # the first list naming it
+        _ROBUST[dump] = held
+    return held.get(address)
 
 
 def _from_frame(dump: Minidump, call: BlockingCall, base: FutexWait,
