@@ -166,9 +166,16 @@ def robust_mutexes(dump: Minidump, thread_id: int) -> list[RobustMutex]:
     return out
 
 
+_TID_WORDS: weakref.WeakKeyDictionary[Minidump, dict[int, int]] = weakref.WeakKeyDictionary()
+
+
 def _tid_words(dump: Minidump) -> dict[int, int]:
     """{address of a thread's TID word: thread id}, for threads whose word (glibc 2.36:
-    16 bytes before the robust list head) is in the dump and holds the thread's id."""
+    16 bytes before the robust list head) is in the dump and holds the thread's id
+    (read once per dump, not per futex wait)."""
+    found = _TID_WORDS.get(dump)
+    if found is not None:
+        return found
     out: dict[int, int] = {}
     for tid, state in thread_states(dump).items():
         if state.robust_list is None:
@@ -176,6 +183,7 @@ def _tid_words(dump: Minidump) -> dict[int, int]:
         at = state.robust_list[0] - TID_BEFORE_ROBUST_HEAD
         if _u32(dump, at) == tid:
             out[at] = tid
+    _TID_WORDS[dump] = out
     return out
 
 
