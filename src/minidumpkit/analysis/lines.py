@@ -146,7 +146,10 @@ class LineTable:
         order, so this is the unit's program; when it is not (a unit without a set or
         without a program), its rows describe another unit's code, never this address,
         and the caller reads the DIE. None: not found that way."""
-        offset = self._line_offset(ordinal)
+        try:
+            offset = self._line_offset(ordinal)
+        except (LineError, ElfError, struct.error, IndexError, ValueError):
+            return None  # the DIE's way may still read it
         if offset is None:
             return None
         if offset in self._programs:
@@ -159,7 +162,8 @@ class LineTable:
                                        else 4)
                 if struct.unpack_from("<H", head, version_at)[0] >= 5:
                     unit = self._program(offset, None)
-            except (LineError, CfiError, struct.error, IndexError, ValueError):
+            except (LineError, CfiError, ElfError, struct.error, IndexError, ValueError,
+                    KeyError):
                 unit = None
             self._programs[offset] = unit
         if unit is None:
