@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, dataclass_transf
 
 _T = TypeVar("_T")
 
-__all__ = ["LazyDataclass", "LazySpec", "field", "lazy_dataclass", "make_dataclass_now", "replace"]
+__all__ = ["LazyDataclass", "LazySpec", "field", "lazy_dataclass", "make_dataclass_now",
+           "replace"]
 
 # Class attributes dataclasses looks up (fields(), replace(), is_dataclass(), asdict(),
 # match statements): asking for one generates the dataclass.

@@ -202,14 +202,16 @@ class Row:
 def _repr(obj: object) -> str:
     """A dataclass-like repr of a slotted class (these classes are made by the thousand
     per walk: plain classes, not dataclasses, whose generation costs every start-up)."""
-    fields = ", ".join(f"{n}={getattr(obj, n)!r}" for n in type(obj).__slots__)  # type: ignore[attr-defined]
+    names: tuple[str, ...] = getattr(type(obj), "__slots__")
+    fields = ", ".join(f"{n}={getattr(obj, n)!r}" for n in names)
     return f"{type(obj).__name__}({fields})"
 
 
 def _eq(a: object, b: object) -> bool:
     if type(a) is not type(b):
         return NotImplemented
-    return all(getattr(a, n) == getattr(b, n) for n in type(a).__slots__)  # type: ignore[attr-defined]
+    names: tuple[str, ...] = getattr(type(a), "__slots__")
+    return all(getattr(a, n) == getattr(b, n) for n in names)
 
 
 class _Shifted:
