@@ -11,7 +11,8 @@ drift (it is shared) hits both alike, and the ratio is taken pair by pair:
   ``.pyc`` files as an installed package runs;
 * ``lldb -b -c DUMP -o 'bt all'`` (target binaries and debug files on disk, as for us);
 * ``minidump-stackwalk DUMP STORE`` with a Breakpad store that ``dump-syms`` made from
-  the same module files we read (built once, before timing).
+  the same files we read: each module's file and its separate debug file where we use
+  one (built once, before timing; see :func:`store_for`).
 
 minidumpkit keeps no on-disk cache (indexes live per open dump, in memory), so every run
 of ours is cold; there is nothing to clear. The operating system's page cache is warm for
@@ -90,10 +91,20 @@ def dump_of(argv: list[str], path: Path, settle: float) -> Path:
 
 
 def store_for(dump: Path, store: Path) -> None:
+    """A Breakpad store of the files ``minidumpkit info`` reads for each module: the
+    module's file and, where one is used, its separate debug file (libc's from
+    /usr/lib/debug), given together to dump_syms, which merges them into one .sym (CFI
+    from the binary, FUNC and line records from the debug file): without the debug file
+    the store would have no line records and no static functions for those modules, and
+    minidump-stackwalk would be timed doing less than we do."""
+    from minidumpkit.analysis import symbolizer_for
+
     with minidumpkit.open_minidump(dump) as d:
-        files = sorted({m.name for m in d.modules if Path(m.name).is_file()})
-    for name in files:
-        subprocess.run([str(TOOLS / "dump-syms"), "-s", str(store), name],
+        symbolizer = symbolizer_for(d)
+        groups = {tuple(sorted({f.path for f in symbolizer.for_module(m).files}))
+                  for m in d.modules}
+    for files in sorted(g for g in groups if g):
+        subprocess.run([str(TOOLS / "dump-syms"), "-s", str(store), *files],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 

@@ -133,3 +133,32 @@ def test_format_and_first_read_import_only_what_they_need() -> None:
     assert result["fields"] == ["data_size", "rva"]
     assert result["replaced"] == [0x1234, True, True]
     assert result["repr"] == "Location(data_size=1, rva=2)"
+
+
+def test_info_imports_no_dataclasses_and_no_watch_machinery() -> None:
+    """``minidumpkit info`` (stacks walked, waits told) imports neither :mod:`dataclasses`
+    nor :mod:`inspect`, nor the ``run``/``watch`` commands' modules: generating dataclass
+    methods for the analysis layer's classes and importing the trigger machinery were a
+    third of its start-up (docs/performance.md). This checks what is imported, not how
+    long it takes; the analysis classes are still dataclasses to anyone who asks."""
+    result = run_python("""
+        import io, json, sys
+        from minidumpkit import cli
+        out = io.StringIO()
+        sys.stdout, real = out, sys.stdout
+        try:
+            code = cli.main(["info", sys.argv[1]])
+        finally:
+            sys.stdout = real
+        heavy = sorted(m for m in sys.modules if m in (
+            "dataclasses", "inspect", "minidumpkit._watch_cli", "minidumpkit._triggers"))
+        import dataclasses
+        from minidumpkit.analysis import Frame
+        print(json.dumps({"code": code, "heavy": heavy, "stacks": "Stacks:" in out.getvalue(),
+                          "frames": out.getvalue().count("\\n  #"),
+                          "fields": [f.name for f in dataclasses.fields(Frame)][:3]}))
+    """, str(FIXTURE))
+    assert result["code"] == 0 and result["stacks"] is True
+    assert result["frames"] >= 3  # README: three threads, each with its context frame
+    assert result["heavy"] == []
+    assert result["fields"] == ["index", "pc", "sp"]

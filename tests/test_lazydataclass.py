@@ -23,7 +23,7 @@ import pytest
 
 from minidumpkit import _streams as s
 from minidumpkit import format as md
-from minidumpkit._lazydataclass import LazyDataclass, lazy_dataclass
+from minidumpkit._lazydataclass import LazyDataclass, field, lazy_dataclass, replace
 
 
 def fresh_lazy_classes() -> tuple[Any, Any, Any]:
@@ -247,3 +247,64 @@ def test_a_subclass_without_fields_of_its_own_is_the_same_dataclass() -> None:
                                                    Sub.__qualname__)
     assert [f.name for f in dataclasses.fields(Sub)] == ["low", "high"]
     assert dataclasses.replace(sub, high=5).total() == 6
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefFramed:
+    pc: int
+    extra: dict[str, int] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    note: str = ""
+
+
+def test_field_options_and_replace_like_dataclasses() -> None:
+    """``field(default_factory=, repr=, compare=)`` and ``replace`` (the analysis layer's
+    frames and waits use them) agree with dataclasses', before and after generation."""
+
+    @lazy_dataclass
+    class Framed:
+        pc: int
+        extra: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+        note: str = ""
+
+    a, ref = Framed(1), RefFramed(1)
+    assert a.extra == {} and a.extra is not Framed(1).extra  # a new dict each time
+    assert replace(a, note="n").note == "n" and replace(a, note="n").pc == 1
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):
+        replace(a, nope=1)
+    b = Framed(1, {"rip": 2}, "")
+    assert a == b and hash(a) == hash(b)  # extra is not compared, as in the reference
+    assert RefFramed(1) == RefFramed(1, {"rip": 2}) and hash(ref) == hash(a)
+    assert repr(a) == repr(ref).replace("RefFramed", Framed.__qualname__)  # extra hidden
+    fields = {f.name: (f.repr, f.compare) for f in dataclasses.fields(Framed)}
+    assert fields == {f.name: (f.repr, f.compare) for f in dataclasses.fields(RefFramed)}
+    assert dataclasses.replace(b, pc=3).extra == {"rip": 2}
+
+
+def test_field_and_replace_without_dataclasses_imported() -> None:
+    code = textwrap.dedent("""
+        import json, sys
+        from minidumpkit._lazydataclass import field, lazy_dataclass, replace
+
+        @lazy_dataclass
+        class Framed:
+            pc: int
+            extra: dict = field(default_factory=dict, repr=False, compare=False)
+            note: str = ""
+
+        a = Framed(1)
+        b = replace(a, note="n")
+        errors = []
+        try:
+            Framed()
+        except TypeError as exc:
+            errors.append(str(exc))
+        print(json.dumps({"a": [a.pc, a.extra, a.note], "b": [b.pc, b.note],
+                          "fresh": a.extra is not Framed(2).extra, "errors": errors,
+                          "loaded": "dataclasses" in sys.modules}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "a": [1, {}, ""], "b": [1, "n"], "fresh": True, "loaded": False,
+        "errors": ["Framed() missing required argument: 'pc'"]}

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, dataclass_transf
 
 _T = TypeVar("_T")
 
-__all__ = ["LazyDataclass", "LazySpec", "lazy_dataclass", "make_dataclass_now"]
+__all__ = ["LazyDataclass", "LazySpec", "field", "lazy_dataclass", "make_dataclass_now",
+           "replace"]
 
 # Class attributes dataclasses looks up (fields(), replace(), is_dataclass(), asdict(),
 # match statements): asking for one generates the dataclass.
@@ -42,11 +43,14 @@ _lock = RLock()  # two threads may generate the same class at once
 class LazySpec:
     """What ``dataclasses.dataclass`` needs for one class, kept until it is called."""
 
-    __slots__ = ("names", "defaults", "hidden", "eq", "annotations", "own")
+    __slots__ = ("names", "defaults", "hidden", "eq", "annotations", "own", "factories",
+                 "uncompared")
 
     def __init__(self, names: tuple[str, ...], defaults: dict[str, Any],
                  hidden: frozenset[str], eq: bool, annotations: dict[str, Any],
-                 own: frozenset[str] = frozenset()) -> None:
+                 own: frozenset[str] = frozenset(),
+                 factories: dict[str, Callable[[], Any]] | None = None,
+                 uncompared: frozenset[str] = frozenset()) -> None:
         self.names = names
         self.defaults = defaults  # field name -> default value
         self.hidden = hidden  # fields left out of repr()
@@ -55,6 +59,39 @@ class LazySpec:
         # methods the class defines itself: kept, as dataclasses keeps a class's own
         # __repr__ (and __eq__/__hash__ under the same rules)
         self.own = own
+        self.factories = factories or {}  # field name -> default_factory
+        self.uncompared = uncompared  # fields left out of ==, hash() (compare=False)
+
+
+class _Field:
+    """What :func:`field` returns: a field's options, read when the class is made."""
+
+    __slots__ = ("default", "default_factory", "repr", "compare")
+
+    def __init__(self, default: Any, default_factory: Callable[[], Any] | None, repr: bool,
+                 compare: bool) -> None:
+        self.default, self.default_factory = default, default_factory
+        self.repr, self.compare = repr, compare
+
+
+def field(*, default: Any = _NO_DEFAULT, default_factory: Callable[[], Any] | None = None,
+          repr: bool = True, compare: bool = True) -> Any:
+    """``dataclasses.field`` for a :class:`LazyDataclass` (these four options only)."""
+    if default is not _NO_DEFAULT and default_factory is not None:
+        raise ValueError("cannot specify both default and default_factory")
+    return _Field(default, default_factory, repr, compare)
+
+
+def replace(obj: _T, /, **changes: Any) -> _T:
+    """``dataclasses.replace`` for a :class:`LazyDataclass` instance, without generating
+    its dataclass (nor importing :mod:`dataclasses`)."""
+    spec: LazySpec = type(obj).__lazy_spec__  # type: ignore[attr-defined]
+    for name in changes:
+        if name not in spec.names:
+            raise TypeError(f"{type(obj).__name__}.__init__() got an unexpected keyword "
+                            f"argument {name!r}")
+    return type(obj)(*[changes[name] if name in changes else getattr(obj, name)
+                       for name in spec.names])
 
 
 def _spec_owner(cls: type) -> type | None:
@@ -86,11 +123,17 @@ def make_dataclass_now(cls: type) -> None:
         }
         for name in spec.names:
             default = spec.defaults.get(name, _NO_DEFAULT)
-            repr_ = name not in spec.hidden
+            options: dict[str, Any] = {}
             if default is not _NO_DEFAULT:
-                namespace[name] = dataclasses.field(default=default, repr=repr_)
-            elif not repr_:
-                namespace[name] = dataclasses.field(repr=False)
+                options["default"] = default
+            if name in spec.factories:
+                options["default_factory"] = spec.factories[name]
+            if name in spec.hidden:
+                options["repr"] = False
+            if name in spec.uncompared:
+                options["compare"] = False
+            if options:
+                namespace[name] = dataclasses.field(**options)
         make = dataclasses.dataclass(frozen=True, eq=spec.eq)
         twin: type = make(type(owner.__name__, (), namespace))
         for attr in _GENERATED:
@@ -132,29 +175,51 @@ class LazyDataclass(metaclass=_LazyDataclassType):
             return
         annotations: dict[str, Any] = {}
         defaults: dict[str, Any] = {}
+        factories: dict[str, Callable[[], Any]] = {}
         hidden = set(cls.__lazy_hidden__)
+        uncompared: set[str] = set()
         for klass in reversed(cls.__mro__[1:]):  # inherited fields first, as dataclasses does
             spec = klass.__dict__.get("__lazy_spec__")
             if spec is not None:
                 annotations.update(spec.annotations)
                 defaults.update(spec.defaults)
+                factories.update(spec.factories)
                 hidden |= spec.hidden
+                uncompared |= spec.uncompared
         given = cls.__dict__.get("__lazy_defaults__", {})  # lazy_dataclass moved them here
         for name, ann in own.items():
             annotations[name] = ann
+            value = _NO_DEFAULT
             if name in given:
-                defaults[name] = given[name]
+                value = given[name]
             elif name in cls.__dict__ and not isinstance(cls.__dict__[name], MemberDescriptorType):
-                defaults[name] = cls.__dict__[name]
+                value = cls.__dict__[name]
+            if isinstance(value, _Field):
+                if not value.repr:
+                    hidden.add(name)
+                if not value.compare:
+                    uncompared.add(name)
+                if value.default_factory is not None:
+                    factories[name] = value.default_factory
+                if cls.__dict__.get(name) is value:  # the class keeps the default alone
+                    if value.default is _NO_DEFAULT:
+                        delattr(cls, name)
+                    else:
+                        setattr(cls, name, value.default)
+                value = value.default
+            if value is not _NO_DEFAULT:
+                defaults[name] = value
         names = tuple(annotations)
+        has_default = defaults.keys() | factories.keys()
         for before, after in zip(names, names[1:]):
-            if before in defaults and after not in defaults:
+            if before in has_default and after not in has_default:
                 raise TypeError(f"{cls.__qualname__}: field {after!r} without a default "
                                 f"follows one with a default")
         own_methods = frozenset(m for m in ("__repr__", "__eq__", "__hash__")
                                 if m in cls.__dict__)
         cls.__lazy_spec__ = LazySpec(names, defaults, frozenset(hidden), cls.__lazy_eq__,
-                                     annotations, own_methods)
+                                     annotations, own_methods, factories,
+                                     frozenset(uncompared))
         if not cls.__lazy_eq__:  # like dataclass(eq=False): identity equality and hash
             cls.__eq__ = object.__eq__  # type: ignore[method-assign]
             cls.__hash__ = object.__hash__  # type: ignore[method-assign]
@@ -171,17 +236,31 @@ class LazyDataclass(metaclass=_LazyDataclassType):
         if len(args) > len(spec.names):
             raise TypeError(f"{cls.__name__}() takes {len(spec.names)} positional arguments "
                             f"but {len(args)} were given")
+        setter = object.__setattr__
+        if not kwargs:  # the common case, kept short: records made by the thousand
+            for name, value in zip(spec.names, args):
+                setter(self, name, value)
+            for name in spec.names[len(args):]:
+                value = spec.defaults.get(name, _NO_DEFAULT)
+                if value is _NO_DEFAULT:
+                    if name not in spec.factories:
+                        raise TypeError(f"{cls.__name__}() missing required argument: "
+                                        f"{name!r}")
+                    value = spec.factories[name]()
+                setter(self, name, value)
+            return
         values = dict(zip(spec.names, args))
         for name, value in kwargs.items():
             if name not in spec.names or name in values:
                 how = "multiple values for" if name in values else "an unexpected keyword"
                 raise TypeError(f"{cls.__name__}() got {how} argument {name!r}")
             values[name] = value
-        setter = object.__setattr__
         for name in spec.names:
             value = values.get(name, _NO_DEFAULT)
             if value is _NO_DEFAULT:
                 value = spec.defaults.get(name, _NO_DEFAULT)
+                if value is _NO_DEFAULT and name in spec.factories:
+                    value = spec.factories[name]()
                 if value is _NO_DEFAULT:
                     raise TypeError(f"{cls.__name__}() missing required argument: {name!r}")
             setter(self, name, value)

@@ -8,9 +8,8 @@ file that cannot be read or is not a valid minidump.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 import os
+import time
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -89,7 +88,9 @@ def _pid_arg(text: str) -> int:
     return pid
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(watch: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; ``watch=False`` leaves out ``run`` and ``watch`` (their
+    options import the trigger machinery: a tenth of an ``info`` start-up)."""
     parser = argparse.ArgumentParser(
         prog="minidumpkit",
         description="Write minidumps (MDMP) of live processes, and read anyone's.")
@@ -140,17 +141,20 @@ def _parser() -> argparse.ArgumentParser:
                            "the MinidumpkitPython stream out (python=False)")
     dump.add_argument("--progress", action="store_true",
                       help="draw a progress bar of the memory copied on stderr")
-    from ._watch_cli import add_commands
+    if watch:
+        from ._watch_cli import add_commands
 
-    add_commands(sub, _dump_type_arg, _pid_arg)
+        add_commands(sub, _dump_type_arg, _pid_arg)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
-    parser = _parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    # `info FILE` and `dump PID` parse the same without run/watch's options
+    parser = _parser(watch=not words or words[0] not in ("info", "dump"))
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
         if args.command == "dump" and args.all_memory:
             if args.type is None:
                 args.type = DumpType.FULL
@@ -406,6 +410,8 @@ def _info(path: str, *, as_json: bool, out: TextIO, err: TextIO, stacks: bool = 
     if python == "only":
         data = _python_only(data)
     if as_json:
+        import json
+
         json.dump(data, out, indent=2)
         out.write("\n")
     elif python == "only":

@@ -17,8 +17,9 @@ skipped, as rust-minidump does.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
 from typing import Callable
+
+from .._lazydataclass import lazy_dataclass
 
 __all__ = ["BreakpadError", "BreakpadSymbols", "WinFrameInfo", "evaluate_win", "read_module_line"]
 
@@ -27,15 +28,15 @@ class BreakpadError(Exception):
     """A STACK CFI rule that cannot be evaluated, or a file that is not a .sym file."""
 
 
-@dataclass(slots=True)
 class _Func:
-    start: int
-    size: int
-    name: str
-    lines: list[tuple[int, int, int, int]] = field(default_factory=list)  # addr, size, line, file
+    __slots__ = ("start", "size", "name", "lines")
+
+    def __init__(self, start: int, size: int, name: str) -> None:
+        self.start, self.size, self.name = start, size, name
+        self.lines: list[tuple[int, int, int, int]] = []  # addr, size, line, file
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class WinFrameInfo:
     """One ``STACK WIN`` record: Windows x86 frame data (type 4, with a postfix program
     string) or FPO data (type 0, sizes and whether the function keeps ``ebp``)."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import bisect
 import struct
-from dataclasses import dataclass, field
 from typing import Callable
+
+from .._lazydataclass import lazy_dataclass
 
 __all__ = ["Cie", "CfiError", "CfiSection", "Fde", "Row", "Rule", "eval_expression"]
 
@@ -119,28 +120,52 @@ def _read_encoded(r: _Reader, enc: int, *, section_vaddr: int, data_vaddr: int =
 
 # --- CIE / FDE --------------------------------------------------------------------------
 
-@dataclass(slots=True)
 class Cie:
-    code_align: int
-    data_align: int
-    ra_register: int
-    fde_encoding: int
-    lsda_encoding: int
-    augmentation_data: bool  # 'z': FDEs carry an augmentation length
-    signal_frame: bool       # 'S': a signal trampoline; its caller's pc is exact
-    initial_instructions: bytes
-    address_size: int = 8
+    """A Common Information Entry: what its FDEs share."""
+
+    __slots__ = ("code_align", "data_align", "ra_register", "fde_encoding", "lsda_encoding",
+                 "augmentation_data", "signal_frame", "initial_instructions", "address_size")
+
+    def __init__(self, code_align: int, data_align: int, ra_register: int, fde_encoding: int,
+                 lsda_encoding: int, augmentation_data: bool, signal_frame: bool,
+                 initial_instructions: bytes, address_size: int = 8) -> None:
+        self.code_align = code_align
+        self.data_align = data_align
+        self.ra_register = ra_register
+        self.fde_encoding = fde_encoding
+        self.lsda_encoding = lsda_encoding
+        self.augmentation_data = augmentation_data  # 'z': FDEs carry an augmentation length
+        self.signal_frame = signal_frame  # 'S': a signal trampoline; its caller's pc is exact
+        self.initial_instructions = initial_instructions
+        self.address_size = address_size
+
+    def __repr__(self) -> str:
+        return _repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return _eq(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(slots=True)
 class Fde:
-    cie: Cie
-    start: int
-    end: int
-    instructions: bytes
+    """A Frame Description Entry: the unwind rules of ``[start, end)``."""
+
+    __slots__ = ("cie", "start", "end", "instructions")
+
+    def __init__(self, cie: Cie, start: int, end: int, instructions: bytes) -> None:
+        self.cie, self.start, self.end, self.instructions = cie, start, end, instructions
+
+    def __repr__(self) -> str:
+        return _repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return _eq(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class Rule:
     """How to recover one register: kind is 'undefined', 'same', 'offset' (saved at
     CFA+arg), 'val_offset' (value CFA+arg), 'register' (in register arg), 'expression'
@@ -151,13 +176,42 @@ class Rule:
     expr: bytes = b""
 
 
-@dataclass(slots=True)
 class Row:
-    cfa_register: int = RSP
-    cfa_offset: int = 0
-    cfa_expression: bytes | None = None
-    rules: dict[int, Rule] = field(default_factory=dict)
-    signal_frame: bool = False
+    """The unwind rules at one address: the CFA and each register's rule."""
+
+    __slots__ = ("cfa_register", "cfa_offset", "cfa_expression", "rules", "signal_frame")
+
+    def __init__(self, cfa_register: int = RSP, cfa_offset: int = 0,
+                 cfa_expression: bytes | None = None, rules: dict[int, Rule] | None = None,
+                 signal_frame: bool = False) -> None:
+        self.cfa_register = cfa_register
+        self.cfa_offset = cfa_offset
+        self.cfa_expression = cfa_expression
+        self.rules: dict[int, Rule] = {} if rules is None else rules
+        self.signal_frame = signal_frame
+
+    def __repr__(self) -> str:
+        return _repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return _eq(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _repr(obj: object) -> str:
+    """A dataclass-like repr of a slotted class (these classes are made by the thousand
+    per walk: plain classes, not dataclasses, whose generation costs every start-up)."""
+    names: tuple[str, ...] = getattr(type(obj), "__slots__")
+    fields = ", ".join(f"{n}={getattr(obj, n)!r}" for n in names)
+    return f"{type(obj).__name__}({fields})"
+
+
+def _eq(a: object, b: object) -> bool:
+    if type(a) is not type(b):
+        return NotImplemented
+    names: tuple[str, ...] = getattr(type(a), "__slots__")
+    return all(getattr(a, n) == getattr(b, n) for n in names)
 
 
 class _Shifted:

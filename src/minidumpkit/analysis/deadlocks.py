@@ -25,13 +25,13 @@ never a guess.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import format as md
+from .._lazydataclass import lazy_dataclass, replace
 from .locks import FrameLike, FutexWait, WaitKind, futex_wait
 from .threads import BlockingCall, ThreadStatus, thread_status
 
@@ -72,7 +72,7 @@ _GLIBC_VERSION = re.compile(rb"GNU C Library [^\n]*?release version (\d+)\.(\d+)
 _LABELS = {"gil": "the GIL", "python_rlock": "threading.RLock", "python_lock": "threading.Lock"}
 
 
-@dataclasses.dataclass(frozen=True)
+@lazy_dataclass
 class ThreadWait:
     """What one thread waits for.
 
@@ -174,7 +174,7 @@ class ThreadWait:
                 "unknown": self.unknown or None, "note": self.note, "evidence": self.evidence}
 
 
-@dataclasses.dataclass(frozen=True)
+@lazy_dataclass
 class DeadlockLock:
     """One edge of a cycle: ``waiter`` waits for the lock ``holder`` holds."""
 
@@ -188,7 +188,7 @@ class DeadlockLock:
                 "holder": self.holder}
 
 
-@dataclasses.dataclass(frozen=True)
+@lazy_dataclass
 class Deadlock:
     """A cycle of the wait-for graph: ``threads[i]`` waits for ``locks[i]``, held by
     ``threads[i + 1]`` (the last by the first). ``lines``: one per thread, in words."""
@@ -207,7 +207,7 @@ class Deadlock:
                 "lines": list(self.lines)}
 
 
-@dataclasses.dataclass(frozen=True)
+@lazy_dataclass
 class Chain:
     """Threads each waiting for the next; the last waits on something that is not a
     thread (``end``), or is in a deadlock (``into_deadlock``: its index)."""
@@ -225,7 +225,7 @@ class Chain:
                 "into_deadlock": self.into_deadlock, "text": self.text}
 
 
-@dataclasses.dataclass(frozen=True)
+@lazy_dataclass
 class WaitGraph:
     """Every thread's wait (``waits``, in the dump's thread order), the ``deadlocks``
     (cycles) and the ``chains`` (paths of two threads or more that end elsewhere)."""
@@ -325,9 +325,18 @@ def _glibc_version(libc: Module) -> tuple[int, int] | None:
     try:
         if libc.build_id is None or elf.build_id != libc.build_id:
             return None
+        # the banner is in .rodata: searched there in the mapping, not in a copy of the
+        # whole file (a tenth of the bytes)
+        rodata = elf.section_bytes(".rodata")
+        if rodata is not None:
+            found = _GLIBC_VERSION.search(rodata)
+            version = None if found is None else (int(found.group(1)), int(found.group(2)))
+            del found, rodata
+            if version is not None:
+                return version
         with open(libc.name, "rb") as f:
             found = _GLIBC_VERSION.search(f.read())
-    except OSError:
+    except (OSError, ElfError):
         return None
     finally:
         elf.close()
@@ -373,19 +382,19 @@ def _from_call(status: ThreadStatus, call: BlockingCall) -> ThreadWait:
                       call=call.describe())
     name = call.name
     if name is None:
-        return dataclasses.replace(base, kind=UNKNOWN, unknown="restart_syscall: the call "
+        return replace(base, kind=UNKNOWN, unknown="restart_syscall: the call "
                                    "it restarts is not told by its call site")
     if name in _IO_CALLS:
-        return dataclasses.replace(base, kind=IO, fd=d.get("fd"), fd_target=d.get("fd_target"))
+        return replace(base, kind=IO, fd=d.get("fd"), fd_target=d.get("fd_target"))
     if name in _POLL_CALLS:
-        return dataclasses.replace(base, kind=POLL, fd=d.get("fd"),
+        return replace(base, kind=POLL, fd=d.get("fd"),
                                    fd_target=d.get("fd_target"))
     if name in _SLEEP_CALLS:
-        return dataclasses.replace(base, kind=SLEEP)
+        return replace(base, kind=SLEEP)
     if name in _CHILD_CALLS:
-        return dataclasses.replace(base, kind=CHILD, pid=d.get("pid"))
+        return replace(base, kind=CHILD, pid=d.get("pid"))
     if name in _SIGNAL_CALLS:
-        return dataclasses.replace(base, kind=SIGNAL)
+        return replace(base, kind=SIGNAL)
     return base
 
 
@@ -395,23 +404,23 @@ def _from_futex(dump: Minidump, status: ThreadStatus, call: BlockingCall,
                       call=call.describe(), address=wait.address,
                       object_address=wait.object_address, evidence=wait.evidence)
     if wait.kind is WaitKind.UNKNOWN:
-        return dataclasses.replace(base, unknown=wait.reason)
+        return replace(base, unknown=wait.reason)
     if libc and wait.kind in (WaitKind.MUTEX, WaitKind.RWLOCK):
         # told by the frame, read with glibc's layout: not for another libc
-        return dataclasses.replace(base, unknown=libc)
-    out = dataclasses.replace(base, owner_tid=wait.owner_tid, owner_died=wait.owner_died)
+        return replace(base, unknown=libc)
+    out = replace(base, owner_tid=wait.owner_tid, owner_died=wait.owner_died)
     if wait.owner_tid is None:
         if wait.kind in _OWNED or "not in the dump" in wait.reason:
-            return dataclasses.replace(out, unknown=wait.reason or "the owner is not recorded")
-        return dataclasses.replace(out, note=wait.reason)
+            return replace(out, unknown=wait.reason or "the owner is not recorded")
+        return replace(out, note=wait.reason)
     if dump.thread(wait.owner_tid) is None:
-        return dataclasses.replace(out, note=f"owner {wait.owner_tid} is not a thread of the "
+        return replace(out, note=f"owner {wait.owner_tid} is not a thread of the "
                                    "dump: it exited holding the lock (orphaned)")
     if wait.kind is WaitKind.MUTEX:
         kind = _u32(dump, wait.address + MUTEX_KIND)
         count = _u32(dump, wait.address + MUTEX_COUNT)
         if kind is not None and kind & 3 == MUTEX_TYPE_RECURSIVE and count:
-            out = dataclasses.replace(out, hold_count=count)
+            out = replace(out, hold_count=count)
     return out
 
 
@@ -446,8 +455,8 @@ def thread_wait(dump: Minidump, thread: Thread, frames: Sequence[FrameLike] | No
     if call.name == "futex":
         wait = futex_wait(dump, thread, frames)
         if wait is not None:
-            return dataclasses.replace(_from_futex(dump, status, call, wait, libc), frame=frame)
-    return dataclasses.replace(_from_call(status, call), frame=frame)
+            return replace(_from_futex(dump, status, call, wait, libc), frame=frame)
+    return replace(_from_call(status, call), frame=frame)
 
 
 # --- the graph -------------------------------------------------------------------------------

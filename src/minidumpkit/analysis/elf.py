@@ -15,8 +15,9 @@ import mmap
 import os
 import struct
 import zlib
-from dataclasses import dataclass
 from functools import cached_property
+
+from .._lazydataclass import lazy_dataclass
 
 __all__ = ["ElfError", "ElfFile", "Section", "Segment", "read_build_id"]
 
@@ -40,7 +41,7 @@ class ElfError(Exception):
     """The file is not an ELF64 little-endian object we can read, or is malformed."""
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class Section:
     name: str
     type: int
@@ -52,7 +53,7 @@ class Section:
     entsize: int
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class Segment:
     type: int
     flags: int

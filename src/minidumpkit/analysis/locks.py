@@ -23,13 +23,14 @@ the owner where the object records one.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import struct
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from .. import format as md
+from .._lazydataclass import lazy_dataclass, replace
 from ..errors import MemoryNotCaptured
 from .threads import BlockingCall, blocking_call, thread_states
 
@@ -78,7 +79,7 @@ class WaitKind(str, enum.Enum):
         return self.value
 
 
-@dataclasses.dataclass(frozen=True)
+@lazy_dataclass
 class FutexWait:
     """A futex wait explained.
 
@@ -121,7 +122,7 @@ class FutexWait:
         return text
 
 
-@dataclasses.dataclass(frozen=True)
+@lazy_dataclass
 class RobustMutex:
     """A mutex on a thread's robust list: the thread holds it."""
 
@@ -165,9 +166,16 @@ def robust_mutexes(dump: Minidump, thread_id: int) -> list[RobustMutex]:
     return out
 
 
+_TID_WORDS: weakref.WeakKeyDictionary[Minidump, dict[int, int]] = weakref.WeakKeyDictionary()
+
+
 def _tid_words(dump: Minidump) -> dict[int, int]:
     """{address of a thread's TID word: thread id}, for threads whose word (glibc 2.36:
-    16 bytes before the robust list head) is in the dump and holds the thread's id."""
+    16 bytes before the robust list head) is in the dump and holds the thread's id
+    (read once per dump, not per futex wait)."""
+    found = _TID_WORDS.get(dump)
+    if found is not None:
+        return found
     out: dict[int, int] = {}
     for tid, state in thread_states(dump).items():
         if state.robust_list is None:
@@ -175,6 +183,7 @@ def _tid_words(dump: Minidump) -> dict[int, int]:
         at = state.robust_list[0] - TID_BEFORE_ROBUST_HEAD
         if _u32(dump, at) == tid:
             out[at] = tid
+    _TID_WORDS[dump] = out
     return out
 
 
@@ -235,12 +244,12 @@ def futex_wait(dump: Minidump, thread: Thread,
     base = FutexWait(thread.thread_id, d["address"], d["op_name"], WaitKind.UNKNOWN)
     address, word = d["address"], d.get("word")
     if d["command"] in _LOCK_PI_COMMANDS:
-        pi = dataclasses.replace(base, kind=WaitKind.PI_MUTEX, object_address=address,
+        pi = replace(base, kind=WaitKind.PI_MUTEX, object_address=address,
                                  evidence="FUTEX_LOCK_PI is only used to lock PI mutexes")
         if word is None:
-            return dataclasses.replace(
+            return replace(
                 pi, reason="the futex word is not in the dump: owner unknown")
-        return dataclasses.replace(
+        return replace(
             pi, owner_tid=(word & FUTEX_TID_MASK) or None,
             owner_died=bool(word & FUTEX_OWNER_DIED),
             evidence=pi.evidence + "; the owner's TID is in the futex word")
@@ -250,13 +259,13 @@ def futex_wait(dump: Minidump, thread: Thread,
         evidence = f"the futex word is a mutex on thread {holder}'s robust list (it holds it)"
         if word is not None and word & FUTEX_TID_MASK != holder:
             evidence += f"; but the word's TID is {word & FUTEX_TID_MASK}"
-        return dataclasses.replace(
+        return replace(
             base, kind=WaitKind.PI_MUTEX if entry.pi else WaitKind.ROBUST_MUTEX,
             object_address=address, owner_tid=holder,
             owner_died=word is not None and bool(word & FUTEX_OWNER_DIED), evidence=evidence)
     joined = _tid_words(dump).get(address)
     if joined is not None and d["val"] == joined:
-        return dataclasses.replace(
+        return replace(
             base, kind=WaitKind.JOIN, object_address=address, owner_tid=joined,
             evidence=f"the futex word is thread {joined}'s TID word in its control block, "
                      "and the wait expects that TID: pthread_join")
@@ -265,10 +274,10 @@ def futex_wait(dump: Minidump, thread: Thread,
         if told is not None:
             return _from_frame(dump, call, base, *told)
         top = next((f.function for f in frames if f.function), None)
-        return dataclasses.replace(
+        return replace(
             base, reason="no libc lock function among the frames "
                          f"(innermost named: {top or 'none'})")
-    return dataclasses.replace(
+    return replace(
         base, reason=f"needs the libc frame (stack walker): {d['op_name']} on a word that "
                      "is neither a PI mutex, a robust mutex on a thread's list, nor a "
                      "thread's TID word is used alike by " + _shared_by(d["command"]))
@@ -282,33 +291,42 @@ def _shared_by(command: int) -> str:
     return "several glibc objects"
 
 
+# {mutex address: (holder, entry)} of every thread's robust list, per dump: each futex
+# wait looks its mutex up there (reading every list per wait was n^2 memory reads)
+_ROBUST: weakref.WeakKeyDictionary[Minidump, dict[int, tuple[int, RobustMutex]]] = \
+    weakref.WeakKeyDictionary()
+
+
 def _robust_owner(dump: Minidump, address: int) -> tuple[int, RobustMutex] | None:
-    for tid in thread_states(dump):
-        for entry in robust_mutexes(dump, tid):
-            if entry.address == address:
-                return tid, entry
-    return None
+    held = _ROBUST.get(dump)
+    if held is None:
+        held = {}
+        for tid in thread_states(dump):
+            for entry in robust_mutexes(dump, tid):
+                held.setdefault(entry.address, (tid, entry))  # the first list naming it
+        _ROBUST[dump] = held
+    return held.get(address)
 
 
 def _from_frame(dump: Minidump, call: BlockingCall, base: FutexWait,
                 kind: WaitKind, function: str) -> FutexWait:
     d = call.details
     address, word = d["address"], d.get("word")
-    told = dataclasses.replace(base, kind=kind, evidence=f"frame {function}")
+    told = replace(base, kind=kind, evidence=f"frame {function}")
     if kind is WaitKind.MUTEX:
-        mutex = dataclasses.replace(told, object_address=address)
+        mutex = replace(told, object_address=address)
         mutex_kind = _u32(dump, address + MUTEX_KIND)
         if mutex_kind is None or word is None:
-            return dataclasses.replace(mutex, reason="the mutex is not in the dump: owner unknown")
+            return replace(mutex, reason="the mutex is not in the dump: owner unknown")
         if mutex_kind & (MUTEX_KIND_ROBUST | MUTEX_KIND_PI):
-            return dataclasses.replace(
+            return replace(
                 mutex, kind=(WaitKind.PI_MUTEX if mutex_kind & MUTEX_KIND_PI
                              else WaitKind.ROBUST_MUTEX),
                 owner_tid=(word & FUTEX_TID_MASK) or None,
                 owner_died=bool(word & FUTEX_OWNER_DIED),
                 evidence=f"{told.evidence}; __kind {mutex_kind}: the TID is in the word")
         owner = _u32(dump, address + MUTEX_OWNER)
-        return dataclasses.replace(
+        return replace(
             mutex, owner_tid=owner or None, evidence=f"{told.evidence}; __owner",
             reason="" if owner else "locked, __owner is 0 (owner unknown)")
     if kind is WaitKind.RWLOCK:
@@ -322,20 +340,20 @@ def _from_frame(dump: Minidump, call: BlockingCall, base: FutexWait,
             seen = seen or (readers is not None and writer is not None)
             if readers is not None and writer and readers & 3 == 3 \
                     and writer in thread_states(dump):
-                return dataclasses.replace(told, object_address=obj, owner_tid=writer,
+                return replace(told, object_address=obj, owner_tid=writer,
                                            evidence=f"{told.evidence}; __cur_writer")
         if not seen:
-            return dataclasses.replace(
+            return replace(
                 told, reason="the rwlock is not in the dump: owner unknown")
-        return dataclasses.replace(
+        return replace(
             told, reason="not write-held: held by readers, who are not recorded")
     if kind is WaitKind.JOIN:
-        return dataclasses.replace(told, object_address=address, owner_tid=d["val"] or None,
+        return replace(told, object_address=address, owner_tid=d["val"] or None,
                                    evidence=f"{told.evidence}; the TID it waits on")
     reason = {WaitKind.CONDVAR: "condition variables record no owner: a signal is expected",
               WaitKind.SEMAPHORE: "semaphores have no owner: a post is expected",
               WaitKind.BARRIER: "barriers have no owner: more arrivals are expected"}[kind]
-    return dataclasses.replace(told, reason=reason)
+    return replace(told, reason=reason)
 
 
 def futex_waits(dump: Minidump, frames: Mapping[int, Sequence[FrameLike]] | None = None,

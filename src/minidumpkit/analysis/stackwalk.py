@@ -20,13 +20,12 @@ Reading a frame never raises for missing memory or a bad file: that step just fa
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import struct
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import format as md
+from .._lazydataclass import field, lazy_dataclass
 from ..errors import MemoryNotCaptured, MinidumpFormatError
 from .breakpad import BreakpadError, BreakpadSymbols, evaluate_win
 from .breakpad import evaluate as breakpad_eval
@@ -65,7 +64,7 @@ class FrameTrust(str, enum.Enum):
         return self.value
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class Frame:
     """One frame. ``pc`` is the instruction pointer for the context frame and the return
     address for callers (what gdb and lldb print); names and lines are looked up at
@@ -124,16 +123,27 @@ class Frame:
         }
 
 
-@dataclass(slots=True)
 class CallStack:
     """A thread's frames, innermost first. ``status`` is "ok" or why the thread was not
     (fully) walked, e.g. "not walked: arch arm64" or "no context"."""
 
-    thread_id: int
-    thread_name: str | None
-    frames: list[Frame]
-    status: str = "ok"
-    end: str = ""  # why the walk stopped
+    __slots__ = ("thread_id", "thread_name", "frames", "status", "end")
+
+    def __init__(self, thread_id: int, thread_name: str | None, frames: list[Frame],
+                 status: str = "ok", end: str = "") -> None:
+        self.thread_id = thread_id
+        self.thread_name = thread_name
+        self.frames = frames
+        self.status = status
+        self.end = end  # why the walk stopped
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not CallStack:
+            return NotImplemented
+        return (self.thread_id, self.thread_name, self.frames, self.status, self.end) == (
+            other.thread_id, other.thread_name, other.frames, other.status, other.end)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __str__(self) -> str:
         head = f'thread {self.thread_id} "{self.thread_name or ""}"'
@@ -153,14 +163,17 @@ class CallStack:
                 "end": self.end, "frames": [f.to_json() for f in self.frames]}
 
 
-@dataclass(slots=True)
 class _State:
-    regs: dict[int, int]   # DWARF register number -> value; absent = unknown
-    trust: FrameTrust
-    cfa: int | None = None
-    exact_pc: bool = True  # look up at pc (context frame, caller of a signal frame)
-    param_size: int = 0    # x86 STACK WIN: this frame's parameter bytes (its caller pops)
-    note: str | None = None  # how a scanned frame was validated, when only partly
+    __slots__ = ("regs", "trust", "cfa", "exact_pc", "param_size", "note")
+
+    def __init__(self, regs: dict[int, int], trust: FrameTrust, cfa: int | None = None,
+                 exact_pc: bool = True, param_size: int = 0, note: str | None = None) -> None:
+        self.regs = regs        # DWARF register number -> value; absent = unknown
+        self.trust = trust
+        self.cfa = cfa
+        self.exact_pc = exact_pc  # look up at pc (context frame, caller of a signal frame)
+        self.param_size = param_size  # x86 STACK WIN: this frame's parameter bytes
+        self.note = note        # how a scanned frame was validated, when only partly
 
 
 class _Walker:
@@ -560,10 +573,19 @@ class _Walker:
 
     def walk(self, regs: dict[int, int], max_frames: int) -> tuple[list[Frame], str]:
         state = _State(regs, FrameTrust.CONTEXT)
-        frames = [self.describe(state, 0)]
-        seen = {(regs[RA], regs[RSP])}
-        while len(frames) < max_frames:
-            first = len(frames) == 1
+        states = [state]
+        end = self._steps(states, max_frames)
+        # each frame is made once, knowing its CFA (its caller's sp)
+        last = len(states) - 1
+        return [self.describe(s, i, states[i + 1].cfa if i < last else None)
+                for i, s in enumerate(states)], end
+
+    def _steps(self, states: list[_State], max_frames: int) -> str:
+        """Append each caller found to ``states``; returns why the walk ended."""
+        state = states[0]
+        seen = {(state.regs[RA], state.regs[RSP])}
+        while len(states) < max_frames:
+            first = len(states) == 1
             caller: _State | None | bool = None
             if self.arm64:
                 caller = self._arm64_step(state)
@@ -575,7 +597,7 @@ class _Walker:
                 except _LOCAL_ERRORS:
                     caller = None
             if caller is False:
-                return frames, "end of stack (CFI: return address undefined)"
+                return "end of stack (CFI: return address undefined)"
             amd64 = not (self.x86 or self.arm64)
             if caller is None and amd64:
                 try:
@@ -585,20 +607,19 @@ class _Walker:
             if caller is None and amd64:
                 caller = self.by_scan(state, first)
             if not isinstance(caller, _State):
-                return frames, "no unwind method found a caller"
+                return "no unwind method found a caller"
             pc, sp = caller.regs[RA], caller.regs[RSP]
             if pc < 4096:
-                return frames, "end of stack (return address below 4096)"
+                return "end of stack (return address below 4096)"
             if sp < state.regs[RSP] or (sp == state.regs[RSP] and not self._equal_sp_allowed(
                     state, caller)):
-                return frames, "stack pointer did not grow"
+                return "stack pointer did not grow"
             if (pc, sp) in seen:
-                return frames, "cycle"
+                return "cycle"
             seen.add((pc, sp))
-            frames[-1] = dataclasses.replace(frames[-1], cfa=caller.cfa)
-            frames.append(self.describe(caller, len(frames)))
+            states.append(caller)
             state = caller
-        return frames, f"frame limit {max_frames}"
+        return f"frame limit {max_frames}"
 
     def _equal_sp_allowed(self, callee: _State, caller: _State) -> bool:
         """arm64 only, as rust-minidump: a stackless leaf (the context frame) or a
@@ -642,35 +663,32 @@ class _Walker:
                            state.cfa, state.exact_pc)
         return self.by_breakpad_cfi(state, ms.breakpad, ms.vaddr(addr))
 
-    def describe(self, state: _State, index: int) -> Frame:
+    def describe(self, state: _State, index: int, cfa: int | None = None) -> Frame:
         pc, sp = state.regs[RA], state.regs[RSP]
         names = _X86_NAMES if self.x86 else _ARM64_NAMES if self.arm64 else _AMD64_NAMES
         regs = {names[n]: v for n, v in state.regs.items() if n in names}
-        module = self.sym.module_at(pc if state.exact_pc else pc - 1)
-        if module is None:
-            return Frame(index, pc, sp, None, state.trust, missing="not in any module",
-                         registers=regs, note=state.note)
-        ms = self.sym.for_module(module)
         addr = pc if state.exact_pc else pc - 1
+        module = self.sym.module_at(addr)
+        if module is None:
+            return Frame(index, pc, sp, cfa, state.trust, None, None, None, None, None, (),
+                         None, None, "not in any module", regs, state.note)
+        ms = self.sym.for_module(module)
         try:
             match = ms.symbolize(ms.vaddr(addr))
         except _LOCAL_ERRORS:
             match = None
-        common: dict[str, Any] = dict(module=module.name, module_offset=pc - module.base,
-                                      registers=regs, note=state.note)
         try:
             source = ms.source(ms.vaddr(addr))
         except _LOCAL_ERRORS:
             source = None
-        if source is not None:
-            common.update(source_file=source[0], source_line=source[1])
+        file, line = source if source is not None else (None, None)
         if match is None:
-            return Frame(index, pc, sp, None, state.trust, missing=ms.why_unnamed(),
-                         **common)
+            return Frame(index, pc, sp, cfa, state.trust, module.name, pc - module.base, None,
+                         None, None, (), file, line, ms.why_unnamed(), regs, state.note)
         start = module.base - ms.load_base + match.start
-        return Frame(index, pc, sp, None, state.trust, function=match.name,
-                     function_offset=pc - start, mangled=match.raw, aliases=match.aliases,
-                     **common)
+        return Frame(index, pc, sp, cfa, state.trust, module.name, pc - module.base,
+                     match.name, pc - start, match.raw, match.aliases, file, line, None, regs,
+                     state.note)
 
 
 def _arm64_is_call(word: int) -> bool:

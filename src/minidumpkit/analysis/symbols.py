@@ -18,10 +18,10 @@ import bisect
 import os
 import struct
 from array import array
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .._lazydataclass import lazy_dataclass
 from ..errors import MinidumpFormatError
 from .breakpad import BreakpadError, BreakpadSymbols, read_module_line
 from .cfi import CfiError, CfiSection, Fde, Row
@@ -47,7 +47,7 @@ SHF_EXECINSTR = 0x4
 _BIND_RANK = {STB_GLOBAL: 0, STB_WEAK: 1, STB_LOCAL: 2}
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass
 class SymbolMatch:
     """The function a pc lies in: ``name`` demangled and without symbol version,
     ``raw`` as in the table, ``aliases`` the other names at the same address."""
@@ -212,23 +212,32 @@ def _name_rank(name: str) -> tuple[int, int, int, str]:
     return (len(base) - len(base.lstrip("_")), "." in base, len(base), base)
 
 
-@dataclass
 class ModuleSymbols:
     """What was found for one module: its files (build id checked) and the reason when
     nothing usable was found."""
 
-    module: Module
-    runtime: ElfFile | None = None   # the module's own file: .eh_frame, .dynsym
-    debug: ElfFile | None = None     # a file with .symtab / .debug_frame (may be `runtime`)
-    breakpad: BreakpadSymbols | None = None  # a .sym file, when no ELF file was found
-    memory_cfi: CfiSection | None = None  # .eh_frame read from the dump, when no binary
-    memory_load_base: int = 0
-    _fdes: dict[int, tuple[CfiSection, Fde] | None] = field(default_factory=dict, repr=False)
-    _rows: dict[int, Row] = field(default_factory=dict, repr=False)
-    _named: dict[int, SymbolMatch | None] = field(default_factory=dict, repr=False)
-    _lined: dict[int, tuple[str, int] | None] = field(default_factory=dict, repr=False)
-    attempts: list[str] = field(default_factory=list)
-    problem: str | None = None       # why no file was used
+    def __init__(self, module: Module, runtime: ElfFile | None = None,
+                 debug: ElfFile | None = None, breakpad: BreakpadSymbols | None = None,
+                 memory_cfi: CfiSection | None = None, memory_load_base: int = 0,
+                 attempts: list[str] | None = None, problem: str | None = None) -> None:
+        self.module = module
+        self.runtime = runtime    # the module's own file: .eh_frame, .dynsym
+        self.debug = debug        # a file with .symtab / .debug_frame (may be `runtime`)
+        self.breakpad = breakpad  # a .sym file, when no ELF file was found
+        self.memory_cfi = memory_cfi  # .eh_frame read from the dump, when no binary
+        self.memory_load_base = memory_load_base
+        self._fdes: dict[int, tuple[CfiSection, Fde] | None] = {}
+        self._rows: dict[int, Row] = {}
+        self._named: dict[int, SymbolMatch | None] = {}
+        self._lined: dict[int, tuple[str, int] | None] = {}
+        self.attempts: list[str] = [] if attempts is None else attempts
+        self.problem = problem    # why no file was used
+
+    def __repr__(self) -> str:
+        files = ", ".join(f.path for f in self.files) or (
+            self.breakpad.path if self.breakpad is not None else "none")
+        return (f"<ModuleSymbols {self.module.name!r}: {files}"
+                + (f"; {self.problem}" if self.problem else "") + ">")
 
     @property
     def files(self) -> list[ElfFile]:

@@ -10,11 +10,11 @@ the thread's context (``rax`` holding -ERESTART*) and the captured code before i
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from typing import TYPE_CHECKING, Any
 
 from .. import format as md
+from .._lazydataclass import field, lazy_dataclass
 from .._syscalls import ERESTART, RESTART_SYSCALL, syscall_at_call_site, syscall_name
 from ..errors import MemoryNotCaptured, MinidumpFormatError
 
@@ -61,7 +61,7 @@ def futex_op_name(op: int) -> str:
     return "|".join(parts)
 
 
-@dataclasses.dataclass(frozen=True)
+@lazy_dataclass
 class BlockingCall:
     """The system call a thread is blocked in.
 
@@ -79,7 +79,7 @@ class BlockingCall:
     args: tuple[int, ...]
     restarted: bool
     source: str
-    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         """One line: ``futex(0x55..., FUTEX_WAIT_PRIVATE, 2)``, ``read(fd 3 -> pipe:[…])``."""
@@ -118,7 +118,7 @@ class BlockingCall:
                 "details": details}
 
 
-@dataclasses.dataclass(frozen=True)
+@lazy_dataclass
 class ThreadStatus:
     """A thread's state: ``state``/``wchan`` as sampled before the stop (None when the
     dump has none), and the call it is blocked in (None: not in a blocking call, or
