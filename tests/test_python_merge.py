@@ -19,7 +19,6 @@ One child per version, frozen by SIGSTOP; on the frozen process ``pystack remote
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
@@ -39,6 +38,7 @@ from minidumpkit.analysis import wait_graph
 from minidumpkit.analysis import pylocks
 from minidumpkit.analysis.pylocks import GIL, NO_OWNER, PYTHON_LOCK, PYTHON_RLOCK
 from minidumpkit.analysis.pymerge import MergedStack, is_eval_frame, merge_thread, merged_stacks
+from minidumpkit.analysis.stackwalk import CallStack
 
 from conftest import TARGETS, Target, assert_released, wait_until
 from test_python_stacks import VERSIONS, interpreter
@@ -293,7 +293,9 @@ def test_cli_merged_native_only_and_waits(start_target: Any, tmp_path: Path,
     graph = bare
     # a native walk that stopped before the eval loop: the counts differ, nothing merged
     cpause = next(s for s in stacks if s.thread_id == target.int("cpause"))
-    cut = dataclasses.replace(cpause.native, frames=cpause.native.frames[:4])
+    native = cpause.native
+    cut = CallStack(native.thread_id, native.thread_name, native.frames[:4], native.status,
+                    native.end)
     alone = merge_thread(cut, [cpause.python, *cpause.others])
     assert alone.status == ("not merged: 0 eval frame(s) (_PyEval_EvalFrameDefault) in the "
                             "native stack, 1 Python entry frame(s)"), alone.status

@@ -23,13 +23,13 @@ frames' heads, not their slots), the futex wait stays what :mod:`.locks` made of
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .._pyruntime import PythonRuntime, PythonThread
 from .._pyruntime import offsets as o
 from .._pyruntime.slots import SlotReader, lock_objects
+from .._lazydataclass import replace
 from ..errors import MemoryNotCaptured
 from .deadlocks import ThreadWait
 from .locks import FrameLike
@@ -111,7 +111,7 @@ def python_waits(dump: Minidump, runtime: PythonRuntime, waits: Mapping[int, Thr
                 # held by a thread the dump cannot name: the owner exists, so unknown
                 unknown = "" if owner_tid is not None or ident == 0 else \
                     f"its owner, thread ident 0x{ident:x}, is no Python thread of the dump"
-                out[tid] = dataclasses.replace(
+                out[tid] = replace(
                     wait, kind=PYTHON_RLOCK, object_address=obj, owner_tid=owner_tid,
                     hold_count=count, frame=where, unknown=unknown,
                     note="not held: being released" if ident == 0 else "",
@@ -119,7 +119,7 @@ def python_waits(dump: Minidump, runtime: PythonRuntime, waits: Mapping[int, Thr
                              f"its semaphore is the futex word; rlock_owner 0x{ident:x}")
                 break
             if name == "_thread.lock" and reader.u64(obj + offsets.lock_lock) == word:
-                out[tid] = dataclasses.replace(
+                out[tid] = replace(
                     wait, kind=PYTHON_LOCK, object_address=obj, owner_tid=None,
                     frame=where, unknown="", note=NO_OWNER,
                     evidence=f"threading.Lock 0x{obj:x} in the slots of {frame.qualname}: "
@@ -145,7 +145,7 @@ def _gil_wait(wait: ThreadWait, gil: int, holder: PythonThread | None,
     if thread is not None and thread.frames:
         f = thread.frames[0]
         where = f"{f.qualname} ({f.filename}:{f.line})"
-    return dataclasses.replace(
+    return replace(
         wait, kind=GIL, object_address=gil, owner_tid=owner, frame=where or wait.frame,
         unknown="", hold_count=None,
         note="" if owner is not None else "no thread holds it: being handed over",
@@ -158,13 +158,13 @@ def _from_native(wait: ThreadWait, frames: Sequence[FrameLike], where: str) -> T
     lock object is not in the dump (a MINI dump holds no frame slots)."""
     names = [f.function for f in frames[:12] if f.function]
     if "rlock_acquire" in names:
-        return dataclasses.replace(
+        return replace(
             wait, kind=PYTHON_RLOCK, object_address=None, owner_tid=None, frame=where,
             note="", unknown="the RLock object is not in the dump (the Python frame's "
                              "slots were not captured)",
             evidence="rlock_acquire (_thread.RLock.acquire) among the native frames")
     if "lock_PyThread_acquire_lock" in names:
-        return dataclasses.replace(
+        return replace(
             wait, kind=PYTHON_LOCK, object_address=None, owner_tid=None, frame=where,
             unknown="", note=NO_OWNER,
             evidence="lock_PyThread_acquire_lock (_thread.lock.acquire) among the native "
