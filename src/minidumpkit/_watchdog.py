@@ -440,7 +440,7 @@ def _run_traced(dog: Watchdog) -> None:
     def held_dump(trigger: str, path: str) -> str:
         pending["path"] = path
         pending.pop("written", None)
-        watch._dump(trigger, always=True)
+        watch._dump(trigger, dog.target, always=True)
         written = pending.pop("written", None)
         if written is None:
             raise MinidumpError(f"process {dog.target} was not dumped (it exited?)")
