@@ -15,6 +15,9 @@ Writing dumps
     dump(pid, path, type=DumpType.MINI, ...)   one dump of a live process (lazy)
     Dumper(pid)                                 repeated dumps, snapshots (lazy)
     Snapshot, SnapshotRefused                   PSS-style process snapshots (lazy)
+    Watcher, dump_self, Triggers, DumpWritten
+                                                dumps when a trigger fires (lazy)
+    enable_crash_dumps(directory), CrashDumps   minidumps of this process's crashes (lazy)
     DumpCallbacks, CallbackThread, CallbackModule, VmRegion
                                                 MiniDumpCallback-style filtering (lazy)
     DumpType, MiniDumpType, ThreadWriteFlags, ModuleWriteFlags, CallbackType,
@@ -72,6 +75,7 @@ from .flags import (
 
 if TYPE_CHECKING:
     from .callbacks import CallbackModule, CallbackThread, DumpCallbacks, VmRegion
+    from .crashdumps import CrashDumps, enable_crash_dumps
     from .dumper import Dumper, dump
     from .reader import Minidump, open_minidump
     from .snapshot import Snapshot, SnapshotRefused
@@ -95,6 +99,8 @@ _LAZY = {
     "Triggers": "watch",
     "DumpWritten": "watch",
     "dump_self": "watch",
+    "enable_crash_dumps": "crashdumps",
+    "CrashDumps": "crashdumps",
 }
 
 
@@ -121,6 +127,7 @@ __all__ = [
     "CallbackModule",
     "CallbackThread",
     "CallbackType",
+    "CrashDumps",
     "DumpCallbacks",
     "DumpCancelled",
     "DumpType",
@@ -153,5 +160,6 @@ __all__ = [
     "Watcher",
     "dump",
     "dump_self",
+    "enable_crash_dumps",
     "open_minidump",
 ]

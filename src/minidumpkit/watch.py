@@ -303,7 +303,8 @@ def _helper_main(argv: list[str]) -> int:
     out; SIGTERM, SIGINT, SIGHUP or the end of stdin (the owner went away) stop it."""
     import select
 
-    from ._backends._linux_watch import LinuxWatch
+    from ._backends._linux_watch import ChildWakeup, LinuxWatch
+    from ._backends._tracer_socket import TracerServer
 
     config = json.loads(argv[0])
     stopping = threading.Event()
@@ -336,11 +337,23 @@ def _helper_main(argv: list[str]) -> int:
         say(_describe_error(exc))
         return 1
     say({"attached": True})
+    # dump() of the watched process comes to us (one tracer per process)
     try:
-        watch.run(should_stop)
+        server: TracerServer | None = TracerServer(pid)
+    except OSError:
+        server = None
+    handlers: dict[int, Callable[[], object]] = {sys.stdin.fileno(): lambda: None}  # should_stop
+    if server is not None:
+        tracer = server
+        handlers[server.fileno()] = lambda: tracer.serve(watch.write_requested)
+    try:
+        watch.run(should_stop, ChildWakeup(handlers))
     except Exception as exc:  # noqa: BLE001
         say(_describe_error(exc))
         return 1
+    finally:
+        if server is not None:
+            server.close()
     say({"end": True, "exit_status": watch.exit_status})
     return 0
 

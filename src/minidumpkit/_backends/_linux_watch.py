@@ -184,10 +184,17 @@ class LinuxWatch:
 
     # --- the loop -------------------------------------------------------------
 
-    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+    def run(self, should_stop: Callable[[], bool] = lambda: False,
+            wait_idle: Callable[[float], object] | None = None) -> None:
         """Handle reports and sample triggers until the process is gone, ``count``
         dumps are written or ``should_stop()``; every thread is detached on the way
-        out (also on an exception or KeyboardInterrupt)."""
+        out (also on an exception or KeyboardInterrupt).
+
+        ``wait_idle(seconds)``: how to wait when there is nothing to do, at most that
+        long; it must return early when a ptrace report may be waiting (a caller that
+        turns SIGCHLD into a wake-up: no report waits for a poll). It runs on the
+        tracing thread, so it may call :meth:`write_requested`. Default: sleep with a
+        backoff up to MAX_IDLE_SECONDS."""
         idle = 0.0005
         next_sample = time.monotonic()
         try:
@@ -204,6 +211,9 @@ class LinuxWatch:
                 if now >= next_sample and not self._dying:
                     self._sample(now)
                     next_sample = now + SAMPLE_SECONDS
+                    continue
+                if wait_idle is not None:
+                    wait_idle(max(0.0, next_sample - now))
                     continue
                 time.sleep(min(idle, max(0.0, next_sample - now)))
                 idle = min(idle * 2, MAX_IDLE_SECONDS)
@@ -352,6 +362,27 @@ class LinuxWatch:
         if self._samplers is not None:
             self._samplers.after_dump(time.monotonic())
 
+    def write_requested(self, out: IO[bytes], dump_type: MiniDumpType, all_memory: bool,
+                        requesting_tid: int | None = None) -> object:
+        """Write a requested dump of the watched process to ``out`` now (a dump()
+        routed to this tracer): every thread is held with PTRACE_INTERRUPT, no second
+        PTRACE_SEIZE. ``requesting_tid``: the thread the Exception stream names
+        (DUMP_REQUESTED), if it is one of ours; else the main thread. Call it from the
+        tracing thread, between two reports (``wait_idle``). Triggers and ``count``
+        are not involved."""
+        from .linux import write_held_dump
+
+        if self.finished:
+            raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited", pid=self.pid)
+        tid = requesting_tid if requesting_tid in self._known else self.pid
+        stop = _HeldStop(self, None)
+        times = write_held_dump(self.pid, stop, cast(BinaryIO, out), dump_type,
+                                exception=CapturedException(thread_id=tid),
+                                all_memory=all_memory)
+        if self._samplers is not None:
+            self._samplers.after_dump(time.monotonic())
+        return times
+
     def _sample(self, now: float) -> None:
         if self._samplers is None or self.dumps >= self.triggers.count:
             return
@@ -499,6 +530,40 @@ class _HeldStop(ProcessStop):
         for tid in self._state:
             self._state[tid] = _State.GONE
         self.detached_ns = time.perf_counter_ns()
+
+
+class ChildWakeup:
+    """A ``wait_idle`` for :meth:`LinuxWatch.run` in a tracer process of its own (the
+    helpers of Watcher and enable_crash_dumps): each ptrace report also sends the
+    tracer SIGCHLD, turned here into a byte on a pipe (``signal.set_wakeup_fd``) that
+    ends the wait at once, so no report waits for a poll (a thread the target starts
+    is not slowed down by one). ``handlers``: more descriptors to wait on, each with
+    what to call when it is readable. Takes over SIGCHLD and the wake-up fd of the
+    process: create it on the main thread of a helper, never in a user's process."""
+
+    def __init__(self, handlers: dict[int, Callable[[], object]] | None = None) -> None:
+        self.handlers = handlers if handlers is not None else {}
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.siginterrupt(signal.SIGCHLD, False)  # SA_RESTART: no other call cut short
+        signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+
+    def __call__(self, seconds: float) -> None:
+        import select
+
+        try:
+            ready = select.select([self._r, *self.handlers], [], [], seconds)[0]
+        except InterruptedError:
+            return
+        for fd in ready:
+            if fd == self._r:
+                try:
+                    while os.read(self._r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            elif fd in self.handlers:
+                self.handlers[fd]()
 
 
 # --- the /proc triggers ------------------------------------------------------------

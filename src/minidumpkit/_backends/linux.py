@@ -22,6 +22,8 @@ import errno
 import functools
 import io
 import os
+import socket
+import threading
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -473,8 +475,13 @@ def check_target(pid: int, status: dict[str, str] | None = None,
             f"pid {pid} ({name}) is a kernel thread: it has no user-space memory, threads or "
             "modules to dump; pick a user process", pid=pid)
     tracer = int(status.get("TracerPid", "0") or 0)
-    if tracer and pid != os.getpid():
-        raise _already_traced(pid, name, tracer)
+    if tracer:
+        from . import _tracer_socket
+
+        if _tracer_socket.held_by_us(pid, tracer):
+            return  # our own tracer holds it: dumps are asked of it (it checks our uid)
+        if pid != os.getpid():
+            raise _already_traced(pid, name, tracer)
     if pid == os.getpid():
         return
     try:
@@ -543,11 +550,31 @@ def _has_live_threads(pid: int) -> bool:
     return False
 
 
+def _routed(pid: int, status: dict[str, str]) -> socket.socket | None:
+    """A connection to the minidumpkit tracer (enable_crash_dumps, a Watcher) that holds
+    ``pid``, if one does: a dump request goes through it, never a second tracer."""
+    tracer = int(status.get("TracerPid", "0") or 0)
+    if not tracer:
+        return None
+    from . import _tracer_socket
+
+    return _tracer_socket.connect(pid, tracer)
+
+
 def _already_traced(pid: int, name: str, tracer: int) -> AlreadyTraced:
     try:
         tracer_name = _procfs.read_text(f"/proc/{tracer}/comm").strip()
     except ProcessError:
         tracer_name = "?"
+    command = (_procfs.try_read_bytes(f"/proc/{tracer}/cmdline") or b"").split(b"\0")
+    if any(os.path.basename(arg).startswith(b"minidumpkit") for arg in command[:3]):
+        shown = b" ".join(command[:4]).decode(errors="replace")
+        return AlreadyTraced(
+            errno.EPERM,
+            f"process {pid} ({name}) is held by minidumpkit's own tracer, pid {tracer} "
+            f"({shown}), which does not take dump "
+            "requests; use that tracer's triggers (--signal, --timer) or stop it, then try "
+            "again", pid=pid)
     return AlreadyTraced(
         errno.EPERM,
         f"process {pid} ({name}) is already traced by pid {tracer} ({tracer_name}); a process "
@@ -973,6 +1000,20 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     tgid = int(status.get("Tgid", pid) or pid)
     if tgid != pid:  # a thread id: dump its process
         pid, status = tgid, _read_status(tgid)
+    routed = _routed(pid, status)
+    if routed is not None:  # our own tracer holds it: it writes the dump
+        if policy is not None:
+            raise UnsupportedError(
+                f"callbacks cannot be used for process {pid}: the minidumpkit tracer that "
+                "holds it writes the dump in another process; pass callbacks=None")
+        from . import _tracer_socket
+
+        answer = _tracer_socket.request_dump(
+            routed, pid, out, dump_type, all_memory=all_memory,
+            requesting_tid=threading.get_native_id() if pid == os.getpid() else None)
+        return DumpTimes(threads=int(answer.get("threads") or 0),
+                         stop_ns=int(answer.get("stop_ns") or 0),
+                         pause_ns=int(answer.get("pause_ns") or 0))
     if pid == os.getpid():
         if policy is not None:
             # The helper process that ptraces us cannot call back into this interpreter.
