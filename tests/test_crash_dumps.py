@@ -236,3 +236,57 @@ def test_a_bad_directory_is_refused_before_any_helper_starts(tmp_path: Path) -> 
     with pytest.raises(minidumpkit.PathNotFoundError):
         minidumpkit.enable_crash_dumps(missing)
     assert all(t == 0 for _, t in _states(os.getpid()))
+
+
+WAITER = "import os, sys; print(os.getpid(), flush=True); sys.stdin.readline()"
+
+
+def _check_routed_dump(pid: int, tracer: int, path: Path) -> None:
+    assert {t for _, t in _states(pid)} == {tracer}  # held: a second tracer would fail
+    written = minidumpkit.dump(pid, path)
+    with minidumpkit.open_minidump(written) as d:
+        assert d.process_id == pid and d.exception.requested
+        ours = sorted(t.thread_id for t in d.threads)
+    assert ours == sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    walk = stackwalk(written)
+    assert sorted(t["thread_id"] for t in walk["threads"]) == ours  # type: ignore[union-attr]
+    assert {t for _, t in _states(pid)} == {tracer}  # and still held, by the same tracer
+
+
+def test_dump_of_a_process_under_minidumpkit_run_goes_through_run(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
+    run = subprocess.Popen([sys.executable, "-m", "minidumpkit", "run", "--on-crash", "--dir",
+                            str(tmp_path), "--", sys.executable, "-c", WAITER],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert run.stdout is not None and run.stdin is not None
+        pid = int(run.stdout.readline())
+        wait_until(lambda: all(t for _, t in _states(pid)), "traced")
+        _check_routed_dump(pid, run.pid, tmp_path / "routed.dmp")
+        run.stdin.write("\n")
+        run.stdin.flush()
+        assert run.wait(timeout=WAIT) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+
+
+def test_dump_of_a_process_under_a_watcher_goes_through_its_helper(tmp_path: Path) -> None:
+    target = subprocess.Popen([sys.executable, "-c", WAITER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout is not None and target.stdin is not None
+        pid = int(target.stdout.readline())
+        with minidumpkit.Watcher(target, on_crash=True, directory=tmp_path) as w:
+            assert w.helper_pid is not None
+            _check_routed_dump(pid, w.helper_pid, tmp_path / "routed.dmp")
+        assert_released(pid)
+        target.stdin.write("\n")
+        target.stdin.flush()
+        assert target.wait(timeout=WAIT) == 0
+    finally:
+        if target.poll() is None:
+            target.kill()
+        target.communicate()

@@ -241,6 +241,11 @@ class Watcher:
         return done
 
     @property
+    def helper_pid(self) -> int | None:
+        """The tracer's process id once started (the watched process's TracerPid)."""
+        return self._helper.pid if self._helper is not None else None
+
+    @property
     def running(self) -> bool:
         return self._helper is not None and not self._done.is_set()
 
@@ -401,7 +406,21 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
         raise
     if on_start is not None:
         on_start(pid)
-    watch.run(should_stop)
+    from ._backends._tracer_socket import TracerServer
+
+    try:  # dump() of the child comes to us (one tracer per process)
+        server: TracerServer | None = TracerServer(pid)
+    except OSError:
+        server = None
+    serve = None
+    if server is not None:
+        tracer = server
+        serve = (tracer.fileno(), lambda: tracer.serve(watch.write_requested))
+    try:
+        watch.run(should_stop, serve=serve)
+    finally:
+        if server is not None:
+            server.close()
     if watch.exit_status is not None:
         return watch.exit_status
     if should_stop():

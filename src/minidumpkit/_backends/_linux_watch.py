@@ -185,7 +185,8 @@ class LinuxWatch:
     # --- the loop -------------------------------------------------------------
 
     def run(self, should_stop: Callable[[], bool] = lambda: False,
-            wait_idle: Callable[[float], object] | None = None) -> None:
+            wait_idle: Callable[[float], object] | None = None,
+            serve: tuple[int, Callable[[], object]] | None = None) -> None:
         """Handle reports and sample triggers until the process is gone, ``count``
         dumps are written or ``should_stop()``; every thread is detached on the way
         out (also on an exception or KeyboardInterrupt).
@@ -194,7 +195,8 @@ class LinuxWatch:
         long; it must return early when a ptrace report may be waiting (a caller that
         turns SIGCHLD into a wake-up: no report waits for a poll). It runs on the
         tracing thread, so it may call :meth:`write_requested`. Default: sleep with a
-        backoff up to MAX_IDLE_SECONDS."""
+        backoff up to MAX_IDLE_SECONDS; ``serve`` = (fd, handler): the sleep also ends
+        when fd is readable, and handler is called (on the tracing thread)."""
         idle = 0.0005
         next_sample = time.monotonic()
         try:
@@ -215,7 +217,11 @@ class LinuxWatch:
                 if wait_idle is not None:
                     wait_idle(max(0.0, next_sample - now))
                     continue
-                time.sleep(min(idle, max(0.0, next_sample - now)))
+                delay = min(idle, max(0.0, next_sample - now))
+                if serve is None:
+                    time.sleep(delay)
+                elif _readable(serve[0], delay):
+                    serve[1]()
                 idle = min(idle * 2, MAX_IDLE_SECONDS)
         finally:
             if not self.finished:
@@ -530,6 +536,15 @@ class _HeldStop(ProcessStop):
         for tid in self._state:
             self._state[tid] = _State.GONE
         self.detached_ns = time.perf_counter_ns()
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    import select
+
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    except InterruptedError:
+        return False
 
 
 class ChildWakeup:

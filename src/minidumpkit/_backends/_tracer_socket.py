@@ -6,10 +6,11 @@ A process has at most one ptrace tracer. While ours holds a process (``enable_cr
 tracer listens on a Unix socket and writes the dump itself, holding the threads it
 already traces with PTRACE_INTERRUPT:
 
-* the socket is in the abstract namespace, ``\\0minidumpkit-tracer-<tracer pid>``:
+* the socket is in the abstract namespace, ``\\0minidumpkit-tracer-<tracer tid>`` (the
+  tracing thread, which TracerPid names):
   nothing on disk, nothing left behind when the tracer dies, whatever kills it;
 * a client finds it from the target's ``TracerPid`` (/proc/PID/status) and trusts it
-  only if the peer's credentials (SO_PEERCRED) are that very process, running as our
+  only if the peer's credentials (SO_PEERCRED) are that thread's process, running as our
   uid or root; the tracer serves only clients of its own uid or root (what ptrace
   itself would allow them);
 * the request is one JSON line with the output file's descriptor attached
@@ -76,10 +77,19 @@ def connect(pid: int, tracer: int | None = None) -> socket.socket | None:
     except OSError:
         sock.close()
         return None
-    if peer_pid != tracer or peer_uid not in (os.geteuid(), 0):
+    if peer_pid != _tgid(tracer) or peer_uid not in (os.geteuid(), 0):
         sock.close()  # not the process that traces it: someone else's name
         return None
     return sock
+
+
+def _tgid(tid: int) -> int:
+    """The process of thread ``tid`` (TracerPid names the tracing thread)."""
+    try:
+        status = _procfs.parse_status(_procfs.read_text(f"/proc/{tid}/status", tid))
+        return int(status.get("Tgid", "0") or 0)
+    except (errors.ProcessError, ValueError):
+        return 0
 
 
 def held_by_us(pid: int, tracer: int | None = None) -> bool:
@@ -154,15 +164,17 @@ def describe(exc: BaseException) -> dict[str, Any]:
 
 
 class TracerServer:
-    """The tracer's side: listens at ``address(os.getpid())``; :meth:`serve` answers the
-    requests waiting (call it when :meth:`fileno` is readable, from the tracing
-    thread)."""
+    """The tracer's side: listens at ``address(tid of the calling thread)``, the
+    TracerPid its tracees show (create it on the tracing thread); :meth:`serve` answers
+    the requests waiting (call it when :meth:`fileno` is readable, from that thread)."""
 
     def __init__(self, pid: int) -> None:
+        import threading
+
         self.pid = pid
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
-            self._sock.bind(address(os.getpid()))
+            self._sock.bind(address(threading.get_native_id()))
             self._sock.listen(8)
             self._sock.setblocking(False)
         except BaseException:
