@@ -290,3 +290,42 @@ def test_dump_of_a_process_under_a_watcher_goes_through_its_helper(tmp_path: Pat
         if target.poll() is None:
             target.kill()
         target.communicate()
+
+
+def test_refused_while_another_tracer_holds_the_process(tmp_path: Path) -> None:
+    """strace traces the child (and lets it run): enabling is refused with a one-line
+    AlreadyTraced that names strace, and strace's hold is left as it was."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
+    code = textwrap.dedent("""
+        import os, sys, minidumpkit
+        print(os.getpid(), flush=True)
+        sys.stdin.readline()
+        try:
+            minidumpkit.enable_crash_dumps(sys.argv[1])
+        except minidumpkit.AlreadyTraced as exc:
+            print("refused:", exc, flush=True)
+        """)
+    target = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    strace = None
+    try:
+        assert target.stdout is not None and target.stdin is not None
+        pid = int(target.stdout.readline())
+        strace = subprocess.Popen(["strace", "-f", "-o", os.devnull, "-p", str(pid)],
+                                  stderr=subprocess.DEVNULL)
+        wait_until(lambda: all(t == strace.pid for _, t in _states(pid)),  # type: ignore[union-attr]
+                   "strace attached")
+        target.stdin.write("\n")
+        target.stdin.flush()
+        line = target.stdout.readline()
+        assert line.startswith("refused:") and "strace" in line and str(strace.pid) in line, line
+        assert all(t == strace.pid for _, t in _states(pid))
+        assert target.wait(timeout=WAIT) == 0
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        if target.poll() is None:
+            target.kill()
+        target.communicate()
+        if strace is not None:
+            strace.wait(timeout=WAIT)

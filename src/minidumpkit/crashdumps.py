@@ -151,9 +151,11 @@ def _start(folder: Path, name: str, dump_type: MiniDumpType, all_memory: bool) -
         helper.stdin.write(b"go\n")
         helper.stdin.flush()
         line = helper.stdout.readline()
-    except BaseException:
-        helper.send_signal(signal.SIGTERM)  # it detaches on SIGTERM, then exits
+    except BaseException:  # (Yama refused, KeyboardInterrupt ...)
+        helper.stdin.close()  # before "go": it ends at once
+        helper.send_signal(signal.SIGTERM)  # after: it detaches, then exits
         helper.wait()
+        helper.stdout.close()
         raise
     try:
         first = json.loads(line)
@@ -222,16 +224,16 @@ def _helper_main(argv: list[str]) -> int:
 
     if sys.stdin.readline() != "go\n":  # the owner allows us to trace it first
         return 1
-    writer = _Writer(pid, config["directory"], config["name"], MiniDumpType(config["type"]),
-                     bool(config["all_memory"]), None)
-    watch = LinuxWatch(pid, Triggers(on_crash=True), writer, reap_leader=False,
-                       on_error=lambda exc: print(f"minidumpkit: crash dump of process {pid} "
-                                                  f"failed: {exc}", file=sys.stderr))
     try:
         server: TracerServer | None = TracerServer(pid)
     except OSError:
         server = None  # dump requests then fail as "already traced"
     try:
+        writer = _Writer(pid, config["directory"], config["name"],
+                         MiniDumpType(config["type"]), bool(config["all_memory"]), None)
+        watch = LinuxWatch(pid, Triggers(on_crash=True), writer, reap_leader=False,
+                           on_error=lambda exc: print(f"minidumpkit: crash dump of process "
+                                                      f"{pid} failed: {exc}", file=sys.stderr))
         watch.attach()
     except Exception as exc:  # noqa: BLE001  reported to the owner, which re-raises it
         say(describe(exc))

@@ -412,7 +412,7 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
         server: TracerServer | None = TracerServer(pid)
     except OSError:
         server = None
-    serve = None
+    serve: tuple[int, Callable[[], object]] | None = None
     if server is not None:
         tracer = server
         serve = (tracer.fileno(), lambda: tracer.serve(watch.write_requested))
