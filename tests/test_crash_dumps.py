@@ -10,6 +10,7 @@ process is left traced and no helper is left running.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from conftest import assert_released, wait_until
 from oracles import run as run_tool
 
 import minidumpkit
+from minidumpkit.analysis import python_stacks
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux tracer")
 
@@ -41,10 +43,19 @@ print(json.dumps({"pid": os.getpid(), "helper": crash_dumps.helper_pid}), flush=
 """
 
 
+def source(body: str) -> str:
+    return "import json\n" + PRELUDE + textwrap.dedent(body)
+
+
+def line_of(code: str, text: str) -> int:
+    [line] = [n for n, s in enumerate(code.splitlines(), 1) if s.strip() == text]
+    return line
+
+
 def child(body: str, directory: Path, **popen: object) -> subprocess.Popen[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
-    code = "import json\n" + PRELUDE + textwrap.dedent(body)
+    code = source(body)
     return subprocess.Popen([sys.executable, "-c", code, str(directory)], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                             **popen)  # type: ignore[call-overload]
@@ -97,6 +108,12 @@ def test_segfault_through_ctypes_leaves_a_dump_of_the_crashing_thread(tmp_path: 
         exc = d.exception
         assert (exc.code, exc.flags, exc.address) == (signal.SIGSEGV, SEGV_MAPERR, 0)
         assert exc.thread_id == pid  # the main thread made the call
+        # the Python stack at the crash is in the dump too
+        [thread] = [t for t in python_stacks(d).threads if t.os_thread_id == pid]
+    frames_py = [(f.function, f.filename, f.line) for f in thread.frames]
+    assert frames_py[0][:2] == ("string_at", ctypes.__file__), frames_py
+    assert frames_py[1] == ("<module>", "<string>",
+                            line_of(source("ctypes.string_at(0)\n"), "ctypes.string_at(0)"))
     frames = lldb_crashing_frames(dump)
     assert frames[0][0] == "libc.so.6", frames  # string_at(0) is strlen(NULL)
     assert ("_ctypes" in frames[1][0] and frames[1][1] == "string_at"), frames
@@ -151,6 +168,11 @@ def test_with_faulthandler_the_traceback_is_printed_and_the_reraise_dumped(
         assert d.exception.code == signal.SIGSEGV
         assert d.exception.reason == "SIGSEGV / SI_TKILL"
         assert d.exception.thread_id == ids["pid"]
+        [thread] = [t for t in python_stacks(d).threads if t.os_thread_id == ids["pid"]]
+    # the dump's Python stack is the one faulthandler printed (most recent call first)
+    printed = re.findall(r'File "(.+)", line (\d+) in (\S+)', err)
+    assert printed and [(f.filename, f.line, f.function) for f in thread.frames] == \
+        [(name, int(line), function) for name, line, function in printed], (printed, err)
     frames = lldb_crashing_frames(dump)
     # raise() in the handler, then (through the signal frame) the fault in strlen
     assert ("libc.so.6", "raise") in frames[:2], frames

@@ -369,7 +369,7 @@ class LinuxWatch:
             self._samplers.after_dump(time.monotonic())
 
     def write_requested(self, out: IO[bytes], dump_type: MiniDumpType, all_memory: bool,
-                        requesting_tid: int | None = None) -> object:
+                        requesting_tid: int | None = None, python: bool = True) -> object:
         """Write a requested dump of the watched process to ``out`` now (a dump()
         routed to this tracer): every thread is held with PTRACE_INTERRUPT, no second
         PTRACE_SEIZE. ``requesting_tid``: the thread the Exception stream names
@@ -384,7 +384,7 @@ class LinuxWatch:
         stop = _HeldStop(self, None)
         times = write_held_dump(self.pid, stop, cast(BinaryIO, out), dump_type,
                                 exception=CapturedException(thread_id=tid),
-                                all_memory=all_memory)
+                                all_memory=all_memory, python=python)
         if self._samplers is not None:
             self._samplers.after_dump(time.monotonic())
         return times

@@ -38,9 +38,9 @@ PREFIX = "minidumpkit-tracer-"
 REQUEST_SECONDS = 600.0
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
-WriteRequested = Callable[[IO[bytes], MiniDumpType, bool, "int | None"], Any]
-"""write(out, dump_type, all_memory, requesting_tid) -> DumpTimes-like (threads, stop_ns,
-pause_ns attributes)."""
+WriteRequested = Callable[[IO[bytes], MiniDumpType, bool, "int | None", bool], Any]
+"""write(out, dump_type, all_memory, requesting_tid, python) -> DumpTimes-like (threads,
+stop_ns, pause_ns attributes)."""
 
 
 def address(tracer_pid: int) -> str:
@@ -102,13 +102,13 @@ def held_by_us(pid: int, tracer: int | None = None) -> bool:
 
 
 def request_dump(sock: socket.socket, pid: int, out: IO[bytes], dump_type: MiniDumpType,
-                 *, all_memory: bool = False, requesting_tid: int | None = None
-                 ) -> dict[str, Any]:
+                 *, all_memory: bool = False, requesting_tid: int | None = None,
+                 python: bool = True) -> dict[str, Any]:
     """Ask the tracer on ``sock`` (from :func:`connect`) to write a dump of ``pid`` into
     ``out``; returns its figures (threads, stop_ns, pause_ns) or raises its error."""
     out.flush()
     request = {"dump": pid, "type": int(dump_type), "all_memory": bool(all_memory),
-               "requesting_tid": requesting_tid}
+               "requesting_tid": requesting_tid, "python": bool(python)}
     with sock:
         sock.settimeout(REQUEST_SECONDS)
         try:
@@ -217,7 +217,8 @@ class TracerServer:
                     tid = request.get("requesting_tid")
                     times = write(out, MiniDumpType(int(request["type"])),
                                   bool(request.get("all_memory")),
-                                  tid if isinstance(tid, int) else None)
+                                  tid if isinstance(tid, int) else None,
+                                  request.get("python") is not False)
                     out.flush()
                     answer = {name: getattr(times, name, 0)
                               for name in ("threads", "stop_ns", "pause_ns")}

@@ -1009,7 +1009,7 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
         from . import _tracer_socket
 
         answer = _tracer_socket.request_dump(
-            routed, pid, out, dump_type, all_memory=all_memory,
+            routed, pid, out, dump_type, all_memory=all_memory, python=python,
             requesting_tid=threading.get_native_id() if pid == os.getpid() else None)
         return DumpTimes(threads=int(answer.get("threads") or 0),
                          stop_ns=int(answer.get("stop_ns") or 0),
@@ -1107,14 +1107,15 @@ class _Planned:
 
 def write_held_dump(pid: int, stop: ProcessStop, out: BinaryIO, dump_type: MiniDumpType, *,
                     exception: CapturedException | None = None, all_memory: bool = False,
-                    policy: DumpPolicy | None = None) -> DumpTimes:
+                    policy: DumpPolicy | None = None, python: bool = True) -> DumpTimes:
     """Write a minidump of ``pid``, a process the caller already traces (a watcher).
 
     ``stop`` is a :class:`~._ptrace.ProcessStop` subclass whose ``stop()`` holds the
     caller's tracees (PTRACE_INTERRUPT, no second PTRACE_SEIZE) and whose ``detach()``
     gives them back to the caller's tracer loop. ``exception``: the record to write (a
     crash signal; its thread must be held), else a requested dump blamed on the main
-    thread. Otherwise as :func:`write_dump`, whose stop-capture-release steps it follows.
+    thread. Otherwise as :func:`write_dump`, whose stop-capture-release steps it follows
+    (``python``: the Python stacks of a CPython target, as there).
     """
     from ..writer import SUPPORTED_TYPES, flag_names, record_pause, write_minidump
 
@@ -1131,10 +1132,15 @@ def write_held_dump(pid: int, stop: ProcessStop, out: BinaryIO, dump_type: MiniD
             cap = capture(pid, stop, memory, dump_type, machine)
             if exception is not None:
                 cap.exception = exception
+            py = _python_capture.capture_python(memory, cap.modules) if python else None
+            if py is not None:
+                cap.raw_streams[StreamType.MinidumpkitPythonStream] = py.stream
             recording = _RecordingMemory(memory)
             cap.memory = recording
             sel = select(cap, dump_type, policy, _Planned(policy).checkpoint,
                          all_memory=all_memory)
+            if py is not None:
+                _python_capture.add_to_selection(sel, py.ranges)
             if sel.total_bytes <= SNAPSHOT_LIMIT:
                 cap.memory = snapshot_selection(memory, sel, recording.blocks)
             else:  # too big to buffer: write while the threads are held
