@@ -229,6 +229,10 @@ def test_dump_requests_go_through_the_tracer_and_disable_detaches(tmp_path: Path
         walk = stackwalk(path)  # an independent reader agrees on the threads
         assert sorted(t["thread_id"] for t in walk["threads"]) == ours  # type: ignore[union-attr]
         assert {t[1] for t in _states(pid)} == {helper}  # still held by the helper alone
+        with pytest.raises(minidumpkit.AlreadyTraced,
+                           match=rf"held by minidumpkit's own tracer, pid {helper} "):
+            minidumpkit.Watcher(pid, on_crash=True, directory=tmp_path).start()
+        assert {t[1] for t in _states(pid)} == {helper}
         proc.stdin.write("\n")
         proc.stdin.flush()
         assert json.loads(proc.stdout.readline()) == {"disabled": False}

@@ -26,6 +26,7 @@ import os
 import re
 import signal
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import IO, BinaryIO, cast
@@ -157,9 +158,16 @@ class LinuxWatch:
         """Seize every thread (rescanning /proc/PID/task until no new one appears)."""
         try:
             self.ppid = _procfs.read_stat(self.pid).ppid
+            status = _procfs.parse_status(_procfs.read_text(f"/proc/{self.pid}/status",
+                                                            self.pid))
         except ProcessError:
             raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited", pid=self.pid) \
                 from None
+        tracer = int(status.get("TracerPid", "0") or 0)
+        if tracer and tracer != threading.get_native_id():
+            from .linux import _already_traced  # (one tracer per process: say whose)
+
+            raise _already_traced(self.pid, status.get("Name", "?"), tracer)
         for _ in range(10_000):
             new = [tid for tid in _procfs.task_ids(self.pid) if tid not in self._known]
             if not new:

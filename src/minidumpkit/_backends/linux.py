@@ -567,8 +567,21 @@ def _already_traced(pid: int, name: str, tracer: int) -> AlreadyTraced:
     except ProcessError:
         tracer_name = "?"
     command = (_procfs.try_read_bytes(f"/proc/{tracer}/cmdline") or b"").split(b"\0")
-    if any(os.path.basename(arg).startswith(b"minidumpkit") for arg in command[:3]):
-        shown = b" ".join(command[:4]).decode(errors="replace")
+    ours = [n for n, arg in enumerate(command[:3])
+            if os.path.basename(arg).startswith(b"minidumpkit")]
+    if ours:  # python3 -m minidumpkit.crashdumps, minidumpkit run, python3 -m minidumpkit watch
+        end = ours[0] + 1 + (os.path.basename(command[ours[0]]) == b"minidumpkit")
+        shown = b" ".join([os.path.basename(command[0]), *command[1:end]]).decode(
+            errors="replace")
+        from . import _tracer_socket
+
+        if _tracer_socket.held_by_us(pid, tracer):
+            return AlreadyTraced(
+                errno.EPERM,
+                f"process {pid} ({name}) is held by minidumpkit's own tracer, pid {tracer} "
+                f"({shown}); a process can have only one tracer: dumps of it go through that "
+                "tracer (minidumpkit dump, dump()), but it cannot be traced or watched a "
+                "second time; stop that tracer first", pid=pid)
         return AlreadyTraced(
             errno.EPERM,
             f"process {pid} ({name}) is held by minidumpkit's own tracer, pid {tracer} "
