@@ -72,6 +72,7 @@ class CrashDumps:
             helper, self._helper = self._helper, None
             if _active is self:
                 _active = None
+        atexit.unregister(self.disable)
         if helper is None or self.pid != os.getpid():
             return  # (a forked child: the helper is its parent's)
         if helper.poll() is None:
@@ -146,8 +147,9 @@ def _start(folder: Path, name: str, dump_type: MiniDumpType, all_memory: bool) -
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         start_new_session=True)  # the terminal's Ctrl-C and Ctrl-Z are not for it
     assert helper.stdin is not None and helper.stdout is not None
+    told_yama = False
     try:
-        allow_tracer(helper.pid)  # Yama scope 1: it is our child, not our ancestor
+        told_yama = allow_tracer(helper.pid)  # Yama scope 1: our child, not our ancestor
         helper.stdin.write(b"go\n")
         helper.stdin.flush()
         line = helper.stdout.readline()
@@ -157,6 +159,12 @@ def _start(folder: Path, name: str, dump_type: MiniDumpType, all_memory: bool) -
         helper.wait()
         helper.stdout.close()
         raise
+    finally:
+        if told_yama:  # attached or not, the permission has served (Yama checks at attach)
+            try:
+                set_ptracer(0)
+            except OSError:
+                pass
     try:
         first = json.loads(line)
     except ValueError:
@@ -166,10 +174,6 @@ def _start(folder: Path, name: str, dump_type: MiniDumpType, all_memory: bool) -
         helper.wait()
         for stream in (helper.stdin, helper.stdout):
             stream.close()
-        try:
-            set_ptracer(0)
-        except OSError:
-            pass
         from ._backends._tracer_socket import rebuild
 
         raise rebuild(first if isinstance(first, dict) else {}, os.getpid())
