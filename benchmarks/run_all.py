@@ -76,6 +76,9 @@ BENCHMARKS: list[Entry] = [
     Entry("thread_state", "bench_thread_state",
           summary="the MINI pause with the thread state and lock memory steps, against the "
                   "same writer without them; wait_graph against walk_stacks alone"),
+    Entry("crash_dumps", "bench_crash_dumps",
+          summary="a Python process with enable_crash_dumps() on, against the same without: "
+                  "CPU-bound code, thread start, signals; enable and disable"),
 ]
 
 

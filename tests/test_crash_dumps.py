@@ -331,6 +331,7 @@ def test_refused_while_another_tracer_holds_the_process(tmp_path: Path) -> None:
             minidumpkit.enable_crash_dumps(sys.argv[1])
         except minidumpkit.AlreadyTraced as exc:
             print("refused:", exc, flush=True)
+        sys.stdin.readline()
         """)
     target = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
@@ -347,6 +348,8 @@ def test_refused_while_another_tracer_holds_the_process(tmp_path: Path) -> None:
         line = target.stdout.readline()
         assert line.startswith("refused:") and "strace" in line and str(strace.pid) in line, line
         assert all(t == strace.pid for _, t in _states(pid))
+        target.stdin.write("\n")
+        target.stdin.flush()
         assert target.wait(timeout=WAIT) == 0
         assert list(tmp_path.iterdir()) == []
     finally:

@@ -341,12 +341,13 @@ def _helper_main(argv: list[str]) -> int:
     except Exception as exc:  # noqa: BLE001  reported to the owner, which re-raises it
         say(_describe_error(exc))
         return 1
-    say({"attached": True})
-    # dump() of the watched process comes to us (one tracer per process)
+    # dump() of the watched process comes to us (one tracer per process); listening
+    # before the owner hears "attached"
     try:
         server: TracerServer | None = TracerServer(pid)
     except OSError:
         server = None
+    say({"attached": True})
     handlers: dict[int, Callable[[], object]] = {sys.stdin.fileno(): lambda: None}  # should_stop
     if server is not None:
         tracer = server
@@ -397,26 +398,28 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
         os.kill(pid, signal.SIGKILL)  # still blocked before its exec
         os.waitpid(pid, 0)
         raise
+    from ._backends._tracer_socket import TracerServer
+
+    try:  # dump() of the child comes to us (one tracer per process), from its first step
+        server: TracerServer | None = TracerServer(pid)
+    except OSError:
+        server = None
     try:
         go()
     except OSError:
+        if server is not None:
+            server.close()
         watch.detach()
         if watch.exit_status is None:
             os.waitpid(pid, 0)  # it exited 127 after the failed exec
         raise
-    if on_start is not None:
-        on_start(pid)
-    from ._backends._tracer_socket import TracerServer
-
-    try:  # dump() of the child comes to us (one tracer per process)
-        server: TracerServer | None = TracerServer(pid)
-    except OSError:
-        server = None
     serve: tuple[int, Callable[[], object]] | None = None
     if server is not None:
         tracer = server
         serve = (tracer.fileno(), lambda: tracer.serve(watch.write_requested))
     try:
+        if on_start is not None:
+            on_start(pid)
         watch.run(should_stop, serve=serve)
     finally:
         if server is not None:
