@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from _common import Comparison  # noqa: E402
+from _common import Comparison, spread  # noqa: E402
 
 CHILD = """
 import json, os, signal, sys, threading, time
@@ -109,8 +109,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     for c in run(args.quick, args.pairs):
-        base = f" vs {c.baseline_median:.4g}" if c.baseline_median is not None else ""
-        print(f"{c.what}: {c.ours_median:.4g}{base} {c.unit}"
+        base = f" vs {spread(c.baseline)}" if c.baseline else ""
+        print(f"{c.what}: {spread(c.ours)}{base} {c.unit}"
               + (f" (x{c.ratio:.2f})" if c.ratio is not None else ""))
 
 
