@@ -358,3 +358,26 @@ def test_refused_while_another_tracer_holds_the_process(tmp_path: Path) -> None:
         target.communicate()
         if strace is not None:
             strace.wait(timeout=WAIT)
+
+
+def test_a_crash_after_the_atexit_handlers_needs_detach_at_exit_false(tmp_path: Path) -> None:
+    """atexit runs handlers last-registered first: one registered before
+    enable_crash_dumps runs after its detach. It crashes: by default no dump (the watch
+    has ended), with detach_at_exit=False a dump; the process dies of SIGSEGV either
+    way."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
+    code = textwrap.dedent("""
+        import atexit, ctypes, sys, minidumpkit
+        atexit.register(ctypes.string_at, 0)
+        minidumpkit.enable_crash_dumps(sys.argv[1], detach_at_exit=sys.argv[2] == "1")
+        """)
+    for keep, folder in ((False, tmp_path / "default"), (True, tmp_path / "kept")):
+        folder.mkdir()
+        proc = subprocess.run([sys.executable, "-c", code, str(folder), "0" if keep else "1"],
+                              capture_output=True, text=True, env=env, timeout=WAIT)
+        assert proc.returncode == -signal.SIGSEGV, proc.stderr
+        written = dumps(folder)
+        assert len(written) == (1 if keep else 0), written
+    with minidumpkit.open_minidump(written[0]) as d:
+        assert (d.exception.code, d.exception.address) == (signal.SIGSEGV, 0)

@@ -91,7 +91,8 @@ class CrashDumps:
 
 
 def enable_crash_dumps(directory: StrPath = ".", *, type: int | MiniDumpType = DumpType.MINI,
-                       name: str = DEFAULT_NAME, all_memory: bool = False) -> CrashDumps:
+                       name: str = DEFAULT_NAME, all_memory: bool = False,
+                       detach_at_exit: bool = True) -> CrashDumps:
     """Write a minidump to ``directory`` when this process crashes, from a helper
     process that traces it; returns a :class:`CrashDumps` (``disable()``,
     ``helper_pid``).
@@ -104,8 +105,12 @@ def enable_crash_dumps(directory: StrPath = ".", *, type: int | MiniDumpType = D
     the signal as it would have. ``name`` (fields ``<comm> <pid> <time> <trigger>
     <n>``), ``type`` and ``all_memory`` are those of :class:`~minidumpkit.Watcher`.
 
-    Nothing is left behind on a normal exit: the helper detaches and ends at exit (it
-    also ends by itself when this process is gone, whatever killed it). While enabled
+    Nothing is left behind on a normal exit: the helper detaches and ends at exit, in
+    an :mod:`atexit` handler (it also ends by itself when this process is gone,
+    whatever killed it). ``detach_at_exit=False`` keeps the watch on to the very end
+    (a crash in the interpreter's finalization, after the atexit handlers, is dumped
+    too); the helper then ends by itself once the process is gone, reaped by init
+    (or the nearest subreaper) instead of this process. While enabled
     this process has a tracer, so a debugger (gdb -p) cannot attach; dumps of it
     (:func:`minidumpkit.dump`, :func:`minidumpkit.dump_self`) are written by the helper.
 
@@ -128,11 +133,12 @@ def enable_crash_dumps(directory: StrPath = ".", *, type: int | MiniDumpType = D
                                 f"{os.getpid()} (helper pid {_active.helper_pid}); call "
                                 "disable() on the object enable_crash_dumps returned first",
                                 pid=os.getpid())
-        _active = _start(folder, name, dump_type, all_memory)
+        _active = _start(folder, name, dump_type, all_memory, detach_at_exit)
         return _active
 
 
-def _start(folder: Path, name: str, dump_type: MiniDumpType, all_memory: bool) -> CrashDumps:
+def _start(folder: Path, name: str, dump_type: MiniDumpType, all_memory: bool,
+           detach_at_exit: bool) -> CrashDumps:
     from ._backends import load_backend
     from ._backends._selfdump import _package_root, allow_tracer, set_ptracer
 
@@ -178,7 +184,8 @@ def _start(folder: Path, name: str, dump_type: MiniDumpType, all_memory: bool) -
 
         raise rebuild(first if isinstance(first, dict) else {}, os.getpid())
     result = CrashDumps(folder, helper)
-    atexit.register(result.disable)
+    if detach_at_exit:
+        atexit.register(result.disable)
     return result
 
 
