@@ -87,6 +87,9 @@ BENCHMARKS: list[Entry] = [
     Entry("follow", "bench_follow",
           summary="1,000 fork + exec of /bin/true under `run --on-crash --follow-children`, "
                   "against the same command bare"),
+    Entry("crash_dumps", "bench_crash_dumps",
+          summary="a Python process with enable_crash_dumps() on, against the same without: "
+                  "CPU-bound code, thread start, signals; enable and disable"),
 ]
 
 

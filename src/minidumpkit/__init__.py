@@ -15,6 +15,9 @@ Writing dumps
     dump(pid, path, type=DumpType.MINI, ...)   one dump of a live process (lazy)
     Dumper(pid)                                 repeated dumps, snapshots (lazy)
     Snapshot, SnapshotRefused                   PSS-style process snapshots (lazy)
+    Watcher, dump_self, Triggers, DumpWritten
+                                                dumps when a trigger fires (lazy)
+    enable_crash_dumps(directory), CrashDumps   minidumps of this process's crashes (lazy)
     DumpCallbacks, CallbackThread, CallbackModule, VmRegion
                                                 MiniDumpCallback-style filtering (lazy)
     DumpType, MiniDumpType, ThreadWriteFlags, ModuleWriteFlags, CallbackType,
@@ -82,6 +85,7 @@ from .flags import (
 
 if TYPE_CHECKING:
     from .callbacks import CallbackModule, CallbackThread, DumpCallbacks, VmRegion
+    from .crashdumps import CrashDumps, enable_crash_dumps
     from .dumper import Dumper, dump
     from .hang import HangDump, dump_on_hang
     from .reader import Minidump, open_minidump
@@ -108,6 +112,8 @@ _LAZY = {
     "dump_self": "watch",
     "dump_on_hang": "hang",
     "HangDump": "hang",
+    "enable_crash_dumps": "crashdumps",
+    "CrashDumps": "crashdumps",
 }
 
 
@@ -134,6 +140,7 @@ __all__ = [
     "CallbackModule",
     "CallbackThread",
     "CallbackType",
+    "CrashDumps",
     "DumpCallbacks",
     "DumpCancelled",
     "DumpType",
@@ -168,5 +175,6 @@ __all__ = [
     "dump",
     "dump_on_hang",
     "dump_self",
+    "enable_crash_dumps",
     "open_minidump",
 ]

@@ -288,6 +288,11 @@ class Watcher:
         return done
 
     @property
+    def helper_pid(self) -> int | None:
+        """The tracer's process id once started (the watched process's TracerPid)."""
+        return self._helper.pid if self._helper is not None else None
+
+    @property
     def running(self) -> bool:
         return self._helper is not None and not self._done.is_set()
 
@@ -405,12 +410,34 @@ def _helper_main(argv: list[str]) -> int:
     except Exception as exc:  # noqa: BLE001  reported to the owner, which re-raises it
         say(_describe_error(exc))
         return 1
+    # dump() of the watched process comes to us (one tracer per process); listening
+    # before the owner hears "attached" (Linux: Windows has no ptrace to share)
+    server: Any = None
+    if not WINDOWS:
+        from ._backends._tracer_socket import TracerServer
+
+        try:
+            server = TracerServer(pid)
+        except OSError:
+            server = None
     say({"attached": True})
     try:
-        watch.run(should_stop)
+        if WINDOWS:
+            watch.run(should_stop)
+        else:
+            from ._backends._linux_watch import ChildWakeup
+
+            handlers: dict[int, Callable[[], object]] = {sys.stdin.fileno(): lambda: None}
+            if server is not None:  # (stdin's handler: should_stop reads it)
+                tracer = server
+                handlers[server.fileno()] = lambda: tracer.serve(watch.write_requested)
+            watch.run(should_stop, ChildWakeup(handlers))
     except Exception as exc:  # noqa: BLE001
         say(_describe_error(exc))
         return 1
+    finally:
+        if server is not None:
+            server.close()
     say({"end": True, "exit_status": getattr(watch, "exit_status", None)
          if not WINDOWS else watch.exit_code})
     return 0
@@ -459,16 +486,32 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
         os.kill(pid, signal.SIGKILL)  # still blocked before its exec
         os.waitpid(pid, 0)
         raise
+    from ._backends._tracer_socket import TracerServer
+
+    try:  # dump() of the child comes to us (one tracer per process), from its first step
+        server: TracerServer | None = TracerServer(pid)
+    except OSError:
+        server = None
     try:
         go()
     except OSError:
+        if server is not None:
+            server.close()
         watch.detach()
         if watch.exit_status is None:
             os.waitpid(pid, 0)  # it exited 127 after the failed exec
         raise
-    if on_start is not None:
-        on_start(pid)
-    watch.run(should_stop)
+    serve: tuple[int, Callable[[], object]] | None = None
+    if server is not None:
+        tracer = server
+        serve = (tracer.fileno(), lambda: tracer.serve(watch.write_requested))
+    try:
+        if on_start is not None:
+            on_start(pid)
+        watch.run(should_stop, serve=serve)
+    finally:
+        if server is not None:
+            server.close()
     if watch.exit_status is not None:
         return watch.exit_status
     if should_stop():

@@ -155,6 +155,14 @@ def preflight(pid: int, inputs: PreflightInputs | None = None) -> PreflightResul
     name = status.get("Name", "?")
     tracer = int(status.get("TracerPid", "0") or 0)
     if tracer:
+        from . import _tracer_socket
+
+        if _tracer_socket.held_by_us(pid, tracer):
+            raise SnapshotRefused(
+                f"process {pid} ({name}) is held by minidumpkit's own tracer (pid {tracer}), "
+                "which writes its dumps by stopping it; a VA-clone snapshot needs to be its "
+                "only tracer: dump it with snapshot='never' or 'auto'", pid=pid,
+                reason="traced")
         raise AlreadyTraced(errno.EPERM, f"process {pid} ({name}) is already traced by pid "
                             f"{tracer}; a VA-clone snapshot needs to be its only tracer", pid=pid)
     if status.get("Seccomp", "0").strip() not in ("0", ""):

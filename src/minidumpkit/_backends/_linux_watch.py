@@ -211,9 +211,16 @@ class LinuxWatch:
         with follow_children, then every descendant process that already exists."""
         try:
             self.ppid = _procfs.read_stat(self.pid).ppid
+            status = _procfs.parse_status(_procfs.read_text(f"/proc/{self.pid}/status",
+                                                            self.pid))
         except ProcessError:
             raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited", pid=self.pid) \
                 from None
+        tracer = int(status.get("TracerPid", "0") or 0)
+        if tracer and tracer != threading.get_native_id():
+            from .linux import _already_traced  # (one tracer per process: say whose)
+
+            raise _already_traced(self.pid, status.get("Name", "?"), tracer)
         self._add_process(self.pid, self.ppid)
         self._seize_process(self.pid)
         if self.follow:
@@ -313,15 +320,22 @@ class LinuxWatch:
 
     # --- the loop -------------------------------------------------------------
 
-    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+    def run(self, should_stop: Callable[[], bool] = lambda: False,
+            wait_idle: Callable[[float], object] | None = None,
+            serve: tuple[int, Callable[[], object]] | None = None) -> None:
         """Handle reports and sample triggers until every watched process is gone,
         ``count`` dumps are written or ``should_stop()``; every thread is detached on
         the way out (also on an exception or KeyboardInterrupt).
 
-        Between reports the loop sleeps in sigtimedwait(SIGCHLD), which the kernel
-        sends us at each tracee stop, when nobody else in this process handles
-        SIGCHLD (its disposition is the default); otherwise it polls with growing
-        sleeps (at most MAX_IDLE_SECONDS)."""
+        ``wait_idle(seconds)``: how to wait when there is nothing to do, at most that
+        long; it must return early when a ptrace report may be waiting (a caller that
+        turns SIGCHLD into a wake-up: no report waits for a poll). It runs on the
+        tracing thread, so it may call :meth:`write_requested`. ``serve`` = (fd,
+        handler): the wait also ends when fd is readable, and handler is called (on the
+        tracing thread); it polls with growing sleeps (at most MAX_IDLE_SECONDS).
+        Otherwise the loop sleeps in sigtimedwait(SIGCHLD), which the kernel sends us at
+        each tracee stop, when nobody else in this process handles SIGCHLD (its
+        disposition is the default); failing that it polls with growing sleeps."""
         idle = 0.0005
         next_sample = time.monotonic()
         wake = _SigchldWait.start()
@@ -340,10 +354,18 @@ class LinuxWatch:
                     self._sample(now)
                     next_sample = now + SAMPLE_SECONDS
                     continue
-                if wake is not None:
+                if wait_idle is not None:
+                    wait_idle(max(0.0, next_sample - now))
+                    continue
+                delay = min(idle, max(0.0, next_sample - now))
+                if serve is not None:
+                    if _readable(serve[0], delay):
+                        serve[1]()
+                elif wake is not None:
                     wake.wait(min(MAX_IDLE_SECONDS, max(0.0, next_sample - now)))
                     continue
-                time.sleep(min(idle, max(0.0, next_sample - now)))
+                else:
+                    time.sleep(delay)
                 idle = min(idle * 2, MAX_IDLE_SECONDS)
         finally:
             try:
@@ -519,6 +541,28 @@ class LinuxWatch:
             self._want_detach = True  # (with on_crash: watch for a crash only)
         if proc.samplers is not None:
             proc.samplers.after_dump(time.monotonic())
+
+    def write_requested(self, out: IO[bytes], dump_type: MiniDumpType, all_memory: bool,
+                        requesting_tid: int | None = None, python: bool = True) -> object:
+        """Write a requested dump of the watched process to ``out`` now (a dump()
+        routed to this tracer): every thread is held with PTRACE_INTERRUPT, no second
+        PTRACE_SEIZE. ``requesting_tid``: the thread the Exception stream names
+        (DUMP_REQUESTED), if it is one of ours; else the main thread. Call it from the
+        tracing thread, between two reports (``wait_idle``). Triggers and ``count``
+        are not involved."""
+        from .linux import write_held_dump
+
+        if self.finished:
+            raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited", pid=self.pid)
+        tid = requesting_tid if self._known.get(requesting_tid or 0) == self.pid else self.pid
+        stop = _HeldStop(self, self.pid, None)
+        times = write_held_dump(self.pid, stop, cast(BinaryIO, out), dump_type,
+                                exception=CapturedException(thread_id=tid),
+                                all_memory=all_memory, python=python)
+        proc = self._procs.get(self.pid)
+        if proc is not None and proc.samplers is not None:
+            proc.samplers.after_dump(time.monotonic())
+        return times
 
     def _sample(self, now: float) -> None:
         if self.dumps >= self.triggers.count:
@@ -819,6 +863,49 @@ class _HeldStop(ProcessStop):
         for tid in self._state:
             self._state[tid] = _State.GONE
         self.detached_ns = time.perf_counter_ns()
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    import select
+
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    except InterruptedError:
+        return False
+
+
+class ChildWakeup:
+    """A ``wait_idle`` for :meth:`LinuxWatch.run` in a tracer process of its own (the
+    helpers of Watcher and enable_crash_dumps): each ptrace report also sends the
+    tracer SIGCHLD, turned here into a byte on a pipe (``signal.set_wakeup_fd``) that
+    ends the wait at once, so no report waits for a poll (a thread the target starts
+    is not slowed down by one). ``handlers``: more descriptors to wait on, each with
+    what to call when it is readable. Takes over SIGCHLD and the wake-up fd of the
+    process: create it on the main thread of a helper, never in a user's process."""
+
+    def __init__(self, handlers: dict[int, Callable[[], object]] | None = None) -> None:
+        self.handlers = handlers if handlers is not None else {}
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.siginterrupt(signal.SIGCHLD, False)  # SA_RESTART: no other call cut short
+        signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+
+    def __call__(self, seconds: float) -> None:
+        import select
+
+        try:
+            ready = select.select([self._r, *self.handlers], [], [], seconds)[0]
+        except InterruptedError:
+            return
+        for fd in ready:
+            if fd == self._r:
+                try:
+                    while os.read(self._r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            elif fd in self.handlers:
+                self.handlers[fd]()
 
 
 # --- the /proc triggers ------------------------------------------------------------

@@ -22,6 +22,8 @@ import errno
 import functools
 import io
 import os
+import socket
+import threading
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -473,8 +475,13 @@ def check_target(pid: int, status: dict[str, str] | None = None,
             f"pid {pid} ({name}) is a kernel thread: it has no user-space memory, threads or "
             "modules to dump; pick a user process", pid=pid)
     tracer = int(status.get("TracerPid", "0") or 0)
-    if tracer and pid != os.getpid():
-        raise _already_traced(pid, name, tracer)
+    if tracer:
+        from . import _tracer_socket
+
+        if _tracer_socket.held_by_us(pid, tracer):
+            return  # our own tracer holds it: dumps are asked of it (it checks our uid)
+        if pid != os.getpid():
+            raise _already_traced(pid, name, tracer)
     if pid == os.getpid():
         return
     try:
@@ -543,11 +550,44 @@ def _has_live_threads(pid: int) -> bool:
     return False
 
 
+def _routed(pid: int, status: dict[str, str]) -> socket.socket | None:
+    """A connection to the minidumpkit tracer (enable_crash_dumps, a Watcher) that holds
+    ``pid``, if one does: a dump request goes through it, never a second tracer."""
+    tracer = int(status.get("TracerPid", "0") or 0)
+    if not tracer:
+        return None
+    from . import _tracer_socket
+
+    return _tracer_socket.connect(pid, tracer)
+
+
 def _already_traced(pid: int, name: str, tracer: int) -> AlreadyTraced:
     try:
         tracer_name = _procfs.read_text(f"/proc/{tracer}/comm").strip()
     except ProcessError:
         tracer_name = "?"
+    command = (_procfs.try_read_bytes(f"/proc/{tracer}/cmdline") or b"").split(b"\0")
+    ours = [n for n, arg in enumerate(command[:3])
+            if os.path.basename(arg).startswith(b"minidumpkit")]
+    if ours:  # python3 -m minidumpkit.crashdumps, minidumpkit run, python3 -m minidumpkit watch
+        end = ours[0] + 1 + (os.path.basename(command[ours[0]]) == b"minidumpkit")
+        shown = b" ".join([os.path.basename(command[0]), *command[1:end]]).decode(
+            errors="replace")
+        from . import _tracer_socket
+
+        if _tracer_socket.held_by_us(pid, tracer):
+            return AlreadyTraced(
+                errno.EPERM,
+                f"process {pid} ({name}) is held by minidumpkit's own tracer, pid {tracer} "
+                f"({shown}); a process can have only one tracer: dumps of it go through that "
+                "tracer (minidumpkit dump, dump()), but it cannot be traced or watched a "
+                "second time; stop that tracer first", pid=pid)
+        return AlreadyTraced(
+            errno.EPERM,
+            f"process {pid} ({name}) is held by minidumpkit's own tracer, pid {tracer} "
+            f"({shown}), which does not take dump "
+            "requests; use that tracer's triggers (--signal, --timer) or stop it, then try "
+            "again", pid=pid)
     return AlreadyTraced(
         errno.EPERM,
         f"process {pid} ({name}) is already traced by pid {tracer} ({tracer_name}); a process "
@@ -973,6 +1013,20 @@ def write_dump(pid: int, out: BinaryIO, dump_type: MiniDumpType, *,
     tgid = int(status.get("Tgid", pid) or pid)
     if tgid != pid:  # a thread id: dump its process
         pid, status = tgid, _read_status(tgid)
+    routed = _routed(pid, status)
+    if routed is not None:  # our own tracer holds it: it writes the dump
+        if policy is not None:
+            raise UnsupportedError(
+                f"callbacks cannot be used for process {pid}: the minidumpkit tracer that "
+                "holds it writes the dump in another process; pass callbacks=None")
+        from . import _tracer_socket
+
+        answer = _tracer_socket.request_dump(
+            routed, pid, out, dump_type, all_memory=all_memory, python=python,
+            requesting_tid=threading.get_native_id() if pid == os.getpid() else None)
+        return DumpTimes(threads=int(answer.get("threads") or 0),
+                         stop_ns=int(answer.get("stop_ns") or 0),
+                         pause_ns=int(answer.get("pause_ns") or 0))
     if pid == os.getpid():
         if policy is not None:
             # The helper process that ptraces us cannot call back into this interpreter.
@@ -1066,14 +1120,15 @@ class _Planned:
 
 def write_held_dump(pid: int, stop: ProcessStop, out: BinaryIO, dump_type: MiniDumpType, *,
                     exception: CapturedException | None = None, all_memory: bool = False,
-                    policy: DumpPolicy | None = None) -> DumpTimes:
+                    policy: DumpPolicy | None = None, python: bool = True) -> DumpTimes:
     """Write a minidump of ``pid``, a process the caller already traces (a watcher).
 
     ``stop`` is a :class:`~._ptrace.ProcessStop` subclass whose ``stop()`` holds the
     caller's tracees (PTRACE_INTERRUPT, no second PTRACE_SEIZE) and whose ``detach()``
     gives them back to the caller's tracer loop. ``exception``: the record to write (a
     crash signal; its thread must be held), else a requested dump blamed on the main
-    thread. Otherwise as :func:`write_dump`, whose stop-capture-release steps it follows.
+    thread. Otherwise as :func:`write_dump`, whose stop-capture-release steps it follows
+    (``python``: the Python stacks of a CPython target, as there).
     """
     from ..writer import SUPPORTED_TYPES, flag_names, record_pause, write_minidump
 
@@ -1090,10 +1145,15 @@ def write_held_dump(pid: int, stop: ProcessStop, out: BinaryIO, dump_type: MiniD
             cap = capture(pid, stop, memory, dump_type, machine)
             if exception is not None:
                 cap.exception = exception
+            py = _python_capture.capture_python(memory, cap.modules) if python else None
+            if py is not None:
+                cap.raw_streams[StreamType.MinidumpkitPythonStream] = py.stream
             recording = _RecordingMemory(memory)
             cap.memory = recording
             sel = select(cap, dump_type, policy, _Planned(policy).checkpoint,
                          all_memory=all_memory)
+            if py is not None:
+                _python_capture.add_to_selection(sel, py.ranges)
             if sel.total_bytes <= SNAPSHOT_LIMIT:
                 cap.memory = snapshot_selection(memory, sel, recording.blocks)
             else:  # too big to buffer: write while the threads are held
