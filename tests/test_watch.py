@@ -337,6 +337,105 @@ def test_idle_event_loop_is_not_a_hang(prog: Path, tmp_path: Path) -> None:
     assert dumps(tmp_path) == []
 
 
+def test_lock_cycle_beside_a_running_thread_is_a_hang(cli: type[Cli], prog: Path,
+                                                       tmp_path: Path) -> None:
+    """on_hang's lock rule: two threads in an ABBA deadlock while the main thread keeps
+    running (not every thread is blocked): the sampled dump, which has the cycle, is
+    the hang dump."""
+    c = cli("run", "--on-hang", "2", "--dir", tmp_path, "--", prog, "deadlock-with-worker")
+    pid = c.ready()
+    assert c.proc.stdout is not None and c.proc.stdout.readline().strip() == "DEADLOCKED"
+    wait_until(lambda: bool(dumps(tmp_path)), "a hang dump of the deadlocked threads",
+               timeout=30)
+    [dump] = dumps(tmp_path)
+    assert dump.name.endswith("_hang.dmp")
+    wait_until(lambda: all(t == 0 for t in _tracers(pid)), "the watcher to detach (-n 1)")
+    assert_released(pid)
+    assert os.listdir(tmp_path) == [dump.name]  # the sample is the dump: nothing else
+    code, out, err = run_cli("info", dump)
+    assert code == 0, err
+    verdict = out.split("\n\n", 1)[0]
+    assert verdict.startswith("DEADLOCK: 2 threads"), out
+    assert '"lockerA"' in verdict and '"lockerB"' in verdict, verdict  # prctl names
+    text = lldb_backtraces(dump, prog)
+    threads = re.split(r"\n[ *] thread #", text)[1:]
+    assert len(threads) == 3, text
+    lockers = [block for block in threads if "abba_thread" in block]
+    assert len(lockers) == 2, text
+    for block in lockers:  # each waits in glibc's mutex lock for the other's lock
+        assert "pthread_mutex_lock" in block or "__lll_lock_wait" in block, block
+    os.kill(pid, signal.SIGKILL)
+    code, _, _ = c.finish()
+    assert code == -signal.SIGKILL
+
+
+def _voluntary_switches(pid: int, tid: int) -> int:
+    with open(f"/proc/{pid}/task/{tid}/status") as f:
+        match = re.search(r"(?m)^voluntary_ctxt_switches:\s*(\d+)", f.read())
+    assert match
+    return int(match.group(1))
+
+
+def _in_futex(pid: int, tid: int) -> bool:
+    with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+        return f.read().split(" ", 1)[0] == "202"  # x86-64 futex
+
+
+def test_lock_waits_without_a_cycle_are_sampled_and_not_dumped(
+        cli: type[Cli], prog: Path, tmp_path: Path) -> None:
+    """Two threads wait on two locks a third, sleeping, thread holds (no cycle) while
+    the main thread runs: the sample is taken (the hold wakes each waiter's futex wait:
+    its voluntary context switches grow), finds no cycle and is dropped. The watch goes
+    on for 5 s in all with no dump."""
+    c = cli("run", "--on-hang", "2", "--dir", tmp_path, "--", prog, "blocked-no-cycle")
+    pid = c.ready()
+    started = time.monotonic()
+    assert c.proc.stdout is not None
+    match = re.match(r"BLOCKED w1=(\d+) w2=(\d+)", c.proc.stdout.readline())
+    assert match
+    waiters = [int(match.group(1)), int(match.group(2))]
+    wait_until(lambda: all(_in_futex(pid, t) for t in waiters), "both waiters in futex")
+    before = [_voluntary_switches(pid, t) for t in waiters]
+    wait_until(lambda: all(_voluntary_switches(pid, t) > n for t, n in zip(waiters, before)),
+               "the watcher to hold the waiters for a lock sample", timeout=30)
+    time.sleep(max(0.0, 5.0 - (time.monotonic() - started)))  # (a window, not an assert)
+    os.kill(pid, signal.SIGTERM)
+    code, _, err = c.finish()  # the watcher ends after the child: any dump is complete
+    assert code == 0, err
+    assert os.listdir(tmp_path) == []  # no dump, no sample left behind
+
+
+def test_a_lock_sample_without_a_cycle_is_not_taken_again(prog: Path) -> None:
+    """Cost control: once a blocked set was sampled without a cycle, the samplers do
+    not ask for it again while it stays the same."""
+    from minidumpkit._backends._linux_watch import _Samplers
+
+    proc = subprocess.Popen([prog, "blocked-no-cycle"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        match = re.match(r"BLOCKED w1=(\d+) w2=(\d+)", proc.stdout.readline())
+        assert match
+        waiters = [int(match.group(1)), int(match.group(2))]
+        wait_until(lambda: all(_in_futex(proc.pid, t) for t in waiters), "both in futex")
+        samplers = _Samplers(proc.pid, minidumpkit.Triggers(on_hang=0.01))
+        samplers.lock_samples = True
+
+        def due() -> bool:
+            samplers.poll(time.monotonic())
+            return samplers.lock_due
+
+        wait_until(due, "the two waiters to be due for a lock sample")
+        samplers.after_sample()  # (nothing held them: the set stays exactly the same)
+        for _ in range(5):
+            time.sleep(0.02)
+            samplers.poll(time.monotonic())  # (the first rule may fire: not ours here)
+            assert not samplers.lock_due
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_heartbeat_that_stops_is_a_hang(prog: Path, tmp_path: Path) -> None:
     beat = tmp_path / "beat"
     beat.touch()

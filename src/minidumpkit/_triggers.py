@@ -43,7 +43,10 @@ class Triggers:
     ``first_chance``: also one the program handles. ``on_hang``: every thread (or
     those whose name matches ``hang_threads``) blocked in the same system call at the
     same pc, without running once, for that long; with ``heartbeat`` the file's mtime
-    not advancing for that long instead. ``signal``: the process received it (swallowed
+    not advancing for that long instead; and, whatever the other threads do, two or more
+    threads waiting on locks (futex) at one pc for that long whose sampled dump shows a
+    lock cycle (that dump is the hang dump; one without a cycle is dropped: docs/watch.md,
+    "Hangs"). ``signal``: the process received it (swallowed
     after the dump unless the program handles it). ``cpu`` percent (of one CPU, as top
     shows it) held for ``cpu_for``; ``memory_mb`` resident; ``threads`` / ``fds`` counts
     reached; ``timer``: that long after the watch began. ``count`` dumps in all, at least

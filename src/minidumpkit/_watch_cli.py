@@ -80,7 +80,8 @@ def _add_options(parser: argparse.ArgumentParser,
     t.add_argument("--on-hang", type=float, metavar="SECONDS",
                    help="every thread blocked in the same system call at the same pc, "
                         "without running, for SECONDS (an idle event loop counts: restrict "
-                        "the threads or give a heartbeat)")
+                        "the threads or give a heartbeat); or threads waiting on locks for "
+                        "SECONDS whose sampled dump shows a lock cycle")
     t.add_argument("--hang-threads", metavar="REGEX",
                    help="with --on-hang: only threads whose name matches REGEX count")
     t.add_argument("--heartbeat", metavar="FILE",

@@ -117,6 +117,51 @@ class _Writer:
             self.on_dump(event)
 
 
+    def sample(self, trigger: str, write: Callable[[IO[bytes], MiniDumpType, bool], object]
+               ) -> bool:
+        """on_hang's lock rule (the backend's on_sample): write a dump of the held
+        process, unnamed (O_TMPFILE) or hidden until published, run the lock analysis
+        on it once the process runs again, and publish it as the ``trigger`` dump only
+        if it holds a lock cycle; else nothing is left and False is returned.
+
+        The analysis is done here, in the watcher layer, not in the backend: the
+        backends sit under the analysis layer and never import it (it is imported on
+        the first sample only, so a watch that never samples does not load it)."""
+        pid = getattr(write, "pid", self.pid)
+        comm = _process_name(pid)
+        now = datetime.datetime.now()
+        name = dump_name(self.name, comm=comm, pid=pid, trigger=trigger,
+                         n=len(self.dumps) + 1, now=now)
+        dest = _output.check(os.path.join(self.directory, name), overwrite=False,
+                             numbered=True)
+        try:
+            with _output.open_output(dest) as out:
+                write(out, self.dump_type, self.all_memory)
+                out.flush()
+                if not _has_lock_cycle(out):
+                    raise _NoCycle
+        except _NoCycle:
+            return False
+        event = DumpWritten(Path(dest.written or dest.path), trigger, pid, now)
+        self.dumps.append(event)
+        if self.on_dump is not None:
+            self.on_dump(event)
+        return True
+
+
+class _NoCycle(Exception):
+    """A lock sample without a lock cycle: discarded (open_output leaves nothing)."""
+
+
+def _has_lock_cycle(out: IO[bytes]) -> bool:
+    from .analysis import wait_graph
+    from .reader import open_minidump
+
+    out.seek(0)
+    with open_minidump(out) as dump:
+        return bool(wait_graph(dump).deadlocks)
+
+
 def _triggers(triggers: Triggers | None, options: dict[str, Any]) -> Triggers:
     if triggers is not None and options:
         raise TypeError("give either a Triggers or trigger keywords, not both")
@@ -404,7 +449,8 @@ def _helper_main(argv: list[str]) -> int:
     else:
         from ._backends._linux_watch import LinuxWatch
 
-        watch = LinuxWatch(pid, triggers, writer, reap_leader=True, on_error=on_error)
+        watch = LinuxWatch(pid, triggers, writer, reap_leader=True, on_error=on_error,
+                           on_sample=writer.sample)
     try:
         watch.attach()
     except Exception as exc:  # noqa: BLE001  reported to the owner, which re-raises it
@@ -480,7 +526,8 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
     pid, go = spawn_traced(args)
     try:
         writer = _Writer(pid, directory, name, dump_type, all_memory, on_dump)
-        watch = LinuxWatch(pid, spec, writer, reap_leader=True, on_error=on_error)
+        watch = LinuxWatch(pid, spec, writer, reap_leader=True, on_error=on_error,
+                           on_sample=writer.sample)
         watch.attach()
     except BaseException:
         os.kill(pid, signal.SIGKILL)  # still blocked before its exec

@@ -74,6 +74,9 @@ FOLLOW_OPTIONS = PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACEEXEC
 # x86-64 system calls in which a parent waits for its children: under follow_children
 # a thread blocked in one is not counted as stuck by on_hang (its child decides)
 _WAIT_SYSCALLS = frozenset({"61", "247"})  # wait4, waitid
+# x86-64 system calls in which a thread waits for a lock (pthread mutexes, rwlocks,
+# condition variables, semaphores, CPython's locks): futex, futex_waitv
+_LOCK_SYSCALLS = frozenset({"202", "449"})
 WNOTHREAD = 0x20000000  # __WNOTHREAD: only this thread's children and tracees
 # siginfo_t on x86-64: si_signo, si_errno, si_code, padding, then the union (si_addr first)
 _SIGINFO_HEAD = struct.Struct("<iiiiQ")
@@ -94,6 +97,10 @@ WriteFn = Callable[[IO[bytes], MiniDumpType, bool], object]
 attribute names that process (with follow_children, not always the first one)."""
 DumpHandler = Callable[[str, WriteFn], None]
 """on_dump(trigger, write): called when a trigger fires; calls write at most once."""
+SampleHandler = Callable[[str, WriteFn], bool]
+"""on_sample(trigger, write): a lock sample (on_hang's second rule): calls write once and
+analyses the dump; publishes it as a dump of ``trigger`` and returns True if it holds a
+lock cycle, else discards it and returns False."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,10 +190,15 @@ class LinuxWatch:
 
     def __init__(self, pid: int, triggers: Triggers, on_dump: DumpHandler, *,
                  reap_leader: bool = False,
-                 on_error: Callable[[BaseException], object] | None = None) -> None:
+                 on_error: Callable[[BaseException], object] | None = None,
+                 on_sample: SampleHandler | None = None) -> None:
         self.pid = pid
         self.triggers = triggers
         self.on_dump = on_dump
+        # The lock analysis of on_hang's lock rule is the caller's (a callback): the
+        # backends sit under the analysis layer and never import it.
+        self.on_sample = on_sample
+        self.lock_samples = 0  # sampled dumps taken for the lock rule (kept or not)
         self.on_error = on_error
         self.reap_leader = reap_leader
         self.follow = bool(getattr(triggers, "follow_children", False))
@@ -240,7 +252,9 @@ class LinuxWatch:
         if t.on_hang is None and t.cpu is None and t.memory_mb is None and t.threads is None \
                 and t.fds is None and t.timer is None:
             return None
-        return _Samplers(pid, t, skip_waits=self.follow)
+        samplers = _Samplers(pid, t, skip_waits=self.follow)
+        samplers.lock_samples = t.on_hang is not None and self.on_sample is not None
+        return samplers
 
     def _seize_process(self, pid: int, *, strict: bool = True) -> None:
         for _ in range(10_000):
@@ -578,6 +592,41 @@ class LinuxWatch:
                 self._dump(trigger, proc.pid)
                 if self._want_detach or self.finished:
                     return
+            if not fired and proc.samplers.lock_due:
+                self._lock_sample(proc)
+                if self._want_detach or self.finished:
+                    return
+
+    def _lock_sample(self, proc: _Proc) -> None:
+        """on_hang's lock rule: threads of ``proc`` have waited on locks for on_hang
+        seconds (the first rule did not fire). Hold it and write a sampled dump;
+        ``on_sample`` analyses it and keeps it as the hang dump (no second dump is
+        taken) if it has a lock cycle, else drops it."""
+        assert self.on_sample is not None and proc.samplers is not None
+        now = time.monotonic()
+        last = proc.last_fired.get("hang")
+        if last is not None and now - last < self.triggers.repeat_after():
+            return
+        self.lock_samples += 1
+        write = _HeldWrite(proc.pid, _HeldStop(self, proc.pid, None), None)
+        try:
+            kept = self.on_sample("hang", write)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001  reported; the watch goes on
+            if self.on_error is None:
+                raise
+            self.on_error(exc)
+            kept = False
+        if not kept:
+            proc.samplers.after_sample()
+            return
+        proc.last_fired["hang"] = time.monotonic()
+        self.dumps += 1
+        if self.dumps >= self.triggers.count and not self.triggers.on_crash \
+                and not any(p.dying for p in self._procs.values()):
+            self._want_detach = True
+        proc.samplers.after_dump(time.monotonic())
 
     def hold(self, tgid: int, except_tid: int | None, state: dict[int, _State]) -> list[int]:
         """Interrupt every running thread of process ``tgid`` and wait until each is
@@ -921,6 +970,14 @@ class _Samplers:
         self._hang_regex = re.compile(triggers.hang_threads) if triggers.hang_threads else None
         self._hang_state: object = None
         self._hang_since = self.started
+        # the lock rule of on_hang (a lock cycle in a sampled dump): off unless the
+        # watch can analyse a sample (LinuxWatch.on_sample)
+        self.lock_samples = False
+        self.lock_due = False
+        self._lock_state: tuple[tuple[int, str, str], ...] = ()
+        self._lock_since = self.started
+        self._lock_skip: tuple[tuple[int, str, str], ...] | None = None
+        self._lock_settle = False
         self._beat: float | None = None
         self._beat_since = self.started
         self._cpu_last: tuple[float, int] | None = None
@@ -931,6 +988,8 @@ class _Samplers:
     def after_dump(self, now: float) -> None:
         self._hang_state = None  # the dump itself moved every thread: start over
         self._hang_since = now
+        self._lock_state, self._lock_since = (), now
+        self.lock_due = False
         self._beat_since = max(self._beat_since, now)
 
     def poll(self, now: float) -> list[str]:
@@ -963,6 +1022,9 @@ class _Samplers:
 
     def _hung(self, now: float) -> bool:
         assert self.t.on_hang is not None
+        rows, all_blocked = ([], False) if self.t.heartbeat is not None \
+            and not self.lock_samples else self._thread_rows()
+        self._lock_candidates(rows, now)
         if self.t.heartbeat is not None:
             try:
                 beat: float | None = os.stat(self.t.heartbeat).st_mtime
@@ -971,37 +1033,80 @@ class _Samplers:
             if beat != self._beat:
                 self._beat, self._beat_since = beat, now
             return now - self._beat_since >= self.t.on_hang
-        state = self._blocked_state()
-        if state is None or state != self._hang_state:
-            self._hang_state, self._hang_since = state, now
+        state = tuple((tid, line, switches) for tid, line, switches, watched in rows
+                      if watched) if all_blocked else None
+        if not state or state != self._hang_state:
+            self._hang_state, self._hang_since = state or None, now
             return False
         return now - self._hang_since >= self.t.on_hang
 
-    def _blocked_state(self) -> tuple[tuple[int, str, str], ...] | None:
-        """Per watched thread: its system call line (number, arguments, sp, pc) and its
-        context-switch counts; None if one of them runs or is not in a system call. Two
-        equal samples mean no thread ran in between (a thread woken even once switched
-        context)."""
+    def _thread_rows(self) -> tuple[list[tuple[int, str, str, bool]], bool]:
+        """Per blocked thread either rule needs: (tid, its system call line (number,
+        arguments, sp, pc), its context-switch counts, whether --hang-threads watches
+        it); and whether every watched thread is blocked in a system call. Two equal
+        samples mean no thread ran in between (a thread woken even once switched
+        context). Once a watched thread is seen running only the lock waits are read
+        on (the lock rule's), so a busy process costs one file per thread."""
         rows = []
+        all_blocked = True
         for tid in _procfs.task_ids(self.pid):
             base = f"/proc/{self.pid}/task/{tid}"
-            if self._hang_regex is not None and \
-                    not self._hang_regex.search(_procfs.thread_name(self.pid, tid)):
-                continue
             syscall = _procfs.try_read_bytes(f"{base}/syscall")
-            status = _procfs.try_read_bytes(f"{base}/status")
-            if syscall is None or status is None:
+            if syscall is None:
                 continue  # exited meanwhile
             line = syscall.decode("ascii", "replace").strip()
-            if self.skip_waits and line.split(" ", 1)[0] in _WAIT_SYSCALLS:
+            number = line.split(" ", 1)[0]
+            lock = self.lock_samples and number in _LOCK_SYSCALLS
+            if not lock and not all_blocked:
                 continue
-            if line.startswith("running") or line.startswith("-1"):
-                return None  # running, or stopped outside a system call (job control)
+            if self.skip_waits and number in _WAIT_SYSCALLS:
+                continue
+            watched = self._hang_regex is None or \
+                bool(self._hang_regex.search(_procfs.thread_name(self.pid, tid)))
+            if number in ("running", "-1"):
+                all_blocked = all_blocked and not watched
+                continue  # running, or stopped outside a system call (job control)
+            if not lock and not watched:
+                continue
+            status = _procfs.try_read_bytes(f"{base}/status")
+            if status is None:
+                continue
             switches = ",".join(m.group(0).decode() for m in
                                 re.finditer(rb"(?m)^(non)?voluntary_ctxt_switches:\s*\d+",
                                             status))
-            rows.append((tid, line, switches))
-        return tuple(rows) if rows else None
+            rows.append((tid, line, switches, watched))
+        return rows, all_blocked and any(watched for *_, watched in rows)
+
+    def _lock_candidates(self, rows: list[tuple[int, str, str, bool]], now: float) -> None:
+        """The second hang rule's first half: at least two threads blocked in a lock
+        wait (futex) at the same pc, unchanged for on_hang seconds (whatever the other
+        threads do; when the first rule fires at the same look it wins). Sets :attr:`lock_due`: the
+        watch then samples a dump and keeps it only if the lock analysis finds a cycle.
+        A blocked set sampled without a cycle is not sampled again until one of its
+        threads moves (:meth:`after_sample`)."""
+        self.lock_due = False
+        if not self.lock_samples:
+            return
+        groups: dict[str, list[tuple[int, str, str]]] = collections.defaultdict(list)
+        for tid, line, switches, _ in rows:
+            fields = line.split()
+            if fields[0] in _LOCK_SYSCALLS:
+                groups[fields[-1]].append((tid, line, switches))  # by pc
+        key = tuple(sorted(r for group in groups.values() if len(group) >= 2 for r in group))
+        if self._lock_settle:  # the first look after a discarded sample: its baseline
+            self._lock_settle = False
+            self._lock_skip = key
+        if key != self._lock_state:
+            self._lock_state, self._lock_since = key, now
+        self.lock_due = bool(key) and key != self._lock_skip and \
+            now - self._lock_since >= (self.t.on_hang or 0)
+
+    def after_sample(self) -> None:
+        """A lock sample found no cycle: the threads it held have moved (the hold woke
+        them once), so the blocked set is taken again at the next look and skipped for
+        as long as it stays the same."""
+        self._lock_settle = True
+        self.lock_due = False
 
     def _cpu_high(self, now: float) -> bool:
         assert self.t.cpu is not None

@@ -9,6 +9,13 @@
  *   reraise       a SIGSEGV handler that resets SIGSEGV to SIG_DFL and re-raises
  *                 (what faulthandler does), then the fault is fatal
  *   deadlock      two threads take two mutexes in opposite orders and deadlock
+ *   deadlock-with-worker
+ *                 the same ABBA deadlock (threads "lockerA" and "lockerB"), while the
+ *                 main thread keeps running (a 50 ms sleep loop)
+ *   blocked-no-cycle
+ *                 "holder" takes two mutexes and sleeps; "waiter1" and "waiter2" each
+ *                 wait for one of them (no cycle); prints "BLOCKED w1=TID w2=TID"; the
+ *                 main thread runs a 50 ms sleep loop until SIGTERM, then exits 0
  *   idle SECONDS  an epoll_wait loop woken every 100 ms, for SECONDS, exit 0
  *   usr1 [h]      waits for SIGUSR1 ("h": with a handler, counting them) and prints
  *                 "usr1 N" on each; exits 0 on SIGTERM
@@ -76,6 +83,40 @@ static void *lock_second_then_first(void *arg) {
     return NULL;
 }
 
+static pthread_mutex_t lock_a = PTHREAD_MUTEX_INITIALIZER, lock_b = PTHREAD_MUTEX_INITIALIZER;
+static pthread_barrier_t abba;
+
+static void *abba_thread(void *arg) {
+    int a_first = arg != NULL;
+    prctl(PR_SET_NAME, a_first ? "lockerA" : "lockerB");
+    pthread_mutex_lock(a_first ? &lock_a : &lock_b);
+    pthread_barrier_wait(&abba);
+    pthread_mutex_lock(a_first ? &lock_b : &lock_a);
+    return NULL;
+}
+
+static pid_t waiter_tid[2];
+
+static void *holder(void *arg) {
+    (void)arg;
+    prctl(PR_SET_NAME, "holder");
+    pthread_mutex_lock(&lock_a);
+    pthread_mutex_lock(&lock_b);
+    pthread_barrier_wait(&abba);
+    for (;;)
+        sleep(1000);
+    return NULL;
+}
+
+static void *waiter(void *arg) {
+    int which = arg != NULL;
+    prctl(PR_SET_NAME, which ? "waiter2" : "waiter1");
+    waiter_tid[which] = gettid();
+    pthread_barrier_wait(&abba);
+    pthread_mutex_lock(which ? &lock_b : &lock_a);
+    return NULL;
+}
+
 static volatile sig_atomic_t usr1_count, term;
 static void on_usr1(int sig) { (void)sig; usr1_count++; }
 static void on_term(int sig) { (void)sig; term = 1; }
@@ -118,6 +159,31 @@ int main(int argc, char **argv) {
         fflush(stdout);
         pthread_mutex_lock(&second);
         pthread_join(t, NULL);
+    } else if (!strcmp(mode, "deadlock-with-worker")) {
+        pthread_t a, b;
+        pthread_barrier_init(&abba, NULL, 3);
+        pthread_create(&a, NULL, abba_thread, (void *)1);
+        pthread_create(&b, NULL, abba_thread, NULL);
+        pthread_barrier_wait(&abba);
+        ready();
+        printf("DEADLOCKED\n");
+        fflush(stdout);
+        for (;;)
+            usleep(50 * 1000);
+    } else if (!strcmp(mode, "blocked-no-cycle")) {
+        pthread_t h, w1, w2;
+        signal(SIGTERM, on_term);
+        pthread_barrier_init(&abba, NULL, 4);
+        pthread_create(&h, NULL, holder, NULL);
+        pthread_create(&w1, NULL, waiter, NULL);
+        pthread_create(&w2, NULL, waiter, (void *)1);
+        pthread_barrier_wait(&abba);
+        ready();
+        printf("BLOCKED w1=%d w2=%d\n", waiter_tid[0], waiter_tid[1]);
+        fflush(stdout);
+        while (!term)
+            usleep(50 * 1000);
+        return 0;
     } else if (!strcmp(mode, "idle")) {
         int ep = epoll_create1(0);
         struct epoll_event ev;
