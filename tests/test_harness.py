@@ -68,6 +68,7 @@ print("\nREAPER " + json.dumps({"rc": rc, "left": left}))
 # What every hung test writes: its process, its threads, its child.
 TESTS = r'''
 import ctypes, json, os, subprocess, sys, threading, time
+import minidumpkit
 import pytest
 
 def note(**facts):
@@ -116,6 +117,10 @@ def test_fixture(minidump):
         path = minidump.dump(child)
         with open(f"/proc/{child.pid}/status") as f:  # whose tracer held it (crash mode)
             tracer = int(f.read().split("TracerPid:")[1].split()[0])
+        # (under --minidump-on-crash both dumps are routed to the watchdog, our tracer)
+        own = minidumpkit.dump_self(path.with_name(f"self-{os.getpid()}.dmp"))
+        with minidumpkit.open_minidump(own) as d:
+            assert d.process_id == os.getpid()
         note(test="fixture", child=child.pid, path=str(path), tracer=tracer)
     finally:
         child.kill()

@@ -16,6 +16,11 @@ handler: after ``minidump_grace`` seconds the watchdog kills the process and wha
 below it. Under xdist the worker is reported as crashed (with the dumps) and the
 session goes on; without xdist the session ends killed (exit status 137 in a shell)
 and the watchdog prints one line naming the test and the dumps.
+
+Under ``--minidump-on-crash`` the watchdog traces this process and every process it
+starts: a crash is dumped where it happened; a subprocess's crash is named in the report
+of the test in progress. Should the watchdog die, a thread here says so once on stderr,
+marks the test in progress and keeps its timeout.
 """
 
 from __future__ import annotations
