@@ -415,7 +415,7 @@ def _run_traced(dog: Watchdog) -> None:
     watchdog's rounds run between two ptrace events. Dump requests for the processes
     traced (dump(), the plugin's ``minidump`` fixture) are served by this tracer."""
     from . import _output
-    from ._backends._linux_watch import LinuxWatch
+    from ._backends._linux_watch import ChildWakeup, LinuxWatch
     from ._backends._tracer_socket import TracerServer
     from ._triggers import Triggers
     from .flags import MiniDumpType
@@ -491,12 +491,13 @@ def _run_traced(dog: Watchdog) -> None:
             dog.step(0.0)
             return dog.stopping or dog.done
 
-        if server is None:
-            watch.run(should_stop)
-        else:
+        # woken at once by each ptrace report (SIGCHLD), a command on stdin or a dump
+        # request: a test's subprocess is not slowed down by a poll
+        handlers: dict[int, Callable[[], object]] = {sys.stdin.fileno(): lambda: None}
+        if server is not None:
             tracer = server
-            watch.run(should_stop, serve=(tracer.fileno(),
-                                          lambda: tracer.serve(watch.write_requested)))
+            handlers[tracer.fileno()] = lambda: tracer.serve(watch.write_requested)
+        watch.run(should_stop, ChildWakeup(handlers))
     finally:
         if server is not None:
             server.close()
