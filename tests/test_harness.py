@@ -68,6 +68,7 @@ print("\nREAPER " + json.dumps({"rc": rc, "left": left}))
 # What every hung test writes: its process, its threads, its child.
 TESTS = r'''
 import ctypes, json, os, subprocess, sys, threading, time
+import minidumpkit
 import pytest
 
 def note(**facts):
@@ -113,10 +114,28 @@ def test_marked():
 def test_fixture(minidump):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
-        note(test="fixture", child=child.pid, path=str(minidump.dump(child)))
+        path = minidump.dump(child)
+        with open(f"/proc/{child.pid}/status") as f:  # whose tracer held it (crash mode)
+            tracer = int(f.read().split("TracerPid:")[1].split()[0])
+        # (under --minidump-on-crash both dumps are routed to the watchdog, our tracer)
+        own = minidumpkit.dump_self(path.with_name(f"self-{os.getpid()}.dmp"))
+        with minidumpkit.open_minidump(own) as d:
+            assert d.process_id == os.getpid()
+        note(test="fixture", child=child.pid, path=str(path), tracer=tracer)
     finally:
         child.kill()
         child.wait()
+
+def test_child_segv():
+    child = subprocess.Popen([sys.executable, "-c", "import ctypes; ctypes.string_at(0)"])
+    note(test="child-segv", pid=os.getpid(), child=child.pid)
+    assert child.wait() == -11
+
+def test_lost_watchdog(request):
+    watchdog = request.config.pluginmanager.get_plugin("minidumpkit-harness").watchdog
+    note(test="lost", pid=os.getpid(), watchdog=watchdog.proc.pid)
+    os.kill(watchdog.proc.pid, 9)
+    time.sleep(120)
 
 def test_ok():
     pass
@@ -270,6 +289,63 @@ def test_crash_without_xdist(pytester: pytest.Pytester) -> None:
         assert d.exception is not None and d.exception.code == signal.SIGSEGV
         assert d.exception.thread_id == segv["tid"]
     assert "stop reason = signal SIGSEGV" in lldb_backtraces(path)
+
+
+def test_crash_mode_follows_children(pytester: pytest.Pytester) -> None:
+    session = run_session(pytester, "--minidump-on-crash", "--minidump-on-timeout", "2",
+                          "--junitxml", "junit.xml",
+                          tests="test_child or test_fixture or test_ok")
+    check_no_leftovers(session)
+    assert session.rc == 1, session.out[-3000:]  # test_child times out; the rest passes
+    for test in ("test_child_segv", "test_fixture", "test_ok"):
+        assert f"PASSED test_hangs.py::{test}" in session.out
+    segv, fixture, child = (session.facts[k] for k in ("child-segv", "fixture", "child"))
+
+    # the child that died of SIGSEGV: dumped where it faulted, named in the report
+    path = session.dump_of("test_child_segv", segv["child"])
+    with minidumpkit.open_minidump(path) as d:
+        assert d.exception is not None and d.exception.code == signal.SIGSEGV
+        assert d.exception.thread_id == segv["child"]
+    assert "stop reason = signal SIGSEGV" in lldb_backtraces(path)
+    assert re.search(rf"pid {segv['child']} \(python[0-9.]*\), started by the tests, died of "
+                     r"SIGSEGV during this test", session.out)
+    assert str(path) in session.out
+    line = [x for x in session.err.splitlines() if f"pid {segv['child']} " in x]
+    assert len(line) == 1 and "test_hangs.py::test_child_segv" in line[0], session.err
+    assert "dies of SIGSEGV" in line[0] and str(path) in line[0]
+    xml = (pytester.path / "junit.xml").read_text()
+    case = re.search(r'<testcase [^>]*name="test_child_segv".*?</testcase>', xml, re.S)
+    assert case and f'<property name="minidump" value="{path}"' in case.group(0)
+
+    # the fixture's dump of a child the crash tracer follows: routed through it
+    assert fixture["tracer"] != 0  # (the watchdog traced the child when it was dumped)
+    dumped = Path(str(fixture["path"]))
+    assert thread_ids(dumped) == [fixture["child"]]
+    assert "clock_nanosleep" in lldb_backtraces(dumped)
+
+    # the timeout dumps of a followed child: through the same tracer
+    kid = session.dump_of("test_child", child["child"])
+    assert thread_ids(kid) == [child["child"]]
+    assert re.search(rf'thread {child["child"]} "[^"]*": clock_nanosleep', session.out)
+
+
+def test_lost_watchdog_is_said_and_the_test_still_times_out(pytester: pytest.Pytester
+                                                              ) -> None:
+    session = run_session(pytester, "--minidump-on-timeout", "2",
+                          tests="test_lost_watchdog or test_ok")
+    check_no_leftovers(session)
+    assert session.rc == 1, session.out[-3000:]
+    assert "PASSED test_hangs.py::test_ok" in session.out
+    lost = session.facts["lost"]
+    line = [x for x in session.err.splitlines() if "the watchdog process" in x]
+    assert line == [f"minidumpkit: the watchdog process (pid {lost['watchdog']}) ended "
+                    "(killed by SIGKILL) during test_hangs.py::test_lost_watchdog; the "
+                    "remaining tests are not watched"], session.err
+    assert "FAILED test_hangs.py::test_lost_watchdog - Failed: Timeout" in session.out
+    assert ("Failed: Timeout: test_hangs.py::test_lost_watchdog ran longer than 2 s; no "
+            "minidumps: the "
+            "watchdog process had ended (killed by SIGKILL)") in session.out
+    assert "the watchdog process ended (killed by SIGKILL) during this test" in session.out
 
 
 def test_under_xdist(pytester: pytest.Pytester) -> None:

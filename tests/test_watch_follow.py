@@ -260,9 +260,20 @@ def test_watcher_follows_the_children_that_already_run(prog: Path, tmp_path: Pat
                        on_dump=seen.append) as w:
         for pid in tree.pids.values():
             wait_until(lambda pid=pid: all(_tracers(pid)), f"process {pid} traced")
+        # a dump of a followed child is asked of the watcher, which traces it: routed
+        child = tree.pids["CHILD"]
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{child}/task"))
+        routed = minidumpkit.dump(child, tmp_path / "routed.dmp")
+        assert all(_tracers(child)) and _state(child) != "t"  # still traced, running again
         tree.crash()
         assert tree.proc.wait(timeout=WAIT) == TREE_EXIT  # ours to reap, not the watcher's
         assert w.wait(WAIT)
+    with minidumpkit.open_minidump(routed) as d:
+        assert d.process_id == child and sorted(t.thread_id for t in d.threads) == tids
+        assert d.exception is not None and d.exception.requested
+    text = lldb_backtraces(routed, prog)  # lldb: as many threads, and "follow_target"
+    assert len(re.findall(r"(?m)^\s*\*?\s*thread #\d+", text)) == len(tids), text
+    assert "follow_target" in text, text
     [event] = seen
     assert (event.trigger, event.pid) == ("crash", tree.pids["GRANDCHILD"])
     with minidumpkit.open_minidump(event) as d:

@@ -18,9 +18,14 @@ is written on stdout. With ``interrupt`` the target is then sent that signal; wh
 killed (SIGKILL), a one-line report goes to stderr and a JSON record to
 ``record_dir``, and the watchdog exits.
 
-With ``crash`` the target is traced (:class:`~._backends._linux_watch.LinuxWatch`,
-``on_crash``): a crash signal that will kill it is dumped where it happened, and the
-timeout dumps of the target are taken through that same tracer.
+With ``crash`` the target and every process it starts are traced
+(:class:`~._backends._linux_watch.LinuxWatch`, ``on_crash``, ``follow_children``): a
+crash signal that will kill one of them is dumped where it happened. The target's crash
+is recorded (stderr, ``record_dir``); a descendant's is said on stdout,
+``{"crashed": KEY, "pid", "comm", "signal", "dumps": [...]}`` (KEY: the work in
+progress, or null), and in one line on stderr. The timeout dumps of the traced
+processes are taken through that same tracer, and so are dump requests of other
+processes for them (:class:`~._backends._tracer_socket.TracerServer`).
 
 The end of stdin (the owner exited or closed it), a new parent, SIGTERM or SIGHUP end
 the watchdog once the dump in progress, if any, is written; SIGINT is ignored (Ctrl-C
@@ -236,7 +241,8 @@ class Watchdog:
         self.done = False
         self.exit_code = 0
         self._buffer = b""
-        self.held_dump: Callable[[str, str], str] | None = None  # crash mode: (key, path)
+        # crash mode: (trigger, path, pid) -> the path written, None if not traced
+        self.held_dump: Callable[[str, str, int], str | None] | None = None
 
     # -- I/O --
     def say(self, message: dict[str, Any]) -> None:
@@ -333,9 +339,9 @@ class Watchdog:
             comm = comm_of(pid)
             path = unique_path(self.directory, f"{slug(key)}_{pid}_{slug(comm, 20)}_{trigger}")
             try:
-                if pid == self.target and self.held_dump is not None:
-                    written = self.held_dump(trigger, path)
-                else:
+                written = None if self.held_dump is None else \
+                    self.held_dump(trigger, path, pid)
+                if written is None:
                     written = os.fspath(dump_process(pid, path, self.type))
             except (MinidumpError, OSError) as exc:
                 errors.append(f"pid {pid} ({comm}) not dumped: {exc}")
@@ -405,20 +411,23 @@ def _run_plain(dog: Watchdog) -> None:
 
 
 def _run_traced(dog: Watchdog) -> None:
-    """Crash mode: trace the target; the watchdog's rounds run between two ptrace events."""
+    """Crash mode: trace the target and every process it starts (follow_children); the
+    watchdog's rounds run between two ptrace events. Dump requests for the processes
+    traced (dump(), the plugin's ``minidump`` fixture) are served by this tracer."""
     from . import _output
-    from ._backends._linux_watch import LinuxWatch
+    from ._backends._linux_watch import ChildWakeup, LinuxWatch
+    from ._backends._tracer_socket import TracerServer
     from ._triggers import Triggers
     from .flags import MiniDumpType
 
-    crashes: list[dict[str, Any]] = []
     pending: dict[str, str] = {}  # the path the next held dump goes to
 
     def on_dump(trigger: str, write: Callable[[IO[bytes], MiniDumpType, bool], object]) -> None:
+        pid = int(getattr(write, "pid", dog.target))
+        comm = comm_of(pid)
         if trigger == "crash" or "path" not in pending:
             key = dog.current or dog.label
-            path = unique_path(dog.directory, f"{slug(key)}_{dog.target}_"
-                                              f"{slug(comm_of(dog.target), 20)}_crash")
+            path = unique_path(dog.directory, f"{slug(key)}_{pid}_{slug(comm, 20)}_crash")
         else:
             path = pending.pop("path")
         dest = _output.check(path, overwrite=False)
@@ -426,41 +435,72 @@ def _run_traced(dog: Watchdog) -> None:
             write(out, MiniDumpType(dog.type), False)
         written = dest.written or dest.path
         pending["written"] = written
-        if trigger == "crash":  # recorded while the process is held: before anyone
-            # (xdist's controller) can see it die and look for the record
-            entry = dog._described(dog.target, comm_of(dog.target), written)
-            crashes.append(entry)
+        if trigger != "crash":
+            return
+        # said while the process is held: before anyone (xdist's controller, the test
+        # that waits for its child) can see it die and look for the record
+        entry = dog._described(pid, comm, written)
+        name = _signal_name(written)
+        if pid == dog.target:
             dog.record(dog.current, "crashed", [entry],
                        f"{dog.label}: {dog.current or 'pid ' + str(dog.target)} crashed: "
-                       f"pid {dog.target} dies of {_signal_name(written)}")
+                       f"pid {dog.target} dies of {name}")
+            return
+        during = dog.current or "between two tests"
+        dog.say({"crashed": dog.current, "pid": pid, "comm": comm, "signal": name,
+                 "dumps": [entry]})
+        try:
+            dog.err.write(f"{dog.label}: {during}: pid {pid} ({comm}), a descendant of pid "
+                          f"{dog.target}, dies of {name}; dump: {written}\n")
+            dog.err.flush()
+        except (OSError, ValueError):
+            pass
 
-    watch = LinuxWatch(dog.target, Triggers(on_crash=True, count=1 << 31, interval=0),
+    watch = LinuxWatch(dog.target, Triggers(on_crash=True, count=1 << 31, interval=0,
+                                            follow_children=True),
                        on_dump, reap_leader=True)
 
-    def held_dump(trigger: str, path: str) -> str:
+    def held_dump(trigger: str, path: str, pid: int) -> str | None:
+        if not watch.traces(pid):
+            return None  # not ours: dumped as any process
         pending["path"] = path
         pending.pop("written", None)
-        watch._dump(trigger, dog.target, always=True)
+        watch._dump(trigger, pid, always=True)
+        pending.pop("path", None)
         written = pending.pop("written", None)
         if written is None:
-            raise MinidumpError(f"process {dog.target} was not dumped (it exited?)")
+            raise MinidumpError(f"process {pid} was not dumped (it exited?)")
         return written
 
     dog.held_dump = held_dump
     try:
-        watch.attach()
-    except (MinidumpError, OSError) as exc:
-        dog.say({"error": f"cannot watch pid {dog.target} for crashes: {exc}"})
-        dog.held_dump = None
-        _run_plain(dog)
-        return
-    dog.say({"traced": True})
+        server: TracerServer | None = TracerServer(dog.target)  # on the tracing thread
+    except OSError:
+        server = None  # dump requests then fail as AlreadyTraced; the rest works
+    try:
+        try:
+            watch.attach()
+        except (MinidumpError, OSError) as exc:
+            dog.say({"error": f"cannot watch pid {dog.target} for crashes: {exc}"})
+            dog.held_dump = None
+            _run_plain(dog)
+            return
+        dog.say({"traced": True})
 
-    def should_stop() -> bool:
-        dog.step(0.0)
-        return dog.stopping or dog.done
+        def should_stop() -> bool:
+            dog.step(0.0)
+            return dog.stopping or dog.done
 
-    watch.run(should_stop)
+        # woken at once by each ptrace report (SIGCHLD), a command on stdin or a dump
+        # request: a test's subprocess is not slowed down by a poll
+        handlers: dict[int, Callable[[], object]] = {sys.stdin.fileno(): lambda: None}
+        if server is not None:
+            tracer = server
+            handlers[tracer.fileno()] = lambda: tracer.serve(watch.write_requested)
+        watch.run(should_stop, ChildWakeup(handlers))
+    finally:
+        if server is not None:
+            server.close()
 
 
 def _signal_name(path: str) -> str:

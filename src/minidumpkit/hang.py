@@ -97,6 +97,23 @@ class WatchdogProcess:
         self.events = [e for e in self.events if e.get("fired") != key]
         return mine
 
+    def poll(self) -> None:
+        """Read the events already written (kept in :attr:`events`), without waiting."""
+        import select
+
+        fd = self._out.fileno()
+        while select.select([fd], [], [], 0)[0]:
+            event = self._read()
+            if event is None:
+                return
+            self.events.append(event)
+
+    def take_crashes(self) -> list[dict[str, Any]]:
+        """The ``crashed`` events read so far (descendants that died of a signal)."""
+        mine = [e for e in self.events if "crashed" in e]
+        self.events = [e for e in self.events if "crashed" not in e]
+        return mine
+
     def close(self, *, kill: bool = False, timeout: float = 30.0) -> None:
         """End the watchdog: the end of its stdin tells it to go (after a dump in
         progress); SIGKILL if it does not within ``timeout`` (or at once with ``kill``)."""

@@ -16,6 +16,11 @@ handler: after ``minidump_grace`` seconds the watchdog kills the process and wha
 below it. Under xdist the worker is reported as crashed (with the dumps) and the
 session goes on; without xdist the session ends killed (exit status 137 in a shell)
 and the watchdog prints one line naming the test and the dumps.
+
+Under ``--minidump-on-crash`` the watchdog traces this process and every process it
+starts: a crash is dumped where it happened; a subprocess's crash is named in the report
+of the test in progress. Should the watchdog die, a thread here says so once on stderr,
+marks the test in progress and keeps its timeout.
 """
 
 from __future__ import annotations
@@ -108,6 +113,8 @@ class _Test:
         self.interrupted = False  # the handler ran and failed it
         self.events: list[dict[str, Any]] = []
         self.attached = False
+        self.started = time.monotonic()
+        self.lost: str | None = None  # the watchdog ended during it: how
 
 
 class _Plugin:
@@ -140,6 +147,12 @@ class _Plugin:
         self.test: _Test | None = None
         self.busy = False
         self.disabled = False  # the watchdog died: tests run unwatched
+        self.lost: str | None = None  # how the watchdog ended, once it did by itself
+        self._closing = False  # we end the watchdog: its exit is no news
+        self._said_lost = False
+        self._lost_lock = threading.Lock()
+        self._stderr_fd = -1  # the real stderr (outside pytest's capture)
+        self._monitor: threading.Thread | None = None
         self._old_handler: Any = None
         self._handler_set = False
 
@@ -216,15 +229,83 @@ class _Plugin:
         if capman is not None:
             with capman.global_and_fixture_disabled():
                 self.watchdog = WatchdogProcess(config)
+                self._stderr_fd = os.dup(2)
         else:
             self.watchdog = WatchdogProcess(config)
+            self._stderr_fd = os.dup(2)
         from ._backends._selfdump import allow_tracer
 
         allow_tracer(self.watchdog.pid)
         if self.crash:  # wait until it traces us
             self._wait_traced()
         self._install_handler()
+        self._monitor = threading.Thread(target=self._watch_watchdog, args=(self.watchdog,),
+                                         name="minidumpkit-watchdog-monitor", daemon=True)
+        self._monitor.start()
         return self.watchdog
+
+    # --- a watchdog that ends by itself ---------------------------------------------------
+
+    def _watch_watchdog(self, watchdog: Any) -> None:
+        """(A thread.) When the watchdog process ends while we still need it: say so once
+        on stderr, mark the test in progress, and keep that test's timeout ourselves (the
+        interrupt signal, then SIGKILL after the grace period, as the watchdog would), so
+        that a hung test does not hang the session for ever."""
+        pid = int(watchdog.proc.pid)
+        try:
+            pidfd: int | None = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            pidfd = None
+        try:
+            while not self._closing:
+                if pidfd is not None:
+                    if select.select([pidfd], [], [], 0.5)[0]:
+                        break
+                else:
+                    time.sleep(0.5)
+                    if watchdog.proc.poll() is not None:
+                        break
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+        if self._closing:
+            return
+        how = _exit_words(pid, watchdog)
+        test = self.test
+        self.lost = how
+        if test is not None:
+            test.lost = how
+        during = f" during {test.key}" if test is not None else ""
+        self._say_lost(f"minidumpkit: the watchdog process (pid {pid}) ended ({how}){during}; "
+                       "the remaining tests are not watched")
+        if test is None or not test.timeout:
+            return
+        deadline = test.started + test.timeout
+        while self.test is test and not self._closing and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        if self.test is not test or self._closing:
+            return
+        if self._handler_set and test.active:
+            signal.pthread_kill(threading.main_thread().ident or 0, INTERRUPT_SIGNAL)
+        deadline = time.monotonic() + self.grace
+        while self.test is test and not self._closing and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.test is test and not self._closing and test.active:
+            self._say_lost(f"minidumpkit: {test.key} did not answer its timeout in "
+                           f"{self.grace:g} s and the watchdog is gone: killed pid "
+                           f"{os.getpid()}", always=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _say_lost(self, line: str, *, always: bool = False) -> None:
+        with self._lost_lock:
+            if self._said_lost and not always:
+                return
+            self._said_lost = True
+            fd = self._stderr_fd if self._stderr_fd >= 0 else 2
+            try:
+                os.write(fd, (line + "\n").encode(errors="replace"))
+            except OSError:
+                pass
 
     def _wait_traced(self) -> None:
         event = self.watchdog._read()
@@ -249,6 +330,10 @@ class _Plugin:
             pass
         if test.active and not self.busy and not test.interrupted:
             test.interrupted = True
+            if test.lost is not None:
+                pytest.fail(f"Timeout: {test.key} ran longer than {test.timeout or 0:g} s; "
+                            f"no minidumps: the watchdog process had ended ({test.lost})",
+                            pytrace=True)
             pytest.fail(f"Timeout: {test.key} ran longer than {test.timeout or 0:g} s; "
                         f"minidumps written (see '{SECTION}' below)", pytrace=True)
 
@@ -257,6 +342,10 @@ class _Plugin:
                                 nextitem: pytest.Item | None) -> Iterator[None]:
         timeout = self._timeout_for(item)
         if (timeout is None and not self.crash) or self.disabled:
+            yield
+            return
+        if self.lost is not None:  # it ended by itself (said on stderr): run unwatched
+            self._lost()
             yield
             return
         watchdog = self._start_watchdog()
@@ -284,13 +373,21 @@ class _Plugin:
 
     def _lost(self) -> None:
         watchdog, self.watchdog = self.watchdog, None
+        self._closing = True
+        how = self.lost
         if watchdog is not None:
+            if how is None:
+                how = _exit_words(int(watchdog.proc.pid), watchdog)
             watchdog.close(kill=True)
         self.disabled = True
-        reporter = self.config.pluginmanager.getplugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line("minidumpkit: the watchdog process ended; the remaining "
-                                "tests are not watched")
+        self._end_monitor()
+        self._say_lost(f"minidumpkit: the watchdog process ended ({how or 'status unknown'}); "
+                       "the remaining tests are not watched")
+
+    def _end_monitor(self) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None and monitor is not threading.current_thread():
+            monitor.join(2.0)
 
     def _late(self, test: _Test) -> None:
         """Dumps of a test that finished while the watchdog dumped it: said, not failed."""
@@ -305,6 +402,7 @@ class _Plugin:
                                   ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         test = self.test
+        self._child_crashes(item, report)
         if test is None or test.item is not item or test.attached:
             self._fixture_dumps(item, report)
             return report
@@ -314,10 +412,47 @@ class _Plugin:
                 self._collect(test)
             if test.events:
                 self._attach(test, item, report)
+            if test.lost is not None and report.when == "call":
+                self._mark_lost(test, report)
             self._fixture_dumps(item, report)
         finally:
             self.busy = False
         return report
+
+    def _mark_lost(self, test: _Test, report: pytest.TestReport) -> None:
+        line = (f"the watchdog process ended ({test.lost}) during this test: it was not "
+                "dumped" + (f" at its timeout ({test.timeout:g} s)" if test.timeout else ""))
+        report.sections.append((SECTION, line))
+        report.user_properties.append(("minidump_watchdog", f"ended: {test.lost}"))
+
+    def _child_crashes(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        """The descendants that died of a signal (dumped by the crash-mode watchdog) since
+        the last report: named in this one, with the test they died during."""
+        if self.watchdog is None or not self.crash:
+            return
+        try:
+            self.watchdog.poll()
+        except (OSError, ValueError):
+            return
+        crashes = self.watchdog.take_crashes()
+        if not crashes:
+            return
+        lines = []
+        for event in crashes:
+            key = event.get("crashed")
+            if key == item.nodeid:
+                when = "during this test"
+            elif key is None:
+                when = "between two tests"
+            else:
+                when = f"during {key}"
+            lines.append(f"pid {event.get('pid')} ({event.get('comm')}), started by the "
+                         f"tests, died of {event.get('signal')} {when}")
+            lines += ["  " + x for x in _describe(event.get("dumps", []))]
+            for entry in event.get("dumps", ()):
+                item.user_properties.append(("minidump", entry["path"]))
+                report.user_properties.append(("minidump", entry["path"]))
+        report.sections.append((f"{SECTION} (a subprocess crashed)", "\n".join(lines)))
 
     def _collect(self, test: _Test) -> None:
         """The ``fired`` event of ``test`` (written before the signal was sent)."""
@@ -360,12 +495,41 @@ class _Plugin:
                                 "\n".join(os.fspath(p) for p in paths)))
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self._closing = True
         if self.watchdog is not None:
             watchdog, self.watchdog = self.watchdog, None
             watchdog.close()
+        self._end_monitor()
+        if self._stderr_fd >= 0:
+            os.close(self._stderr_fd)
+            self._stderr_fd = -1
         if self._handler_set:
             signal.signal(INTERRUPT_SIGNAL, self._old_handler)
             self._handler_set = False
+
+
+def _exit_words(pid: int, watchdog: Any) -> str:
+    """How the watchdog process ended: "exit status N" or "killed by SIGNAME" (left for
+    its owner to reap)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except ChildProcessError:
+        info = None
+    if info is None:
+        code = watchdog.proc.returncode
+        if code is None:
+            return "status unknown"
+        return f"exit status {code}" if code >= 0 else f"killed by {_signame(-code)}"
+    if info.si_code == os.CLD_EXITED:
+        return f"exit status {info.si_status}"
+    return f"killed by {_signame(info.si_status)}"
+
+
+def _signame(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
 
 
 def _describe(dumps: list[dict[str, Any]]) -> list[str]:

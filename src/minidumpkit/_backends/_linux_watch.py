@@ -557,26 +557,38 @@ class LinuxWatch:
             proc.samplers.after_dump(time.monotonic())
 
     def write_requested(self, out: IO[bytes], dump_type: MiniDumpType, all_memory: bool,
-                        requesting_tid: int | None = None, python: bool = True) -> object:
-        """Write a requested dump of the watched process to ``out`` now (a dump()
-        routed to this tracer): every thread is held with PTRACE_INTERRUPT, no second
-        PTRACE_SEIZE. ``requesting_tid``: the thread the Exception stream names
-        (DUMP_REQUESTED), if it is one of ours; else the main thread. Call it from the
-        tracing thread, between two reports (``wait_idle``). Triggers and ``count``
-        are not involved."""
+                        requesting_tid: int | None = None, python: bool = True, *,
+                        pid: int | None = None) -> object:
+        """Write a requested dump of process ``pid`` (default: the watched one; with
+        follow_children, any process we trace) to ``out`` now (a dump() routed to this
+        tracer): the threads of that process alone are held with PTRACE_INTERRUPT, no
+        second PTRACE_SEIZE. ``requesting_tid``: the thread the Exception stream names
+        (DUMP_REQUESTED), if it is one of that process; else its main thread. Call it
+        from the tracing thread, between two reports (``wait_idle``). Triggers and
+        ``count`` are not involved."""
         from .linux import write_held_dump
 
-        if self.finished:
-            raise ProcessNotFound(errno.ESRCH, f"process {self.pid} exited", pid=self.pid)
-        tid = requesting_tid if self._known.get(requesting_tid or 0) == self.pid else self.pid
-        stop = _HeldStop(self, self.pid, None)
-        times = write_held_dump(self.pid, stop, cast(BinaryIO, out), dump_type,
+        target = self.pid if pid is None else pid
+        if self.finished or target not in self._procs:
+            if target == self.pid or not self.follow:
+                detail = "exited" if target == self.pid else "is not the process it watches"
+            else:
+                detail = "is not one it traces (it exited?)"
+            raise ProcessNotFound(errno.ESRCH, f"process {target} cannot be dumped by the "
+                                  f"minidumpkit tracer that held it: it {detail}", pid=target)
+        tid = requesting_tid if self._known.get(requesting_tid or 0) == target else target
+        stop = _HeldStop(self, target, None)
+        times = write_held_dump(target, stop, cast(BinaryIO, out), dump_type,
                                 exception=CapturedException(thread_id=tid),
                                 all_memory=all_memory, python=python)
-        proc = self._procs.get(self.pid)
+        proc = self._procs.get(target)
         if proc is not None and proc.samplers is not None:
             proc.samplers.after_dump(time.monotonic())
         return times
+
+    def traces(self, pid: int) -> bool:
+        """Whether process ``pid`` is one this watch traces now."""
+        return not self.finished and pid in self._procs
 
     def _sample(self, now: float) -> None:
         if self.dumps >= self.triggers.count:

@@ -38,9 +38,10 @@ PREFIX = "minidumpkit-tracer-"
 REQUEST_SECONDS = 600.0
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
-WriteRequested = Callable[[IO[bytes], MiniDumpType, bool, "int | None", bool], Any]
-"""write(out, dump_type, all_memory, requesting_tid, python) -> DumpTimes-like (threads,
-stop_ns, pause_ns attributes)."""
+WriteRequested = Callable[..., Any]
+"""write(out, dump_type, all_memory, requesting_tid, python, pid=PID) -> DumpTimes-like
+(threads, stop_ns, pause_ns attributes): a dump of process PID, which the tracer must
+trace (it raises otherwise)."""
 
 
 def address(tracer_pid: int) -> str:
@@ -166,7 +167,9 @@ def describe(exc: BaseException) -> dict[str, Any]:
 class TracerServer:
     """The tracer's side: listens at ``address(tid of the calling thread)``, the
     TracerPid its tracees show (create it on the tracing thread); :meth:`serve` answers
-    the requests waiting (call it when :meth:`fileno` is readable, from that thread)."""
+    the requests waiting (call it when :meth:`fileno` is readable, from that thread).
+    A request may name any process the tracer traces (``pid``, or one it follows): the
+    writer refuses the others."""
 
     def __init__(self, pid: int) -> None:
         import threading
@@ -210,7 +213,9 @@ class TracerServer:
             if not data:
                 return  # a probe (held_by_us): connected and hung up
             request = json.loads(data)
-            if not fds or not isinstance(request, dict) or request.get("dump") != self.pid:
+            target = request.get("dump") if isinstance(request, dict) else None
+            if not fds or not isinstance(target, int) or isinstance(target, bool) \
+                    or target <= 0:
                 return  # not a request we know: hang up
             with os.fdopen(fds.pop(), "r+b") as out:
                 try:
@@ -218,7 +223,7 @@ class TracerServer:
                     times = write(out, MiniDumpType(int(request["type"])),
                                   bool(request.get("all_memory")),
                                   tid if isinstance(tid, int) else None,
-                                  request.get("python") is not False)
+                                  request.get("python") is not False, pid=target)
                     out.flush()
                     answer = {name: getattr(times, name, 0)
                               for name in ("threads", "stop_ns", "pause_ns")}
