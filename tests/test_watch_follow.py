@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -327,6 +328,7 @@ def test_sigint_in_a_fork_storm_leaves_nothing_traced(prog: Path, tmp_path: Path
                    "a traced child of the target")
         cli.send_signal(signal.SIGINT)
         assert cli.stderr is not None
+        assert select.select([cli.stderr], [], [], WAIT)[0], "run did not end after SIGINT"
         assert "interrupted" in cli.stderr.readline()
         assert _traced_by(cli.pid) == []
     finally:

@@ -169,6 +169,17 @@ def _is_zombie(tid: int) -> bool:
     return stat is None or stat[stat.rindex(b")") + 2:][:1] in (b"Z", b"X")
 
 
+#: A wait status for a tracee found in a ptrace-stop with no report left to collect:
+#: stopped, no signal to pass on, no event.
+_STOPPED_WITHOUT_REPORT = 0x7F
+
+
+def _in_trace_stop(tid: int) -> bool:
+    """Whether thread ``tid`` is in a ptrace-stop (state ``t`` in /proc/TID/stat)."""
+    stat = _procfs.try_read_bytes(f"/proc/{tid}/stat")
+    return stat is not None and stat[stat.rindex(b")") + 2:][:1] == b"t"
+
+
 def _tgid(tid: int) -> int:
     """The process (thread group) of thread ``tid``; ``tid`` itself if unreadable."""
     text = _procfs.try_read_bytes(f"/proc/{tid}/status")
@@ -705,6 +716,20 @@ class LinuxWatch:
             if idle % 64 == 0:
                 pending = [t for t in pending if not (self._known.get(t) == t
                                                       and _is_zombie(t))]
+                if detaching and idle % 256 == 0:
+                    # A tracee already in a ptrace-stop whose report was taken earlier
+                    # reports nothing more to our interrupt, and a vfork parent cannot
+                    # stop until its child (maybe one we never heard of) runs on: let
+                    # such tracees go from the stop they are in (found by Ctrl-C in a
+                    # fork storm under load: detach waited for ever on the parent)
+                    for tid in [t for t in pending if _in_trace_stop(t)]:
+                        pending.remove(tid)
+                        results.append((tid, _STOPPED_WITHOUT_REPORT))
+                    for tid in self._stray_tracees() - set(pending):
+                        if _in_trace_stop(tid):
+                            _ptrace(libc.PTRACE_DETACH, tid, 0, 0)
+                            self._known.pop(tid, None)
+                            self._listening.discard(tid)
                 if deadline is not None and time.monotonic() > deadline:
                     break
             if idle > 16:
