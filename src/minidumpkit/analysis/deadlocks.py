@@ -292,8 +292,10 @@ def libc_problem(dump: Minidump) -> str:
     if system is None:
         return "no SystemInfo stream: the operating system and architecture are not known"
     if system.os not in ("Linux", "Android"):
-        covered = " (Windows critical sections are not covered yet)" \
-            if system.os.startswith("Windows") else ""
+        covered = (" (Windows waits are not told: critical sections, SRW locks and handle "
+                   "waits in ntdll frames are not unwound; a critical section at a known "
+                   "address: analysis.critical_section)") if system.os.startswith("Windows") \
+            else ""
         return f"a {system.os} dump: the lock analysis reads Linux glibc objects{covered}"
     if system.architecture != md.ProcessorArchitecture.AMD64:
         return "not an x86_64 dump (the lock layouts are glibc x86_64's)"
