@@ -69,7 +69,7 @@ _GLIBC_LAYOUTS_SINCE = (2, 25)
 _GLIBC_FILE = re.compile(r"libc-(\d+)\.(\d+)(?:\.\d+)?\.so")
 _GLIBC_VERSION = re.compile(rb"GNU C Library [^\n]*?release version (\d+)\.(\d+)")
 # the Python-level kinds (.pylocks) in words
-_LABELS = {"gil": "the GIL", "python_rlock": "threading.RLock", "python_lock": "threading.Lock"}
+_LABELS = {"critical_section": "critical section", "gil": "the GIL", "python_rlock": "threading.RLock", "python_lock": "threading.Lock"}
 
 
 @lazy_dataclass
@@ -292,10 +292,9 @@ def libc_problem(dump: Minidump) -> str:
     if system is None:
         return "no SystemInfo stream: the operating system and architecture are not known"
     if system.os not in ("Linux", "Android"):
-        covered = (" (Windows waits are not told: critical sections, SRW locks and handle "
-                   "waits in ntdll frames are not unwound; a critical section at a known "
-                   "address: analysis.critical_section)") if system.os.startswith("Windows") \
-            else ""
+        covered = (" (of Windows waits only critical sections, x64, are told: not SRW "
+                   "locks, condition variables nor waits on handles)") \
+            if system.os.startswith("Windows") else ""
         return f"a {system.os} dump: the lock analysis reads Linux glibc objects{covered}"
     if system.architecture != md.ProcessorArchitecture.AMD64:
         return "not an x86_64 dump (the lock layouts are glibc x86_64's)"
@@ -480,8 +479,11 @@ def wait_graph(dump: Minidump, *, frames: Mapping[int, Sequence[FrameLike]] | No
 
         frames = {cs.thread_id: cs.frames for cs in walk_stacks(dump, symbol_paths=symbol_paths)}
     libc = libc_problem(dump)
+    system = dump.system_info
     waits = {t.thread_id: thread_wait(dump, t, frames.get(t.thread_id), libc=libc)
              for t in dump.threads}
+    if system is not None and system.os.startswith("Windows"):
+        waits = _windows_waits(dump, waits, symbol_paths)
     if python is None:
         python = any("python" in m.basename for m in dump.modules)
     if python is True:
@@ -494,6 +496,34 @@ def wait_graph(dump: Minidump, *, frames: Mapping[int, Sequence[FrameLike]] | No
         waits = python_waits(dump, python, waits, frames)
     deadlocks = _cycles(waits)
     return WaitGraph(waits, deadlocks, _chains(waits, deadlocks), problem=libc)
+
+
+def _windows_waits(dump: Minidump, waits: dict[int, ThreadWait],
+                   symbol_paths: Iterable[str | os.PathLike[str]]) -> dict[int, ThreadWait]:
+    """The threads of an x64 Windows dump in ``RtlEnterCriticalSection`` (:mod:`.winlocks`):
+    the section and its owner, or unknown with the reason."""
+    from .winlocks import critical_section_waits, ntdll_problem
+
+    paths = list(symbol_paths)
+    problem = ntdll_problem(dump, paths)
+    if problem:
+        return {tid: w if not w.unknown else replace(
+            w, unknown=f"{w.unknown}; critical sections are not told: {problem}")
+            for tid, w in waits.items()}
+    out = dict(waits)
+    for tid, cs in critical_section_waits(dump, paths).items():
+        name = waits[tid].name
+        if cs.section is None:
+            out[tid] = ThreadWait(tid, name, UNKNOWN, call=f"critical section ({cs.function})",
+                                  unknown=cs.reason, frame=cs.frame)
+        else:
+            out[tid] = ThreadWait(tid, name, "critical_section",
+                                  object_address=cs.section.address,
+                                  owner_tid=cs.section.owner_tid,
+                                  hold_count=cs.section.recursion_count, frame=cs.frame,
+                                  evidence=f"{cs.function} in ntdll.dll; the section's "
+                                  "OwningThread")
+    return out
 
 
 def _next(waits: Mapping[int, ThreadWait], tid: int) -> int | None:

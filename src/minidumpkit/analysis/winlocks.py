@@ -21,17 +21,21 @@ unwind or name frames in PE modules (ntdll's ``RtlEnterCriticalSection``), so
 
 from __future__ import annotations
 
+import os
 import struct
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .. import format as md
 from .._lazydataclass import lazy_dataclass, replace
 from ..errors import MemoryNotCaptured
+from ._peunwind import Image, ImageError, PeFrame, image_of, walk
 
 if TYPE_CHECKING:
     from ..reader import Minidump
 
-__all__ = ["CriticalSection", "critical_section"]
+__all__ = ["CS_FUNCTIONS", "CriticalSection", "CriticalSectionWait", "critical_section",
+           "critical_section_waits", "ntdll_problem"]
 
 # RTL_CRITICAL_SECTION, x64: DebugInfo, LockCount, RecursionCount, OwningThread,
 # LockSemaphore, SpinCount (checked with mingw-w64's winnt.h: tests/wine/win/cs_target.c)
@@ -99,3 +103,122 @@ def critical_section(dump: Minidump, address: int) -> CriticalSection:
     if why:
         return replace(section, reason=f"inconsistent words ({why})")
     return replace(section, owner_tid=owner)
+
+
+# --- which section a thread waits for ----------------------------------------------------
+
+# ntdll's functions a thread waiting for a critical section is in, by export name: the
+# entry (exported by Windows and Wine) and the internal waits below it (Wine exports
+# RtlpWaitForCriticalSection; Windows' RtlpEnterCriticalSectionContended and
+# RtlpWaitOnCriticalSection are not exported, so only the entry names them there)
+CS_FUNCTIONS = frozenset({"RtlEnterCriticalSection", "RtlpWaitForCriticalSection",
+                          "RtlpWaitOnCriticalSection", "RtlpEnterCriticalSectionContended"})
+_NONVOLATILE = ("rbx", "rbp", "rsi", "rdi", "r12", "r13", "r14", "r15")
+_MAX_SEARCH = 0x4000  # bytes of stack searched between the frames
+
+
+@lazy_dataclass
+class CriticalSectionWait:
+    """A thread in ``RtlEnterCriticalSection``: the section it waits for (``section``,
+    its owner in ``section.owner_tid``), or ``reason`` why it cannot be told."""
+
+    thread_id: int
+    function: str  # the innermost ntdll frame of the wait
+    section: CriticalSection | None = None
+    reason: str = ""
+    frame: str | None = None  # the caller: module!function or module+offset
+
+
+def critical_section_waits(dump: Minidump, image_paths: Iterable[str | os.PathLike[str]] = ()) \
+        -> dict[int, CriticalSectionWait]:
+    """{thread id: its critical-section wait} for the threads of an x64 Windows ``dump``
+    that are in ``RtlEnterCriticalSection`` (docs/locks.md, "Windows").
+
+    Each thread is unwound through the PE modules' unwind tables (read from the dump's
+    memory, or from a file of the module's name in ``image_paths`` with the same
+    TimeDateStamp and SizeOfImage). The section is found among the stack words between
+    the innermost of :data:`CS_FUNCTIONS` and ``RtlEnterCriticalSection``'s caller and
+    the non-volatile registers saved there: a pointer at captured memory that reads as
+    a section held by another thread of the dump. Exactly one is the answer; none or
+    several is ``reason``."""
+    if _x64_windows(dump):
+        return {}
+    images: dict[int, Image] = {}
+    for module in dump.modules:
+        try:
+            images[module.base] = image_of(dump, module, image_paths)
+        except ImageError:
+            continue
+    out: dict[int, CriticalSectionWait] = {}
+    for thread in dump.threads:
+        frames, _end = walk(dump, thread, images)
+        wait = _wait(dump, thread.thread_id, frames)
+        if wait is not None:
+            out[thread.thread_id] = wait
+    return out
+
+
+def ntdll_problem(dump: Minidump, image_paths: Iterable[str | os.PathLike[str]] = ()) -> str:
+    """Why :func:`critical_section_waits` cannot tell any wait of ``dump`` ("" when it
+    can): not x64 Windows, or ntdll.dll's image (its unwind tables) not readable."""
+    problem = _x64_windows(dump)
+    if problem:
+        return problem
+    ntdll = next((m for m in dump.modules if m.basename.lower() == "ntdll.dll"), None)
+    if ntdll is None:
+        return "no ntdll.dll among the modules"
+    try:
+        image_of(dump, ntdll, image_paths)
+    except ImageError:
+        return ("ntdll.dll's image (its unwind tables) is not in the dump and no copy of it "
+                "is in the symbol paths")
+    return ""
+
+
+def _wait(dump: Minidump, tid: int, frames: list[PeFrame]) -> CriticalSectionWait | None:
+    matched = [i for i, f in enumerate(frames)
+               if f.module is not None and f.module.lower() == "ntdll.dll"
+               and f.function in CS_FUNCTIONS]
+    if not matched:
+        return None
+    inner, outer = matched[0], matched[-1]
+    function = frames[inner].function or ""
+    if outer + 1 >= len(frames):
+        return CriticalSectionWait(tid, function, reason="the caller of "
+                                   f"{frames[outer].function} was not unwound")
+    caller = frames[outer + 1]
+    module = next((m for m in dump.modules if m.base <= caller.pc < m.base + m.size), None)
+    where = (f"{caller.function} ({module.basename})" if caller.function and module
+             else f"{module.basename}+0x{caller.pc - module.base:x}" if module
+             else f"0x{caller.pc:x}")
+    low, high = frames[inner].sp, min(caller.sp, frames[inner].sp + _MAX_SEARCH)
+    try:
+        stack = dump.memory.read(low, high - low)
+    except (MemoryNotCaptured, ValueError):
+        return CriticalSectionWait(tid, function, reason="the stack between the frames is "
+                                   "not captured", frame=where)
+    values = {v for (v,) in struct.iter_unpack("<Q", stack[:len(stack) // 8 * 8])}
+    for frame in frames[inner:outer + 2]:
+        values.update(frame.registers.get(r, 0) for r in _NONVOLATILE)
+    held, absent = [], 0
+    for value in sorted(values):
+        if value < 0x10000 or value & 7 or value >= 1 << 47:
+            continue
+        section = critical_section(dump, value)
+        if section.reason == "memory not captured":
+            absent += 1
+        elif section.owner_tid is not None and section.owner_tid != tid:
+            held.append(section)
+    if len(held) == 1:
+        return CriticalSectionWait(tid, function, held[0], frame=where)
+    if len(held) > 1:
+        return CriticalSectionWait(tid, function, reason="several pointers in the frames read "
+                                   "as held critical sections: " + ", ".join(
+                                       f"0x{s.address:x}" for s in held), frame=where)
+    if absent:
+        return CriticalSectionWait(tid, function, reason=f"memory not captured ({absent} "
+                                   "pointers in the frames point outside the dump's memory; "
+                                   "none of the rest reads as a held critical section)",
+                                   frame=where)
+    return CriticalSectionWait(tid, function, reason="no pointer in the frames reads as a "
+                               "critical section held by another thread", frame=where)
