@@ -169,8 +169,9 @@ def walk(dump: Minidump, thread: Thread, images: dict[int, Image]) -> tuple[list
     context = thread.context
     if context is None or not hasattr(context, "rip"):
         return [], "no x64 context"
-    regs = {name: getattr(context, name) for name in REGS}
-    pc, frames = context.rip, []
+    regs: dict[str, int] = {name: getattr(context, name) for name in REGS}
+    pc: int = getattr(context, "rip")
+    frames: list[PeFrame] = []
     for depth in range(MAX_FRAMES):
         image = next((i for b, i in images.items() if b <= pc < b + i.size), None) \
             if images else None

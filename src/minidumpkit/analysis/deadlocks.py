@@ -77,7 +77,8 @@ class ThreadWait:
     """What one thread waits for.
 
     ``kind``: a futex kind (``mutex``, ``robust_mutex``, ``pi_mutex``, ``rwlock``,
-    ``condvar``, ``semaphore``, ``join``, ``barrier``) or ``io`` (read, recv, accept, ...
+    ``condvar``, ``semaphore``, ``join``, ``barrier``), ``critical_section`` (Windows,
+    :mod:`.winlocks`; ``hold_count``: the owner's recursion count) or ``io`` (read, recv, accept, ...
     on ``fd``), ``poll`` (poll, select, epoll_wait), ``sleep``, ``child`` (wait4, waitid),
     ``signal`` (pause, sigsuspend), ``syscall`` (another blocking call), ``running`` (not
     blocked), ``crashed`` (the thread of the dump's exception) or ``unknown``.

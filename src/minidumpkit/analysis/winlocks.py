@@ -9,14 +9,16 @@ An x64 ``RTL_CRITICAL_SECTION`` (winnt.h; 40 bytes): ``DebugInfo`` pointer at 0,
 ``LockCount`` LONG at 8, ``RecursionCount`` LONG at 12, ``OwningThread`` at 16 (the
 owner's thread id, not a handle), ``LockSemaphore`` at 24, ``SpinCount`` at 32. A held
 section names its owner only when the words are consistent: a recursion count of at
-least 1, an owner that is a thread of the dump and a lock count that is not the free
-value -1. Anything else is ``reason`` (memory not captured, not held, inconsistent),
+least 1, an owner that is a thread of the dump, a lock count that is not the free
+value -1 and a DebugInfo that is a user pointer, NULL or -1. Anything else is ``reason`` (memory not captured, not held, inconsistent),
 never a guess.
 
-This reads one section at an address the caller knows (a global's symbol, a pointer in
-its own data). Which section a thread waits for is not told: the stack walker does not
-unwind or name frames in PE modules (ntdll's ``RtlEnterCriticalSection``), so
-:func:`~minidumpkit.analysis.wait_graph` has no Windows waits (docs/locks.md).
+:func:`critical_section_waits` tells which section a thread in ntdll's
+``RtlEnterCriticalSection`` waits for: its frames are unwound through the PE modules'
+unwind tables (:mod:`._peunwind`) and the one pointer in them at a section held by
+another thread is the answer; :func:`~minidumpkit.analysis.wait_graph` makes the owner
+its edge. SRW locks, condition variables and waits on handles (a mutex's
+WaitForSingleObject) are not told.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ __all__ = ["CS_FUNCTIONS", "CriticalSection", "CriticalSectionWait", "critical_s
 # RTL_CRITICAL_SECTION, x64: DebugInfo, LockCount, RecursionCount, OwningThread,
 # LockSemaphore, SpinCount (checked with mingw-w64's winnt.h: tests/wine/win/cs_target.c)
 _SECTION = struct.Struct("<QiiQQQ")
+_NO_DEBUG_INFO = 0xFFFF_FFFF_FFFF_FFFF  # RTL_CRITICAL_SECTION_FLAG_NO_DEBUG_INFO's -1
+_USER_LIMIT = 1 << 47  # x64 user addresses
 FREE_LOCK_COUNT = -1  # both encodings (Wine's count of entries - 1, Windows' bit 0 = free)
 
 
@@ -96,7 +100,9 @@ def critical_section(dump: Minidump, address: int) -> CriticalSection:
     if lock_count == FREE_LOCK_COUNT and owner == 0:
         return replace(section, recursion_count=None, reason="not held")
     tids = {thread.thread_id for thread in dump.threads}
-    why = ("the lock count says free" if lock_count == FREE_LOCK_COUNT
+    why = ("DebugInfo is not a pointer or -1" if debug_info not in (0, _NO_DEBUG_INFO)
+           and (debug_info & 7 or debug_info >= _USER_LIMIT)
+           else "the lock count says free" if lock_count == FREE_LOCK_COUNT
            else f"recursion count {recursion}" if recursion < 1
            else f"owner {owner} is not a thread of the dump" if owner not in tids
            else "")
@@ -200,9 +206,10 @@ def _wait(dump: Minidump, tid: int, frames: list[PeFrame]) -> CriticalSectionWai
     values = {v for (v,) in struct.iter_unpack("<Q", stack[:len(stack) // 8 * 8])}
     for frame in frames[inner:outer + 2]:
         values.update(frame.registers.get(r, 0) for r in _NONVOLATILE)
-    held, absent = [], 0
+    held: list[CriticalSection] = []
+    absent = 0
     for value in sorted(values):
-        if value < 0x10000 or value & 7 or value >= 1 << 47:
+        if value < 0x10000 or value & 7 or value >= _USER_LIMIT:
             continue
         section = critical_section(dump, value)
         if section.reason == "memory not captured":
