@@ -470,6 +470,9 @@ def wait_graph(dump: Minidump, *, frames: Mapping[int, Sequence[FrameLike]] | No
 
     ``frames``: {thread id: call stack, innermost first}; by default every thread is
     walked with :func:`~minidumpkit.analysis.walk_stacks` (``symbol_paths`` passed on).
+    An x64 Windows dump's critical-section waits (:mod:`.winlocks`) are found with the
+    modules' PE images from the dump or from ``symbol_paths`` (files of the modules'
+    names), whatever ``frames`` is.
     ``python``: the dump's Python stacks (:func:`~minidumpkit.analysis.python_stacks`),
     to tell waits for the GIL, a ``threading.RLock`` or a ``threading.Lock``
     (:mod:`.pylocks`); by default read when the dump has a python module; False: not.

@@ -149,6 +149,7 @@ def critical_section_waits(dump: Minidump, image_paths: Iterable[str | os.PathLi
     several is ``reason``."""
     if _x64_windows(dump):
         return {}
+    image_paths = list(image_paths)
     images: dict[int, Image] = {}
     for module in dump.modules:
         try:
