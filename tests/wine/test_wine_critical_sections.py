@@ -14,6 +14,7 @@ target's debug info (our unwinder found it through ntdll's .pdata).
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,11 @@ def test_full_dump_tells_the_abba_cycle_and_the_chain(cs: Any, wine: winenv.Wine
             (state["ba"], state["ab"], state["cs_a"], "critical_section")}
         assert graph.verdict()[0] == "DEADLOCK: 2 threads"
         assert [c.threads for c in graph.chains] == [(state["chained"], state["holder"])]
+        # the CLI leads with the same verdict
+        info = subprocess.run([sys.executable, "-m", "minidumpkit", "info",
+                               str(scenario.path("full"))], capture_output=True, text=True,
+                              check=True).stdout.splitlines()
+        assert info[:3] == str(deadlock).splitlines()
         # the held sections read directly: their owners as the program printed them
         for section, owner in (("cs_a", "ab"), ("cs_b", "ba"), ("cs_c", "holder")):
             read = critical_section(dump, state[section])
