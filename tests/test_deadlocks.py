@@ -434,8 +434,9 @@ def test_crashpad_dump_says_what_it_can() -> None:
                                                      "those of glibc 2.25 and later"),
     ("real-world/lldb/memory-list-padded.dmp", "no SystemInfo stream"),
     ("third-party/windows-x86_64-breakpad-invalid-parameter.dmp",
-     "a Windows NT dump: the lock analysis reads Linux glibc objects (Windows critical "
-     "sections are not covered yet)"),
+     "a Windows NT dump: the lock analysis reads Linux glibc objects (of Windows waits "
+     "only critical sections, x64, are told: not SRW locks, condition variables nor waits "
+     "on handles)"),
 ])
 def test_other_libc_or_system_is_said(fixture: str, problem: str) -> None:
     """Dumps of other writers whose libc (glibc 2.19 by its file name, libc-2.19.so) or

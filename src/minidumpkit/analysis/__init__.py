@@ -14,7 +14,8 @@ Python stacks (CPython 3.11-3.13).
   see docs/python-stacks.md. :func:`merged_stacks` (:mod:`.pymerge`): each thread's
   Python frames placed among its native ones, as ``pystack --native`` shows them.
 * :func:`wait_graph` (:mod:`.deadlocks`): what every thread waits for, the deadlocks
-  and the chains; see docs/locks.md.
+  and the chains; see docs/locks.md. :func:`critical_section` (:mod:`.winlocks`): a
+  Windows x64 ``CRITICAL_SECTION``'s owner read from the dump's memory.
 
 This layer sits above the reader: it imports the reader and the format, never the
 reverse, and never a backend.
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .deadlocks import WaitGraph, wait_graph
 from .stackwalk import CallStack, Frame, FrameTrust, walk_thread
 from .symbols import Symbolizer
+from .winlocks import CriticalSection, critical_section
 
 if TYPE_CHECKING:
     from .._streams import Thread
@@ -37,8 +39,8 @@ if TYPE_CHECKING:
     from .python import python_stacks
     from ..reader import Minidump
 
-__all__ = ["CallStack", "Frame", "FrameTrust", "Symbolizer", "WaitGraph", "merged_stacks",
-           "python_stacks",
+__all__ = ["CallStack", "CriticalSection", "Frame", "FrameTrust", "Symbolizer", "WaitGraph",
+           "critical_section", "merged_stacks", "python_stacks",
            "symbolizer_for", "wait_graph", "walk_stack", "walk_stacks"]
 
 _SYMBOLIZERS: weakref.WeakKeyDictionary[Minidump, dict[tuple[tuple[str, ...], bool], Symbolizer]] \

@@ -69,7 +69,7 @@ _GLIBC_LAYOUTS_SINCE = (2, 25)
 _GLIBC_FILE = re.compile(r"libc-(\d+)\.(\d+)(?:\.\d+)?\.so")
 _GLIBC_VERSION = re.compile(rb"GNU C Library [^\n]*?release version (\d+)\.(\d+)")
 # the Python-level kinds (.pylocks) in words
-_LABELS = {"gil": "the GIL", "python_rlock": "threading.RLock", "python_lock": "threading.Lock"}
+_LABELS = {"critical_section": "critical section", "gil": "the GIL", "python_rlock": "threading.RLock", "python_lock": "threading.Lock"}
 
 
 @lazy_dataclass
@@ -77,7 +77,8 @@ class ThreadWait:
     """What one thread waits for.
 
     ``kind``: a futex kind (``mutex``, ``robust_mutex``, ``pi_mutex``, ``rwlock``,
-    ``condvar``, ``semaphore``, ``join``, ``barrier``) or ``io`` (read, recv, accept, ...
+    ``condvar``, ``semaphore``, ``join``, ``barrier``), ``critical_section`` (Windows,
+    :mod:`.winlocks`; ``hold_count``: the owner's recursion count) or ``io`` (read, recv, accept, ...
     on ``fd``), ``poll`` (poll, select, epoll_wait), ``sleep``, ``child`` (wait4, waitid),
     ``signal`` (pause, sigsuspend), ``syscall`` (another blocking call), ``running`` (not
     blocked), ``crashed`` (the thread of the dump's exception) or ``unknown``.
@@ -292,7 +293,8 @@ def libc_problem(dump: Minidump) -> str:
     if system is None:
         return "no SystemInfo stream: the operating system and architecture are not known"
     if system.os not in ("Linux", "Android"):
-        covered = " (Windows critical sections are not covered yet)" \
+        covered = (" (of Windows waits only critical sections, x64, are told: not SRW "
+                   "locks, condition variables nor waits on handles)") \
             if system.os.startswith("Windows") else ""
         return f"a {system.os} dump: the lock analysis reads Linux glibc objects{covered}"
     if system.architecture != md.ProcessorArchitecture.AMD64:
@@ -468,6 +470,9 @@ def wait_graph(dump: Minidump, *, frames: Mapping[int, Sequence[FrameLike]] | No
 
     ``frames``: {thread id: call stack, innermost first}; by default every thread is
     walked with :func:`~minidumpkit.analysis.walk_stacks` (``symbol_paths`` passed on).
+    An x64 Windows dump's critical-section waits (:mod:`.winlocks`) are found with the
+    modules' PE images from the dump or from ``symbol_paths`` (files of the modules'
+    names), whatever ``frames`` is.
     ``python``: the dump's Python stacks (:func:`~minidumpkit.analysis.python_stacks`),
     to tell waits for the GIL, a ``threading.RLock`` or a ``threading.Lock``
     (:mod:`.pylocks`); by default read when the dump has a python module; False: not.
@@ -478,8 +483,11 @@ def wait_graph(dump: Minidump, *, frames: Mapping[int, Sequence[FrameLike]] | No
 
         frames = {cs.thread_id: cs.frames for cs in walk_stacks(dump, symbol_paths=symbol_paths)}
     libc = libc_problem(dump)
+    system = dump.system_info
     waits = {t.thread_id: thread_wait(dump, t, frames.get(t.thread_id), libc=libc)
              for t in dump.threads}
+    if system is not None and system.os.startswith("Windows"):
+        waits = _windows_waits(dump, waits, symbol_paths)
     if python is None:
         python = any("python" in m.basename for m in dump.modules)
     if python is True:
@@ -492,6 +500,34 @@ def wait_graph(dump: Minidump, *, frames: Mapping[int, Sequence[FrameLike]] | No
         waits = python_waits(dump, python, waits, frames)
     deadlocks = _cycles(waits)
     return WaitGraph(waits, deadlocks, _chains(waits, deadlocks), problem=libc)
+
+
+def _windows_waits(dump: Minidump, waits: dict[int, ThreadWait],
+                   symbol_paths: Iterable[str | os.PathLike[str]]) -> dict[int, ThreadWait]:
+    """The threads of an x64 Windows dump in ``RtlEnterCriticalSection`` (:mod:`.winlocks`):
+    the section and its owner, or unknown with the reason."""
+    from .winlocks import critical_section_waits, ntdll_problem
+
+    paths = list(symbol_paths)
+    problem = ntdll_problem(dump, paths)
+    if problem:
+        return {tid: w if not w.unknown else replace(
+            w, unknown=f"{w.unknown}; critical sections are not told: {problem}")
+            for tid, w in waits.items()}
+    out = dict(waits)
+    for tid, cs in critical_section_waits(dump, paths).items():
+        name = waits[tid].name
+        if cs.section is None:
+            out[tid] = ThreadWait(tid, name, UNKNOWN, call=f"critical section ({cs.function})",
+                                  unknown=cs.reason, frame=cs.frame)
+        else:
+            out[tid] = ThreadWait(tid, name, "critical_section",
+                                  object_address=cs.section.address,
+                                  owner_tid=cs.section.owner_tid,
+                                  hold_count=cs.section.recursion_count, frame=cs.frame,
+                                  evidence=f"{cs.function} in ntdll.dll; the section's "
+                                  "OwningThread")
+    return out
 
 
 def _next(waits: Mapping[int, ThreadWait], tid: int) -> int | None:
