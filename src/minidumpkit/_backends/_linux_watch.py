@@ -382,15 +382,19 @@ class LinuxWatch:
                 if wait_idle is not None:
                     wait_idle(max(0.0, next_sample - now))
                     continue
-                delay = min(idle, max(0.0, next_sample - now))
-                if serve is not None:
-                    if _readable(serve[0], delay):
+                if wake is not None:
+                    # (with a dump-request socket: looked at between waits, so SIGCHLD
+                    # still ends every wait at once; a request waits at most one wait)
+                    if serve is not None and _readable(serve[0], 0.0):
                         serve[1]()
-                elif wake is not None:
+                        continue
                     wake.wait(min(MAX_IDLE_SECONDS, max(0.0, next_sample - now)))
                     continue
-                else:
+                delay = min(idle, max(0.0, next_sample - now))
+                if serve is None:
                     time.sleep(delay)
+                elif _readable(serve[0], delay):
+                    serve[1]()
                 idle = min(idle * 2, MAX_IDLE_SECONDS)
         finally:
             try:
