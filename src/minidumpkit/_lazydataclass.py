@@ -189,7 +189,7 @@ class LazyDataclass(metaclass=_LazyDataclassType):
         given = cls.__dict__.get("__lazy_defaults__", {})  # lazy_dataclass moved them here
         for name, ann in own.items():
             annotations[name] = ann
-            value = _NO_DEFAULT
+            value: Any = _NO_DEFAULT
             if name in given:
                 value = given[name]
             elif name in cls.__dict__ and not isinstance(cls.__dict__[name], MemberDescriptorType):
@@ -201,11 +201,12 @@ class LazyDataclass(metaclass=_LazyDataclassType):
                     uncompared.add(name)
                 if value.default_factory is not None:
                     factories[name] = value.default_factory
-                if cls.__dict__.get(name) is value:  # the class keeps the default alone
-                    if value.default is _NO_DEFAULT:
+                options: _Field = value
+                if cls.__dict__.get(name) is options:  # the class keeps the default alone
+                    if options.default is _NO_DEFAULT:
                         delattr(cls, name)
                     else:
-                        setattr(cls, name, value.default)
+                        setattr(cls, name, options.default)
                 value = value.default
             if value is not _NO_DEFAULT:
                 defaults[name] = value

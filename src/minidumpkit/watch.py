@@ -25,7 +25,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 from . import _output
 from ._triggers import WINDOWS_TRIGGERS, DEFAULT_NAME, Triggers, check_template, dump_name
@@ -158,7 +158,7 @@ def _has_lock_cycle(out: IO[bytes]) -> bool:
     from .reader import open_minidump
 
     out.seek(0)
-    with open_minidump(out) as dump:
+    with open_minidump(cast(BinaryIO, out)) as dump:
         return bool(wait_graph(dump).deadlocks)
 
 

@@ -591,7 +591,8 @@ class LinuxWatch:
                 detail = "is not one it traces (it exited?)"
             raise ProcessNotFound(errno.ESRCH, f"process {target} cannot be dumped by the "
                                   f"minidumpkit tracer that held it: it {detail}", pid=target)
-        tid = requesting_tid if self._known.get(requesting_tid or 0) == target else target
+        tid = requesting_tid if requesting_tid is not None \
+            and self._known.get(requesting_tid) == target else target
         stop = _HeldStop(self, target, None)
         times = write_held_dump(target, stop, cast(BinaryIO, out), dump_type,
                                 exception=CapturedException(thread_id=tid),
@@ -705,7 +706,7 @@ class LinuxWatch:
                 try:
                     got, status = self._poll(tid)
                 except ProcessError:
-                    got, status = tid, None  # type: ignore[assignment]
+                    got, status = tid, None
                 if got:
                     pending.remove(tid)
                     results.append((tid, status))
@@ -843,13 +844,13 @@ class LinuxWatch:
             tids = list(self._known)
             for tid in tids:
                 _ptrace(libc.PTRACE_INTERRUPT, tid)
-            for tid, status in self._await_stops(tids, detaching=True):
-                if status is None:
+            for tid, report in self._await_stops(tids, detaching=True):
+                if report is None:
                     self._gone(tid, 0)
                     continue
-                stopped, sig, event = _describe(status)
+                stopped, sig, event = _describe(report)
                 if not stopped:
-                    self._gone(tid, status)
+                    self._gone(tid, report)
                     continue
                 if event in _NEW_TASK_EVENTS:  # the new task's first stop comes next round
                     new = _event_message(tid)

@@ -55,7 +55,8 @@ class ProcessMemory:
         self.done[0] = 0
         self.api.kernel32.ReadProcessMemory(self.hprocess, kernel32.ffi.cast("LPCVOID", address),
                                             buffer, size, self.done)
-        return kernel32.ffi.buffer(buffer, min(self.done[0], size))[:]
+        data: bytes = kernel32.ffi.buffer(buffer, min(self.done[0], size))[:]
+        return data
 
 
 def process_modules(api: Any, hprocess: Any) -> list[CapturedModule]:

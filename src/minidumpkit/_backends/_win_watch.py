@@ -40,7 +40,7 @@ from typing import IO, Any
 
 from .._ffi import _winerror, dbghelp, kernel32
 from .._triggers import Triggers
-from ..errors import AlreadyTraced, ProcessNotFound
+from ..errors import AlreadyTraced
 from ..flags import ContextFlags, MiniDumpType
 
 WriteFn = Callable[[IO[bytes], MiniDumpType, bool], object]

@@ -209,7 +209,7 @@ def _repr(obj: object) -> str:
 
 def _eq(a: object, b: object) -> bool:
     if type(a) is not type(b):
-        return NotImplemented
+        return NotImplemented  # type: ignore[no-any-return]  # (what == expects)
     names: tuple[str, ...] = getattr(type(a), "__slots__")
     return all(getattr(a, n) == getattr(b, n) for n in names)
 

@@ -12,14 +12,20 @@ from __future__ import annotations
 import bisect
 import posixpath
 import struct
-from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from .cfi import CfiError, _Reader
 from .elf import ElfError, ElfFile
 
 __all__ = ["LineError", "LineTable"]
+
+
+class FileNames(Protocol):
+    """A unit's file table: a list of paths, or DWARF 5's made-on-use :class:`_Names`."""
+
+    def __getitem__(self, index: int, /) -> str: ...
+    def __len__(self) -> int: ...
 
 
 class LineError(Exception):
@@ -30,7 +36,7 @@ class _Unit:
     __slots__ = ("addresses", "ends", "files", "lines", "names")
 
     def __init__(self, addresses: list[int], ends: list[int], files: list[int],
-                 lines: list[int], names: Sequence[str]) -> None:
+                 lines: list[int], names: FileNames) -> None:
         self.addresses = addresses  # row start addresses, sorted
         self.ends = ends            # for each row, where its range ends
         self.files = files
@@ -359,7 +365,7 @@ class LineTable:
         return out
 
     def _file_names(self, r: _Reader, version: int, offset_size: int,
-                    comp_dir: str | None) -> Sequence[str]:
+                    comp_dir: str | None) -> FileNames:
         if version >= 5:
             return _Names(self, self._entries(r, offset_size), self._entries(r, offset_size),
                           comp_dir)
@@ -382,7 +388,8 @@ class LineTable:
         return out
 
     def _run(self, r: _Reader, min_inst: int, default_is_stmt: bool, line_base: int,
-             line_range: int, opcode_base: int, std_lengths: list[int], names: Sequence[str],
+             line_range: int, opcode_base: int, std_lengths: list[int],
+             names: FileNames,
              version: int) -> _Unit:
         # each sequence's rows as parallel lists (address, file, line), and where it ends
         sequences: list[tuple[list[int], list[int], list[int], int]] = []
@@ -465,7 +472,7 @@ class LineTable:
 
 
 def _rows(sequences: list[tuple[list[int], list[int], list[int], int]],
-          names: Sequence[str]) -> _Unit:
+          names: FileNames) -> _Unit:
     """The rows of a unit's sequences, sorted by address, each with the address where it
     ends (the next row's, or the sequence's end). Sequences that do not overlap (as
     compilers lay out a unit's code) are joined whole; a row of the same address as the

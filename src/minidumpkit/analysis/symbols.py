@@ -405,7 +405,7 @@ class Symbolizer:
             self.module_error: str | None = None
         except MinidumpFormatError as exc:  # walk on without modules: FP and no names
             mods, self.module_error = [], str(exc)
-        self._modules = mods
+        self._modules: list[Module] = mods
         self._bases = [m.base for m in mods]
         self._cache: dict[int, ModuleSymbols] = {}
         self._files: dict[str, ElfFile | str] = {}
@@ -436,7 +436,8 @@ class Symbolizer:
         starts, rest = self._file_mappings
         i = bisect.bisect_right(starts, address) - 1
         if i >= 0 and address < rest[i][0]:
-            return rest[i][1]
+            module: Module = rest[i][1]
+            return module
         return None
 
     def for_module(self, module: Module) -> ModuleSymbols:
