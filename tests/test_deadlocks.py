@@ -449,3 +449,16 @@ def test_other_libc_or_system_is_said(fixture: str, problem: str) -> None:
     assert graph.problem.startswith(problem)
     assert graph.deadlocks == [] and graph.edges() == {}
     assert graph.verdict() == [f"no deadlock found, but {graph.problem}"]
+
+
+def test_a_stray_file_named_like_ntdll_in_symbol_paths_is_not_an_image(tmp_path: Path) -> None:
+    """A short non-PE ``ntdll.dll`` among the symbol paths (a partial download, say) is
+    passed over, and the paths may be a generator: wait_graph still answers for every
+    thread of a Windows x64 dump (it raised struct.error, found in review)."""
+    from oracles import FIXTURES
+
+    (tmp_path / "ntdll.dll").write_bytes(b"MZ" + bytes(8))
+    with mdk.open_minidump(FIXTURES / "third-party" / "windows-x86_64-dbghelp-fastfail.dmp") \
+            as dump:
+        graph = wait_graph(dump, symbol_paths=(p for p in [tmp_path]))
+        assert sorted(graph.waits) == sorted(t.thread_id for t in dump.threads)

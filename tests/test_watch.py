@@ -664,3 +664,23 @@ def test_no_ptrace_permission(prog: Path, tmp_path: Path) -> None:
     finally:
         target.kill()
         target.wait()
+
+
+def test_run_whose_on_start_raises_leaves_the_child_untraced(prog: Path, tmp_path: Path) -> None:
+    """watch.run's on_start callback raising: the exception reaches the caller and the
+    child runs on untraced (it stayed traced by the caller's thread, found in review)."""
+    started: list[int] = []
+
+    def on_start(pid: int) -> None:
+        started.append(pid)
+        raise RuntimeError("on_start failed")
+
+    with pytest.raises(RuntimeError, match="on_start failed"):
+        minidumpkit.watch.run([str(prog), "idle", "30"], directory=tmp_path, on_crash=True,
+                              on_start=on_start)
+    [pid] = started
+    try:
+        assert _tracers(pid) and all(t == 0 for t in _tracers(pid)), _tracers(pid)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)

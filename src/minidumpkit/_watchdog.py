@@ -241,15 +241,32 @@ class Watchdog:
         self.done = False
         self.exit_code = 0
         self._buffer = b""
+        self._unsent = bytearray()  # said, not yet written to the owner (flush_out)
         # crash mode: (trigger, path, pid) -> the path written, None if not traced
         self.held_dump: Callable[[str, str, int], str | None] | None = None
 
     # -- I/O --
     def say(self, message: dict[str, Any]) -> None:
+        self._unsent += (json.dumps(message) + "\n").encode()
+        self.flush_out(block=False)
+
+    def flush_out(self, *, block: bool) -> None:
+        """Write what waits for the owner. Never blocks unless ``block``: a message is
+        often said while a process is held (a crash record), and a pipe the owner has
+        not read for a while is full (found in review: a test crashing many
+        subprocesses would have held the last one until the owner read)."""
         try:
-            self.out.write(json.dumps(message) + "\n")
-            self.out.flush()
+            fd = self.out.fileno()
+            while self._unsent:
+                if not block and not select.select([], [fd], [], 0)[1]:
+                    return
+                # a writable pipe has room for a page: this write does not block
+                sent = os.write(fd, self._unsent[:4096])
+                del self._unsent[:sent]
+        except InterruptedError:
+            return
         except (OSError, ValueError):
+            self._unsent.clear()
             self.stopping = True
 
     def _commands(self, block: float) -> list[dict[str, Any]]:
@@ -277,6 +294,7 @@ class Watchdog:
 
     # -- one round --
     def step(self, block: float) -> None:
+        self.flush_out(block=False)
         now = time.monotonic()
         waits = [d for d, _ in self.deadlines.values()]
         if self.awaiting is not None:
@@ -456,9 +474,14 @@ def _run_traced(dog: Watchdog) -> None:
         except (OSError, ValueError):
             pass
 
+    def on_dump_error(exc: BaseException) -> None:
+        # a crash dump that fails (a full disk, a vanished process) is reported, and the
+        # watch goes on: the rest of the session keeps its crash and timeout cover
+        dog.say({"error": f"a crash dump failed: {type(exc).__name__}: {exc}"})
+
     watch = LinuxWatch(dog.target, Triggers(on_crash=True, count=1 << 31, interval=0,
                                             follow_children=True),
-                       on_dump, reap_leader=True)
+                       on_dump, reap_leader=True, on_error=on_dump_error)
 
     def held_dump(trigger: str, path: str, pid: int) -> str | None:
         if not watch.traces(pid):
@@ -530,6 +553,7 @@ def main(argv: list[str]) -> int:
         _run_traced(dog)
     else:
         _run_plain(dog)
+    dog.flush_out(block=True)
     return dog.exit_code
 
 

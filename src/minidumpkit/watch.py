@@ -548,17 +548,24 @@ def run(argv: Sequence[str], triggers: Triggers | None = None, *, directory: Str
         if watch.exit_status is None:
             os.waitpid(pid, 0)  # it exited 127 after the failed exec
         raise
+    except BaseException:  # KeyboardInterrupt before it runs: let it go, untraced
+        if server is not None:
+            server.close()
+        watch.detach()
+        raise
     serve: tuple[int, Callable[[], object]] | None = None
     if server is not None:
         tracer = server
         serve = (tracer.fileno(), lambda: tracer.serve(watch.write_requested))
     try:
         if on_start is not None:
-            on_start(pid)
+            on_start(pid)  # (its exception detaches too: run's finally does it)
         watch.run(should_stop, serve=serve)
     finally:
         if server is not None:
             server.close()
+        if not watch.finished and not watch.detached:
+            watch.detach()  # on_start raised: nothing may stay traced
     if watch.exit_status is not None:
         return watch.exit_status
     if should_stop():

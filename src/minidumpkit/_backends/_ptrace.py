@@ -226,6 +226,9 @@ class ProcessStop:
                     self._state[tid] = _State.GONE  # exited between the listing and now
                     continue
                 if err != errno.EPERM or not self._seized_on_retry(tid):
+                    if self._is_dead(tid):  # it was exiting after all: gone
+                        self._state[tid] = _State.GONE
+                        continue
                     raise _seize_error(self.pid, tid, err)
             self._state[tid] = _State.SEIZED
             self.seized_ns[tid] = time.perf_counter_ns()

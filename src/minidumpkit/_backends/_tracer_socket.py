@@ -81,6 +81,11 @@ def connect(pid: int, tracer: int | None = None) -> socket.socket | None:
     if peer_pid != _tgid(tracer) or peer_uid not in (os.geteuid(), 0):
         sock.close()  # not the process that traces it: someone else's name
         return None
+    if peer_pid == os.getpid():
+        # our own tracer: the request would wait for an answer only this process can
+        # give (found in review: a watchdog dumping a child it had not adopted yet)
+        sock.close()
+        return None
     return sock
 
 

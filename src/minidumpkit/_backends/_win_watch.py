@@ -189,7 +189,13 @@ class WindowsWatch:
             return
         self.dumps += 1
         tid = int(self._event.dwThreadId)
-        exception = ExceptionParam(self.api, tid, self._event.u.Exception.ExceptionRecord)
+        try:
+            exception = ExceptionParam(self.api, tid, self._event.u.Exception.ExceptionRecord)
+        except OSError as exc:  # the thread's context is unreadable: report, watch on
+            if self.on_error is None:
+                raise
+            self.on_error(exc)
+            return
 
         def write(out: IO[bytes], dump_type: MiniDumpType, all_memory: bool) -> object:
             from ._win_trampoline import Trampoline

@@ -31,6 +31,12 @@ UWOP_SAVE_NONVOL, UWOP_SAVE_NONVOL_FAR, UWOP_PUSH_MACHFRAME = 4, 5, 10
 UNW_FLAG_CHAININFO = 4
 MAX_FRAMES = 64
 
+# Bounds on what an image (from a dump, maybe hostile) may make us read: far above real
+# modules (ntdll exports ~2,500 functions; the PE format allows 96 sections at most).
+MAX_EXPORTS = 1 << 16
+MAX_PDATA_BYTES = 16 << 20
+MAX_SECTIONS = 96
+
 
 class ImageError(Exception):
     """A PE image (headers, unwind data) that cannot be read."""
@@ -60,12 +66,16 @@ class Image:
         dirs = pe + 24 + 112
         export_rva, _ = struct.unpack("<II", self.read(dirs, 8))
         pdata_rva, pdata_size = struct.unpack("<II", self.read(dirs + 3 * 8, 8))
+        if pdata_size > MAX_PDATA_BYTES:
+            raise ValueError(f"exception directory of {pdata_size} bytes")
         raw = self.read(pdata_rva, pdata_size - pdata_size % 12) if pdata_rva else b""
         self.functions = sorted(struct.iter_unpack("<III", raw))
         self.exports: dict[int, str] = {}
         if export_rva:
             count, names, functions, name_table, ordinals = struct.unpack(
                 "<IIIII", self.read(export_rva + 20, 20))
+            if count > MAX_EXPORTS or names > MAX_EXPORTS:
+                raise ValueError(f"export directory of {count} functions, {names} names")
             addresses = struct.unpack(f"<{count}I", self.read(functions, 4 * count))
             name_rvas = struct.unpack(f"<{names}I", self.read(name_table, 4 * names))
             indexes = struct.unpack(f"<{names}H", self.read(ordinals, 2 * names))
@@ -114,15 +124,15 @@ def image_of(dump: Minidump, module: Module, image_paths: Iterable[str | os.Path
         path = Path(directory) / module.basename
         if not path.is_file():
             continue
-        data = path.read_bytes()
-        reader = _file_reader(data)
         try:
+            data = path.read_bytes()
+            reader = _file_reader(data)
             image = Image(module.basename, module.base, module.size, reader)
             pe = struct.unpack("<I", reader(0x3C, 4))[0]
             stamp = struct.unpack("<I", reader(pe + 8, 4))[0]
             size = struct.unpack("<I", reader(pe + 24 + 56, 4))[0]
-        except (ImageError, struct.error, ValueError):
-            continue
+        except (ImageError, struct.error, ValueError, OSError, IndexError):
+            continue  # not a PE32+ file after all, or unreadable: not this module's image
         if stamp == module.timestamp and size == module.size:
             return image
     raise ImageError(f"{module.basename}'s image is not in the dump ({problem}) and no "
@@ -133,6 +143,8 @@ def _file_reader(data: bytes) -> Callable[[int, int], bytes]:
     pe = struct.unpack_from("<I", data, 0x3C)[0]
     count, optional = struct.unpack_from("<H", data, pe + 6)[0], \
         struct.unpack_from("<H", data, pe + 20)[0]
+    if count > MAX_SECTIONS:
+        raise ValueError(f"{count} sections")
     sections = [struct.unpack_from("<IIII", data, pe + 24 + optional + 40 * i + 8)
                 for i in range(count)]  # VirtualSize, VirtualAddress, SizeOfRawData, Pointer
 

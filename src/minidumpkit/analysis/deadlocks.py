@@ -478,6 +478,7 @@ def wait_graph(dump: Minidump, *, frames: Mapping[int, Sequence[FrameLike]] | No
     (:mod:`.pylocks`); by default read when the dump has a python module; False: not.
     Raises only :class:`~minidumpkit.MinidumpFormatError` for a malformed dump.
     """
+    symbol_paths = tuple(symbol_paths)  # used twice: a generator would be spent by the walk
     if frames is None:
         from . import walk_stacks
 
