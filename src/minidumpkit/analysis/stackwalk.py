@@ -630,26 +630,27 @@ class _Walker:
     def _x86_step(self, state: _State) -> _State | None:
         """STACK WIN, then STACK CFI (both from a Breakpad store), then the ebp chain,
         then a validated scan (Breakpad's order)."""
-        for method in (self.x86_by_stack_win, self._breakpad_cfi_only,
-                       self.x86_by_frame_pointer):
-            try:
-                caller = method(state)
-            except _LOCAL_ERRORS:
-                caller = None
-            if caller is not None:
-                return caller
-        return self.x86_by_scan(state)
+        return self._first_caller(state, (self.x86_by_stack_win, self._breakpad_cfi_only,
+                                          self.x86_by_frame_pointer), self.x86_by_scan)
 
     def _arm64_step(self, state: _State) -> _State | None:
         """STACK CFI (Breakpad store), then the frame-record chain, then a scan."""
-        for method in (self._breakpad_cfi_only, self.arm64_by_frame_pointer):
+        return self._first_caller(state, (self._breakpad_cfi_only,
+                                          self.arm64_by_frame_pointer), self.arm64_by_scan)
+
+    @staticmethod
+    def _first_caller(state: _State, methods: tuple[Callable[[_State], _State | None], ...],
+                      scan: Callable[[_State], _State | None]) -> _State | None:
+        """The caller the first of ``methods`` finds (one that fails on this frame's data
+        counts as finding none), else what ``scan`` finds."""
+        for method in methods:
             try:
                 caller = method(state)
             except _LOCAL_ERRORS:
                 caller = None
             if caller is not None:
                 return caller
-        return self.arm64_by_scan(state)
+        return scan(state)
 
     def _breakpad_cfi_only(self, state: _State) -> _State | None:
         """STACK CFI for x86 and arm64 (no DWARF reader for them yet). After a frame found
